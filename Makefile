@@ -1,0 +1,49 @@
+# acula-edge: `make demo` runs the product, `make test` runs the test suite.
+# Both create .venv and install what they need, pinned by constraints.txt.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install -q -c constraints.txt
+# Extras the test suite needs (see pyproject.toml for all of them).
+TEST_EXTRAS ?= train,export,dev
+SYSTEM_PACKAGES := libportaudio2
+
+.PHONY: demo test install-edge install-test system-deps bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Device side only: numpy, soundfile, sounddevice, onnxruntime (no torch).
+$(VENV)/.edge: pyproject.toml constraints.txt | $(PY)
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml constraints.txt | $(PY)
+	$(PIP) -e '.[$(TEST_EXTRAS)]'
+	touch $@ $(VENV)/.edge
+
+install-edge: $(VENV)/.edge
+install-test: $(VENV)/.test
+
+# System libraries: installed on Debian/Ubuntu when run as root, otherwise named.
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done 2>/dev/null; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing system packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "note: please install the system packages:$$missing (PortAudio, for live microphone input)"; fi
+
+demo: system-deps $(VENV)/.edge
+	$(PY) -m acula_edge.demo
+
+test: system-deps $(VENV)/.test
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.test
+	$(PY) -m benchmarks.synth_speed
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache

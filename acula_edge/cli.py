@@ -1,0 +1,65 @@
+"""The ``acula-edge`` console script and the error handling every CLI shares."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import sys
+from typing import Callable, Sequence
+
+from acula_edge.errors import AculaError
+
+# stage name -> module with main(argv) (heavy imports happen inside each stage)
+STAGES = {
+    "data": ("acula_edge.data.cli", "summarise datasets, inspect audio files, write manifests and splits"),
+    "synth": ("acula_edge.data.synth", "write the synthetic cardio-respiratory corpus"),
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one ``error:`` line (through :func:`guarded`)."""
+
+    def error(self, message: str):
+        raise AculaError(f"{message} (see {self.prog} --help)")
+
+
+def guarded(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
+    """Turn user errors into one ``error:`` line and exit code 2; Ctrl-C into exit code 130."""
+
+    @functools.wraps(main)
+    def wrapper(argv: Sequence[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except AculaError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except OSError as e:  # permissions, full disk, a path that is a folder, ...
+            print(f"error: {e.strerror or e}{': ' + str(e.filename) if e.filename else ''}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:
+            return 0
+
+    return wrapper
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``acula-edge <stage> [options]``: run one stage of the toolkit."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print("usage: acula-edge <stage> [options]\n\nstages:")
+        for name, (_, text) in STAGES.items():
+            print(f"  {name:<10} {text}")
+        return 0 if args else 2
+    if args[0] not in STAGES:
+        print(f"error: unknown stage {args[0]!r}; choose one of: {', '.join(STAGES)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(STAGES[args[0]][0])
+    return module.main(args[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

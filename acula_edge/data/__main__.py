@@ -1,0 +1,3 @@
+from acula_edge.data.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,178 @@
+"""Coswara (IISc Bangalore): crowd-sourced breathing, cough and speech recordings with COVID-19 status.
+
+Layout after the publisher's ``extract_data.py``: ``Extracted_data/<date>/<uid>/<sound>.wav``
+(some copies put the date folders directly under the root), with ``combined_data.csv`` (column
+legend in ``csv_labels_legend.json``) at the repository root; each user folder may also hold a
+``metadata.json`` with the same fields, used when the CSV lacks the user. Coswara has some empty
+or corrupt files: they are skipped and counted in one warning.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import re
+from pathlib import Path
+
+from acula_edge.audio import info
+from acula_edge.data.loaders import find_files, register_loader, require
+from acula_edge.data.records import Recording, _cell
+from acula_edge.errors import AudioError, DatasetError
+
+SOUNDS = {
+    "breathing-deep": "breath", "breathing-shallow": "breath",
+    "cough-heavy": "cough", "cough-shallow": "cough",
+    "counting-normal": "speech", "counting-fast": "speech",
+    "vowel-a": "speech", "vowel-e": "speech", "vowel-o": "speech",
+}
+NEGATIVE = {"healthy", "no_resp_illness_exposed", "resp_illness_not_identified", "recovered_full"}
+# Self-reported flags (True when ticked) -> readable names for reports.
+SYMPTOMS = {
+    "cough": "cough", "cold": "cold", "fever": "fever", "diarrhoea": "diarrhoea",
+    "bd": "breathing difficulties", "st": "sore throat", "ftg": "fatigue", "mp": "muscle pain",
+    "loss_of_smell": "loss of smell and taste", "others_resp": "other respiratory illness",
+}
+CONDITIONS = {
+    "asthma": "asthma", "ht": "hypertension", "diabetes": "diabetes", "ihd": "ischemic heart disease",
+    "cld": "chronic lung disease", "pneumonia": "pneumonia", "others_preexist": "other pre-existing condition",
+}
+TEST_STATUS = {"p": "positive", "n": "negative"}
+VACCINATION = {"y": "two doses", "p": "one dose", "n": "not vaccinated"}
+SEXES = {"male": "male", "female": "female", "other": "other"}
+log = logging.getLogger(__name__)
+
+
+def covid_of(status: str | None) -> str | None:
+    """positive_* -> positive; healthy, exposed, other illness, recovered -> negative; else None."""
+    if not status:
+        return None
+    if status.startswith("positive"):
+        return "positive"
+    return "negative" if status in NEGATIVE else None
+
+
+def _flag(v) -> bool | None:
+    """True/False/y/n cells as bool; empty cells as None."""
+    v = str(v).strip().lower() if v is not None else ""
+    if v in ("true", "y", "yes", "1"):
+        return True
+    if v in ("false", "n", "no", "0"):
+        return False
+    return None
+
+
+def _read_csv(path: Path) -> dict[str, dict[str, str]]:
+    """User id to its row of ``combined_data.csv``."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if "id" not in (reader.fieldnames or []) or "covid_status" not in (reader.fieldnames or []):
+            raise DatasetError(f"{path}: not Coswara's combined_data.csv (needs columns id and covid_status)")
+        return {row["id"].strip(): row for row in reader if (row.get("id") or "").strip()}
+
+
+def _read_json(path: Path) -> dict[str, str]:
+    """A user's ``metadata.json``, or an empty dict when absent or unreadable."""
+    if not path.is_file():
+        return {}
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        log.warning("coswara: unreadable %s", path)
+        return {}
+    return {str(k): "" if v is None else str(v) for k, v in d.items()} if isinstance(d, dict) else {}
+
+
+def _describe(row: dict[str, str], date: str | None) -> tuple[dict, dict]:
+    """Metadata and labels of one user."""
+    meta: dict = {}
+    age = _cell(row.get("a"))
+    if isinstance(age, (int, float)) and age >= 0:
+        meta["age_years"] = age
+    sex = (row.get("g") or "").strip().lower()
+    if sex in SEXES:
+        meta["sex"] = SEXES[sex]
+    for col, key in (("l_c", "country"), ("l_s", "state")):
+        v = _cell(row.get(col))
+        if v is not None:
+            meta[key] = str(v)
+    smoker = _flag(row.get("smoker"))
+    if smoker is not None:
+        meta["smoker"] = smoker
+    for col, table in (("symptoms", SYMPTOMS), ("conditions", CONDITIONS)):
+        found = [name for key, name in table.items() if _flag(row.get(key))]
+        if found:
+            meta[col] = found
+    test = TEST_STATUS.get((row.get("test_status") or "").strip().lower())
+    if test:
+        meta["covid_test"] = test
+        test_type = _cell(row.get("testType"))
+        if test_type is not None:
+            meta["covid_test_type"] = str(test_type)
+    vacc = VACCINATION.get((row.get("vacc") or "").strip().lower())
+    if vacc:
+        meta["vaccination"] = vacc
+    record_date = (row.get("record_date") or "").strip() or date
+    if record_date:
+        meta["record_date"] = record_date
+    labels = {}
+    status = (row.get("covid_status") or "").strip()
+    if status:
+        labels["covid_status"] = status
+        if covid_of(status):
+            labels["covid"] = covid_of(status)
+    return meta, labels
+
+
+@register_loader("coswara")
+def load_coswara(root: Path, sounds: list[str] | str | None = None, **options) -> list[Recording]:
+    """Records with labels ``covid_status`` and ``covid`` (positive/negative); ``sounds=`` restricts the sounds."""
+    if options:
+        log.warning("coswara: ignoring options it does not use: %s", ", ".join(sorted(options)))
+    if isinstance(sounds, str):
+        sounds = [s.strip() for s in sounds.split(",") if s.strip()]
+    wanted = set(SOUNDS) if sounds is None else set(sounds)
+    unknown = sorted(wanted - set(SOUNDS))
+    if unknown:
+        raise DatasetError(f"coswara: unknown sound(s) {', '.join(unknown)}; choose from {', '.join(SOUNDS)}")
+    wavs = [p for p in find_files(root, (".wav",)) if p.stem.lower() in SOUNDS]
+    require(wavs, "Coswara recordings (<date>/<user>/cough-heavy.wav, ...)", root)
+    folders = list(dict.fromkeys([root, root.parent, *(w.parent.parent.parent for w in wavs)]))
+    csv_path = next((f / "combined_data.csv" for f in folders if (f / "combined_data.csv").is_file()), None)
+    rows = _read_csv(csv_path) if csv_path else {}
+    if csv_path is None:
+        log.warning("coswara: no combined_data.csv in %s or its parent; using each user's metadata.json", root)
+
+    out, bad, users = [], [], {}
+    for wav in wavs:
+        sound = wav.stem.lower()
+        if sound not in wanted:
+            continue
+        try:
+            i = info(wav)
+        except AudioError as e:
+            bad.append(str(e))
+            continue
+        uid = wav.parent.name
+        d = wav.parent.parent.name
+        date = f"{d[:4]}-{d[4:6]}-{d[6:]}" if re.fullmatch(r"20\d{6}", d) else None
+        if uid not in users:
+            users[uid] = _describe(rows.get(uid) or _read_json(wav.parent / "metadata.json"), date)
+        meta, labels = users[uid]
+        out.append(
+            Recording(
+                id=f"coswara/{uid}/{sound}",
+                path=str(wav.resolve()),
+                dataset="coswara",
+                subject=f"coswara/{uid}",
+                modality=SOUNDS[sound],
+                sample_rate=i.sample_rate,
+                duration=i.duration,
+                metadata={**copy.deepcopy(meta), "sound": sound},
+                labels=dict(labels),
+            )
+        )
+    if bad:
+        log.warning("coswara: skipped %d empty or unreadable file(s), e.g. %s", len(bad), bad[0])
+    return out

@@ -1,0 +1,170 @@
+"""COUGHVID (EPFL, Zenodo ``public_dataset/``): crowd-sourced coughs with self-reports and expert labels.
+
+Audio is ``{uuid}.webm`` or ``{uuid}.ogg`` (or a converted ``.wav``/``.flac``) beside ``{uuid}.json``;
+``metadata_compiled.csv`` gathers every JSON in one table: uuid, datetime, cough_detected, SNR,
+latitude, longitude, age, gender, respiratory_condition, fever_muscle_pain, status, status_SSL
+and, for up to four experts n = 1..4, quality_n, cough_type_n, dyspnea_n, wheezing_n, stridor_n,
+choking_n, congestion_n, nothing_n, diagnosis_n, severity_n. soundfile cannot decode WebM, so
+recordings held only as ``.webm`` are skipped and counted in one warning that says to convert them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+from acula_edge.data.loaders import find_files, register_loader, require
+from acula_edge.data.records import Recording, _cell
+from acula_edge.errors import DatasetError
+
+READABLE = (".wav", ".flac", ".ogg")  # in order of preference
+EXPERTS = (1, 2, 3, 4)
+EXPERT_FIELDS = ("quality", "cough_type", "dyspnea", "wheezing", "stridor", "choking", "congestion", "nothing",
+                 "diagnosis", "severity")
+FINDINGS = {"dyspnea": "dyspnea", "wheezing": "wheezing", "stridor": "stridor", "choking": "choking",
+            "congestion": "nasal congestion"}
+SEXES = {"male": "male", "female": "female", "other": "other"}
+log = logging.getLogger(__name__)
+
+
+def _text(v) -> str | None:
+    """A stripped non-empty string, or None for empty and NA-like cells."""
+    v = _cell(None if v is None else str(v))
+    return None if v is None else str(v)
+
+
+def _flag(v) -> bool | None:
+    """True/False cells as bool, anything else as None."""
+    v = (_text(v) or "").lower()
+    return True if v == "true" else False if v == "false" else None
+
+
+def _from_json(path: Path) -> dict[str, str]:
+    """One recording's JSON flattened to the columns of ``metadata_compiled.csv``."""
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise DatasetError(f"{path}: unreadable COUGHVID metadata ({e})") from None
+    row = {}
+    for k, v in (d.items() if isinstance(d, dict) else ()):
+        if isinstance(v, dict) and k.startswith("expert_labels_"):
+            row.update({f"{field}_{k.rsplit('_', 1)[1]}": str(x) for field, x in v.items()})
+        elif v is not None:
+            row[k] = str(v)
+    return row
+
+
+def _expert(row: dict[str, str], field: str) -> str | None:
+    """``field`` from the first expert who labelled it, preferring an informative value over 'unknown'."""
+    values = [v for v in (_text(row.get(f"{field}_{e}")) for e in EXPERTS) if v]
+    return next((v for v in values if v.lower() != "unknown"), values[0] if values else None)
+
+
+def _describe(row: dict[str, str]) -> tuple[dict, dict]:
+    """Metadata and labels of one recording from its CSV row (or flattened JSON)."""
+    meta: dict = {}
+    age = _cell(row.get("age"))
+    if isinstance(age, (int, float)) and age >= 0:
+        meta["age_years"] = int(age) if float(age).is_integer() else age
+    sex = (_text(row.get("gender")) or "").lower()
+    if sex in SEXES:
+        meta["sex"] = SEXES[sex]
+    for col in ("respiratory_condition", "fever_muscle_pain"):
+        if _flag(row.get(col)) is not None:
+            meta[col] = _flag(row.get(col))
+    for col, key in (("cough_detected", "cough_detected"), ("SNR", "snr"), ("latitude", "latitude"),
+                     ("longitude", "longitude")):
+        v = _cell(row.get(col))
+        if isinstance(v, (int, float)):
+            meta[key] = float(v)
+    if _text(row.get("datetime")):
+        meta["recorded_at"] = _text(row.get("datetime"))
+    first = next((e for e in EXPERTS if any(_text(row.get(f"{f}_{e}")) for f in EXPERT_FIELDS)), None)
+    if first is not None:
+        found = [name for key, name in FINDINGS.items() if _flag(row.get(f"{key}_{first}"))]
+        if found:
+            meta["audible_findings"] = found
+    labels = {}
+    for col, key in (("status", "status"), ("status_SSL", "status_ssl")):
+        if _text(row.get(col)):
+            labels[key] = _text(row.get(col))
+    for field in ("cough_type", "quality", "diagnosis", "severity"):
+        v = _expert(row, field)
+        if v:
+            labels[field] = v
+    return meta, labels
+
+
+def _read_csv(path: Path) -> dict[str, dict[str, str]]:
+    """uuid to its row of ``metadata_compiled.csv`` (the unnamed pandas index column is ignored)."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if "uuid" not in (reader.fieldnames or []):
+            raise DatasetError(f"{path}: not COUGHVID's metadata_compiled.csv (no 'uuid' column)")
+        return {row["uuid"].strip(): row for row in reader if (row.get("uuid") or "").strip()}
+
+
+@register_loader("coughvid")
+def load_coughvid(root: Path, min_cough_detected: float = 0.0, **options) -> list[Recording]:
+    """Records with labels ``status``, ``status_ssl``, ``cough_type``, ``quality``, ``diagnosis``, ``severity``.
+
+    ``min_cough_detected`` keeps recordings whose cough-detector probability is at least that value
+    (the publishers suggest 0.8 for clean cough sets).
+    """
+    if options:
+        log.warning("coughvid: ignoring options it does not use: %s", ", ".join(sorted(options)))
+    try:
+        threshold = float(min_cough_detected)
+    except (TypeError, ValueError):
+        raise DatasetError(f"coughvid: min_cough_detected must be a number, got {min_cough_detected!r}") from None
+    audio: dict[str, dict[str, Path]] = {}
+    for p in find_files(root, READABLE + (".webm",)):
+        audio.setdefault(p.stem, {}).setdefault(p.suffix.lower(), p)
+    require(list(audio), "COUGHVID recordings ({uuid}.webm/.ogg/.wav)", root)
+    folders = list(dict.fromkeys([root, root.parent, *(p.parent for f in audio.values() for p in f.values())]))
+    csv_path = next((f / "metadata_compiled.csv" for f in folders if (f / "metadata_compiled.csv").is_file()), None)
+    rows = _read_csv(csv_path) if csv_path else {}
+    jsons = {p.stem: p for p in find_files(root, (".json",))} if csv_path is None else {}
+    if csv_path is None and not jsons:
+        raise DatasetError(f"no metadata_compiled.csv and no per-recording .json found under {root}: "
+                           "is this COUGHVID's public_dataset folder?")
+
+    out, webm_only, below = [], [], 0
+    for uuid in sorted(audio):
+        row = rows.get(uuid) if csv_path else (_from_json(jsons[uuid]) if uuid in jsons else None)
+        if row is None:
+            log.debug("coughvid: %s has no metadata", uuid)
+            row = {}
+        cough = _cell(row.get("cough_detected"))
+        if threshold > 0 and not (isinstance(cough, (int, float)) and cough >= threshold):
+            below += 1
+            continue
+        path = next((audio[uuid][ext] for ext in READABLE if ext in audio[uuid]), None)
+        if path is None:
+            webm_only.append(audio[uuid][".webm"])
+            continue
+        meta, labels = _describe(row)
+        out.append(
+            Recording(
+                id=f"coughvid/{uuid}",
+                path=str(path.resolve()),
+                dataset="coughvid",
+                subject=f"coughvid/{uuid}",
+                modality="cough",
+                metadata=meta,
+                labels=labels,
+            )
+        )
+    if webm_only:
+        log.warning(
+            "coughvid: skipped %d recording(s) held only as WebM, which soundfile cannot decode; convert them "
+            "beside the originals, e.g. ffmpeg -i '%s' '%s', and load again", len(webm_only), webm_only[0],
+            webm_only[0].with_suffix(".wav"))
+    if below:
+        log.info("coughvid: left out %d recording(s) with cough_detected below %g", below, threshold)
+    no_audio = len(set(rows) - set(audio))
+    if no_audio:
+        log.warning("coughvid: %d uuid(s) in %s have no audio file", no_audio, csv_path.name)
+    return out

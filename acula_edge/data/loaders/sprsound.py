@@ -1,0 +1,94 @@
+"""SPRSound (SJTU paediatric respiratory sounds): ``*.wav`` with same-stem ``*.json`` annotations.
+
+File names are ``{patient}_{age_years}_{sex}_{location}_{recording}.wav`` with sex 0 = male,
+1 = female and locations p1–p4 (left posterior, left lateral, right posterior, right lateral).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from acula_edge.data.loaders import find_files, register_loader, require
+from acula_edge.data.records import Recording
+from acula_edge.errors import DatasetError
+
+LOCATIONS = {"p1": "left posterior", "p2": "left lateral", "p3": "right posterior", "p4": "right lateral"}
+SEXES = {"0": "male", "1": "female"}
+CAS_EVENTS = {"Wheeze", "Stridor", "Rhonchi"}
+DAS_EVENTS = {"Fine Crackle", "Coarse Crackle"}
+log = logging.getLogger(__name__)
+
+
+def _split_of(path: Path) -> str | None:
+    """The publisher's split from the folder names (train, inter/intra-patient test)."""
+    parts = [p.lower() for p in path.parts]
+    if any("inter" in p and "test" in p for p in parts):
+        return "test_inter"
+    if any("intra" in p and "test" in p for p in parts):
+        return "test_intra"
+    if any("test" in p for p in parts):
+        return "test"
+    if any("train" in p for p in parts):
+        return "train"
+    return None
+
+
+@register_loader("sprsound")
+def load_sprsound(root: Path, **options) -> list[Recording]:
+    """Records with record-level labels (Normal, CAS, DAS, CAS & DAS, Poor Quality) and events."""
+    wavs = find_files(root, (".wav",))
+    require(wavs, "SPRSound .wav files", root)
+    annotations = {p.stem: p for p in find_files(root, (".json",))}
+    out = []
+    for wav in wavs:
+        fields = wav.stem.split("_")
+        if len(fields) != 5:
+            log.warning("skipping %s: not named patient_age_sex_location_number", wav.name)
+            continue
+        patient, age, sex, loc, number = fields
+        meta = {"sex": SEXES.get(sex, sex), "location": LOCATIONS.get(loc, loc), "country": "China"}
+        try:
+            meta["age_years"] = float(age)
+        except ValueError:
+            pass
+        labels, events = {}, []
+        ann = annotations.get(wav.stem)
+        if ann is not None:
+            try:
+                a = json.loads(ann.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as e:
+                raise DatasetError(f"{ann}: unreadable annotation ({e})") from None
+            record = a.get("record_annotation", a.get("recording_annotation"))
+            if record:
+                labels["record"] = record
+                if record != "Poor Quality":
+                    labels["adventitious"] = int(record != "Normal")
+                    labels["cas"] = int("CAS" in record)
+                    labels["das"] = int("DAS" in record)
+            for e in a.get("event_annotation", []):
+                try:
+                    events.append({"start": float(e["start"]) / 1000, "end": float(e["end"]) / 1000, "type": e["type"]})
+                except (KeyError, ValueError, TypeError):
+                    raise DatasetError(f"{ann}: malformed event {e!r}") from None
+            types = {e["type"] for e in events}
+            if types:
+                labels["wheeze"] = int(bool(types & {"Wheeze", "Wheeze+Crackle"}))
+                labels["crackle"] = int(bool(types & (DAS_EVENTS | {"Wheeze+Crackle"})))
+        out.append(
+            Recording(
+                id=f"sprsound/{wav.stem}",
+                path=str(wav.resolve()),
+                dataset="sprsound",
+                subject=f"sprsound/{patient}",
+                modality="lung",
+                device="Yunting model II stethoscope",
+                site=meta["location"],
+                split=_split_of(ann.relative_to(root) if ann else wav.relative_to(root)),
+                metadata=meta,
+                labels=labels,
+                events=events,
+            )
+        )
+    return out

@@ -1,0 +1,230 @@
+"""The one log-mel front end shared by teacher, student and export.
+
+A Conv1d with a fixed windowed-DFT basis, power, a mel matrix multiply, log: plain torch ops
+that export to ONNX and TFLite (``torch.stft`` does not convert to TFLite). The mel filterbank
+is built with numpy only, so the device side can reuse it without torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    """Log-mel settings; travels inside every checkpoint and bundle.
+
+    No centre padding: frame ``i`` covers samples ``[i*hop, i*hop + n_fft)``, so chunked
+    (streaming) and offline processing give the same frames.
+    """
+
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    win_length: int = 1024
+    hop_length: int = 512
+    n_mels: int = 64
+    f_min: float = 50.0
+    f_max: float = 8000.0
+    window: str = "hann"
+    mel_scale: str = "slaney"  # "slaney" (librosa default) or "htk"
+    mel_norm: str | None = "slaney"  # area normalisation of each triangle, or None
+    power: float = 2.0
+    log: str = "db"  # "db": 10*log10(mel + offset); "ln": natural log
+    log_offset: float = 1e-10
+
+    def __post_init__(self) -> None:
+        from acula_edge.errors import AculaError
+
+        problems = []
+        if self.win_length > self.n_fft:
+            problems.append("win_length must not exceed n_fft")
+        if self.hop_length <= 0 or self.n_mels <= 0 or self.n_fft <= 0:
+            problems.append("n_fft, hop_length and n_mels must be positive")
+        if not (0 <= self.f_min < self.f_max <= self.sample_rate / 2):
+            problems.append(f"need 0 <= f_min < f_max <= sample_rate/2 ({self.sample_rate / 2:g})")
+        if self.window not in _WINDOWS:
+            problems.append(f"window must be one of {sorted(_WINDOWS)}")
+        if self.mel_scale not in ("slaney", "htk") or self.mel_norm not in ("slaney", None):
+            problems.append("mel_scale is slaney|htk and mel_norm is slaney|None")
+        if self.log not in ("db", "ln"):
+            problems.append("log must be 'db' or 'ln'")
+        if self.log_offset <= 0:
+            problems.append("log_offset must be positive")
+        if problems:
+            raise AculaError("bad front-end config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FrontendConfig":
+        """Inverse of :meth:`to_dict`; ignores nothing, rejects unknown keys."""
+        from acula_edge.errors import AculaError
+
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise AculaError(f"unknown front-end config keys: {sorted(unknown)}")
+        return cls(**d)
+
+    @property
+    def n_freqs(self) -> int:
+        """Number of DFT bins kept (0 .. Nyquist)."""
+        return self.n_fft // 2 + 1
+
+    def num_frames(self, n_samples: int) -> int:
+        """Frames produced from ``n_samples`` samples."""
+        return 0 if n_samples < self.n_fft else 1 + (n_samples - self.n_fft) // self.hop_length
+
+    def num_samples(self, n_frames: int) -> int:
+        """Samples needed for ``n_frames`` frames."""
+        return 0 if n_frames <= 0 else self.n_fft + (n_frames - 1) * self.hop_length
+
+
+_WINDOWS = {
+    "hann": lambda n: 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n),
+    "hamming": lambda n: 0.54 - 0.46 * np.cos(2 * np.pi * np.arange(n) / n),
+    "rect": lambda n: np.ones(n),
+}
+
+
+def window(cfg: FrontendConfig) -> np.ndarray:
+    """The periodic analysis window, zero-padded to ``n_fft`` and centred (as librosa does)."""
+    w = _WINDOWS[cfg.window](cfg.win_length)
+    left = (cfg.n_fft - cfg.win_length) // 2
+    return np.pad(w, (left, cfg.n_fft - cfg.win_length - left))
+
+
+def hz_to_mel(f: np.ndarray, htk: bool = False) -> np.ndarray:
+    """Hertz to mels (Slaney's linear-then-log scale, or HTK's)."""
+    f = np.asarray(f, np.float64)
+    if htk:
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
+
+
+def mel_to_hz(m: np.ndarray, htk: bool = False) -> np.ndarray:
+    """Mels to hertz (inverse of :func:`hz_to_mel`)."""
+    m = np.asarray(m, np.float64)
+    if htk:
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+def mel_filterbank(cfg: FrontendConfig) -> np.ndarray:
+    """Triangular mel filters, shape ``[n_mels, n_freqs]``, float32."""
+    htk = cfg.mel_scale == "htk"
+    fft_hz = np.linspace(0, cfg.sample_rate / 2, cfg.n_freqs)
+    mel_hz = mel_to_hz(np.linspace(hz_to_mel(cfg.f_min, htk), hz_to_mel(cfg.f_max, htk), cfg.n_mels + 2), htk)
+    fdiff = np.diff(mel_hz)
+    ramps = mel_hz[:, None] - fft_hz[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    if cfg.mel_norm == "slaney":
+        weights *= (2.0 / (mel_hz[2:] - mel_hz[:-2]))[:, None]
+    return weights.astype(np.float32)
+
+
+def dft_basis(cfg: FrontendConfig) -> np.ndarray:
+    """Windowed real-DFT basis as Conv1d weights ``[2*n_freqs, 1, n_fft]``: cosines then sines."""
+    n = np.arange(cfg.n_fft)
+    k = np.arange(cfg.n_freqs)[:, None]
+    ang = 2 * np.pi * k * n / cfg.n_fft
+    w = window(cfg)
+    basis = np.concatenate([np.cos(ang) * w, -np.sin(ang) * w])
+    return basis[:, None, :].astype(np.float32)
+
+
+def logmel(waveform: np.ndarray, cfg: FrontendConfig | None = None) -> np.ndarray:
+    """NumPy log-mel of ``[T]`` or ``[B, T]`` audio: the numbers of :class:`LogMel`, without torch."""
+    cfg = cfg or FrontendConfig()
+    x = np.asarray(waveform, np.float32)
+    squeeze = x.ndim == 1
+    x = np.atleast_2d(x)
+    n = cfg.num_frames(x.shape[-1])
+    if n == 0:
+        out = np.zeros((x.shape[0], cfg.n_mels, 0), np.float32)
+        return out[0] if squeeze else out
+    frames = np.lib.stride_tricks.sliding_window_view(x, cfg.n_fft, axis=-1)[:, :: cfg.hop_length][:, :n]
+    z = frames @ dft_basis(cfg)[:, 0, :].T  # [B, frames, 2F]
+    p = z[..., : cfg.n_freqs] ** 2 + z[..., cfg.n_freqs :] ** 2
+    if cfg.power != 2.0:
+        p = p ** (cfg.power / 2.0)
+    mel = np.log(np.einsum("mf,btf->bmt", mel_filterbank(cfg), p) + cfg.log_offset)
+    out = (mel * (10.0 / math.log(10.0)) if cfg.log == "db" else mel).astype(np.float32)
+    return out[0] if squeeze else out
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _build_logmel():
+    torch = _torch()
+    nn = torch.nn
+
+    class LogMel(nn.Module):
+        """Waveform ``[B, T]`` float32 in [-1, 1] to log-mel ``[B, n_mels, frames]``."""
+
+        def __init__(self, cfg: FrontendConfig | None = None):
+            super().__init__()
+            self.cfg = cfg or FrontendConfig()
+            self.register_buffer("dft", torch.from_numpy(dft_basis(self.cfg)), persistent=False)
+            self.register_buffer("mel", torch.from_numpy(mel_filterbank(self.cfg)), persistent=False)
+            self.n_freqs = self.cfg.n_freqs
+            self.log_scale = 10.0 / math.log(10.0) if self.cfg.log == "db" else 1.0
+
+        def spectrum(self, waveform):
+            """Power (or magnitude**power) spectrum ``[B, n_freqs, frames]``."""
+            z = nn.functional.conv1d(waveform.unsqueeze(1), self.dft, stride=self.cfg.hop_length)
+            re, im = z[:, : self.n_freqs], z[:, self.n_freqs :]
+            p = re * re + im * im
+            return p if self.cfg.power == 2.0 else p ** (self.cfg.power / 2.0)
+
+        def forward(self, waveform):
+            mel = torch.matmul(self.mel, self.spectrum(waveform))
+            return torch.log(mel + self.cfg.log_offset) * self.log_scale
+
+    return LogMel
+
+
+def __getattr__(name: str):
+    # torch is imported only when the module is asked for it, so numpy-only users never pay for it.
+    if name == "LogMel":
+        cls = _build_logmel()
+        globals()["LogMel"] = cls
+        return cls
+    raise AttributeError(name)
+
+
+class StreamingLogMel:
+    """Carries leftover samples between calls; chunked frames equal offline frames."""
+
+    def __init__(self, cfg: FrontendConfig | None = None, module=None):
+        torch = _torch()
+        self.cfg = cfg or FrontendConfig()
+        self.module = module or __getattr__("LogMel")(self.cfg)
+        self.buf = torch.zeros(0)
+
+    def process(self, chunk) -> "Any":
+        """Feed samples (1-D); return the newly completed frames ``[n_mels, k]``."""
+        torch = _torch()
+        self.buf = torch.cat([self.buf, torch.as_tensor(chunk, dtype=torch.float32).reshape(-1)])
+        k = self.cfg.num_frames(self.buf.numel())
+        if k == 0:
+            return torch.zeros(self.cfg.n_mels, 0)
+        with torch.no_grad():
+            out = self.module(self.buf[: self.cfg.num_samples(k)].unsqueeze(0))[0]
+        self.buf = self.buf[k * self.cfg.hop_length :]
+        return out

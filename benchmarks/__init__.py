@@ -1,0 +1,1 @@
+"""Benchmarks: accuracy versus latency, size and memory, and generator speed."""

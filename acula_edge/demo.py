@@ -33,7 +33,7 @@ def spectrogram_text(mel_db: np.ndarray, width: int = 64, height: int = 10) -> l
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the demo."""
     from acula_edge.audio import load
-    from acula_edge.data.cli import _print_summary, summarize
+    from acula_edge.data.summary import print_summary, summarize
     from acula_edge.data.loaders import load as load_dataset
     from acula_edge.data.synth import SynthConfig, generate
     from acula_edge.frontend import FrontendConfig, logmel
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     generate(corpus, a.n, a.seed, SynthConfig())
     records = load_dataset("synthetic", corpus)
     print("2. loaded back through the data layer:")
-    _print_summary(summarize(records), str(corpus))
+    print_summary(summarize(records), str(corpus))
 
     fe = FrontendConfig()
     print(f"3. the front end's view ({fe.n_mels} log-mel bands {fe.f_min:g}-{fe.f_max:g} Hz, "

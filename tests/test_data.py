@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from acula_edge.data import MISSING, Recording, read_manifest, write_manifest
-from acula_edge.data.cli import summarize
+from acula_edge.data.summary import summarize
 from acula_edge.data.loaders import list_formats, load
 from acula_edge.data.splits import apply_split, kfold_subjects, split_subjects
 from acula_edge.errors import DatasetError

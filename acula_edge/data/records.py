@@ -63,6 +63,12 @@ class Recording:
         return MISSING if v is None or v == "" else v
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` through a temp file and a rename, so a crash never leaves half a file."""
     path = Path(path)
@@ -71,6 +77,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -145,7 +152,7 @@ def read_csv_manifest(
         audio = Path(p) if Path(p).is_absolute() else path.parent / p
         rid = (row.get("id") or "").strip() or Path(p).with_suffix("").as_posix()
         mod = (row.get("modality") or "").strip() or modality or "unknown"
-        meta = {k: _cell(v) for k, v in row.items() if k not in CSV_RESERVED and k not in labels and _cell(v) is not None}
+        meta = {k: parse_cell(v) for k, v in row.items() if k not in CSV_RESERVED and k not in labels and parse_cell(v) is not None}
         out.append(
             Recording(
                 id=rid,
@@ -157,13 +164,13 @@ def read_csv_manifest(
                 site=(row.get("site") or "").strip() or None,
                 split=(row.get("split") or "").strip() or None,
                 metadata=meta,
-                labels={k: _cell(row.get(k)) for k in labels if _cell(row.get(k)) is not None},
+                labels={k: parse_cell(row.get(k)) for k in labels if parse_cell(row.get(k)) is not None},
             )
         )
     return out
 
 
-def _cell(v: str | None) -> Any:
+def parse_cell(v: str | None) -> Any:
     """A CSV cell as int, float or stripped string; empty and NA-like cells become None."""
     if v is None:
         return None

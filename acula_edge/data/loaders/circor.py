@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from acula_edge.data.loaders import find_files, register_loader, require
-from acula_edge.data.records import Recording, _cell
+from acula_edge.data.records import Recording, parse_cell
 from acula_edge.errors import DatasetError
 
 LOCATIONS = {"AV": "aortic valve", "PV": "pulmonary valve", "TV": "tricuspid valve", "MV": "mitral valve",
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 def _value(v: str | None):
     """A field with 'nan'/'NA'/empty as None, booleans as bool, numbers as numbers."""
-    v = _cell(v)
+    v = parse_cell(v)
     if isinstance(v, str) and v.lower() in ("true", "false"):
         return v.lower() == "true"
     return v
@@ -47,7 +47,7 @@ def _value(v: str | None):
 
 def _pid(v) -> str | None:
     """A patient id as a plain integer string ('50001.0' -> '50001')."""
-    v = _cell(v if isinstance(v, str) else str(v))
+    v = parse_cell(v if isinstance(v, str) else str(v))
     if isinstance(v, (int, float)) and float(v).is_integer():
         return str(int(v))
     return None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from acula_edge.audio import info
 from acula_edge.data.loaders import find_files, register_loader, require
-from acula_edge.data.records import Recording, _cell
+from acula_edge.data.records import Recording, parse_cell
 from acula_edge.errors import AudioError, DatasetError
 
 SOUNDS = {
@@ -87,14 +87,14 @@ def _read_json(path: Path) -> dict[str, str]:
 def _describe(row: dict[str, str], date: str | None) -> tuple[dict, dict]:
     """Metadata and labels of one user."""
     meta: dict = {}
-    age = _cell(row.get("a"))
+    age = parse_cell(row.get("a"))
     if isinstance(age, (int, float)) and age >= 0:
         meta["age_years"] = age
     sex = (row.get("g") or "").strip().lower()
     if sex in SEXES:
         meta["sex"] = SEXES[sex]
     for col, key in (("l_c", "country"), ("l_s", "state")):
-        v = _cell(row.get(col))
+        v = parse_cell(row.get(col))
         if v is not None:
             meta[key] = str(v)
     smoker = _flag(row.get("smoker"))
@@ -107,7 +107,7 @@ def _describe(row: dict[str, str], date: str | None) -> tuple[dict, dict]:
     test = TEST_STATUS.get((row.get("test_status") or "").strip().lower())
     if test:
         meta["covid_test"] = test
-        test_type = _cell(row.get("testType"))
+        test_type = parse_cell(row.get("testType"))
         if test_type is not None:
             meta["covid_test_type"] = str(test_type)
     vacc = VACCINATION.get((row.get("vacc") or "").strip().lower())

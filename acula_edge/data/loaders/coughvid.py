@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from acula_edge.data.loaders import find_files, register_loader, require
-from acula_edge.data.records import Recording, _cell
+from acula_edge.data.records import Recording, parse_cell
 from acula_edge.errors import DatasetError
 
 READABLE = (".wav", ".flac", ".ogg")  # in order of preference
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def _text(v) -> str | None:
     """A stripped non-empty string, or None for empty and NA-like cells."""
-    v = _cell(None if v is None else str(v))
+    v = parse_cell(None if v is None else str(v))
     return None if v is None else str(v)
 
 
@@ -65,7 +65,7 @@ def _expert(row: dict[str, str], field: str) -> str | None:
 def _describe(row: dict[str, str]) -> tuple[dict, dict]:
     """Metadata and labels of one recording from its CSV row (or flattened JSON)."""
     meta: dict = {}
-    age = _cell(row.get("age"))
+    age = parse_cell(row.get("age"))
     if isinstance(age, (int, float)) and age >= 0:
         meta["age_years"] = int(age) if float(age).is_integer() else age
     sex = (_text(row.get("gender")) or "").lower()
@@ -76,7 +76,7 @@ def _describe(row: dict[str, str]) -> tuple[dict, dict]:
             meta[col] = _flag(row.get(col))
     for col, key in (("cough_detected", "cough_detected"), ("SNR", "snr"), ("latitude", "latitude"),
                      ("longitude", "longitude")):
-        v = _cell(row.get(col))
+        v = parse_cell(row.get(col))
         if isinstance(v, (int, float)):
             meta[key] = float(v)
     if _text(row.get("datetime")):
@@ -137,7 +137,7 @@ def load_coughvid(root: Path, min_cough_detected: float = 0.0, **options) -> lis
         if row is None:
             log.debug("coughvid: %s has no metadata", uuid)
             row = {}
-        cough = _cell(row.get("cough_detected"))
+        cough = parse_cell(row.get("cough_detected"))
         if threshold > 0 and not (isinstance(cough, (int, float)) and cough >= threshold):
             below += 1
             continue

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from acula_edge.data.loaders import find_files, register_loader, require
-from acula_edge.data.records import Recording, _cell
+from acula_edge.data.records import Recording, parse_cell
 from acula_edge.errors import DatasetError
 
 LOCATIONS = {
@@ -85,7 +85,7 @@ def _demographics(path: Path | None) -> dict[str, dict]:
         if not f[0].isdigit():
             continue  # a header line
         f = f + [""] * (6 - len(f))
-        age, sex, bmi, weight, height = (_cell(v) for v in f[1:6])
+        age, sex, bmi, weight, height = (parse_cell(v) for v in f[1:6])
         meta = {}
         if isinstance(age, (int, float)):
             meta["age_years"] = age

@@ -1,0 +1,1 @@
+"""Distillation of the aligned teacher into small streaming students (``python -m distill``)."""

@@ -1,0 +1,33 @@
+"""The plain install is the device side: a fresh venv with `pip install .` has no torch and runs the demo."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.mark.slow
+def test_plain_install_is_device_side_only_and_runs_the_demo(tmp_path):
+    venv = tmp_path / "edge"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    p = subprocess.run([str(py), "-m", "pip", "install", "-q", "-c", str(ROOT / "constraints.txt"), str(ROOT)],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    listed = subprocess.run([str(py), "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True).stdout
+    names = {line.split("==")[0].lower() for line in listed.splitlines()}
+    assert {"numpy", "soundfile", "sounddevice", "onnxruntime", "acula-edge"} <= names
+    assert not names & {"torch", "scipy", "librosa", "onnx", "transformers"}, names
+    demo = subprocess.run([str(venv / "bin" / "acula-edge"), "synth", "--out", str(tmp_path / "s"), "--n", "8"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr
+    demo = subprocess.run([str(py), "-m", "acula_edge.demo", "--out", str(tmp_path / "d"), "--n", "8"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr
+    assert "8 recordings" in demo.stdout

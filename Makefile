@@ -10,9 +10,11 @@ TEST_EXTRAS ?= train,export,dev
 SYSTEM_PACKAGES := libportaudio2
 
 .PHONY: demo test install-edge install-test system-deps bench clean
+.NOTPARALLEL:
 
 $(PY):
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  echo "error: '$(PYTHON) -m venv' failed: install the venv module (Debian/Ubuntu: apt-get install python3-venv) or set PYTHON=..."; exit 1; }
 
 # Device side only: numpy, soundfile, sounddevice, onnxruntime (no torch).
 $(VENV)/.edge: pyproject.toml constraints.txt | $(PY)

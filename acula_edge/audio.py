@@ -109,12 +109,18 @@ def load(
     ``offset`` and ``duration`` (seconds) select a part of the file. Returns ``(audio, rate)``.
     """
     i = info(path)
+    if offset < 0 or (duration is not None and duration <= 0):
+        raise AudioError(f"{path}: offset must be >= 0 and duration > 0 (got {offset}, {duration})")
     start = int(round(offset * i.sample_rate))
-    stop = None if duration is None else start + int(round(duration * i.sample_rate))
+    if start >= i.frames:
+        raise AudioError(f"{path}: offset {offset} s is past the end ({i.duration:.3f} s)")
+    stop = None if duration is None else min(i.frames, start + int(round(duration * i.sample_rate)))
     try:
         x = _sf().read(i.path, start=start, stop=stop, dtype="float32", always_2d=True)[0]
     except Exception as e:
         raise AudioError(f"{path}: corrupt or truncated audio ({_short(e)})") from None
+    if x.shape[0] == 0:
+        raise AudioError(f"{path}: corrupt or truncated audio (no samples could be decoded)")
     x = _to_mono(x, path)
     if sample_rate is not None and sample_rate != i.sample_rate:
         _check_rate(sample_rate)
@@ -206,18 +212,41 @@ class Resampler:
         """Outputs ``self.n_out .. last-1`` from the buffered input (zeros outside it)."""
         if last <= self.n_out:
             return np.zeros(0, np.float32)
-        pieces = []
-        for s in range(self.n_out, last, 65536):
-            n = np.arange(s, min(last, s + 65536), dtype=np.int64)
-            pos = n * self.down + self.half
-            base, phase = pos // self.up, pos % self.up
-            idx = base[:, None] - np.arange(self.taps)[None, :] - self.buf_start
-            valid = (idx >= 0) & (idx < self.buf.size)
-            padded = np.append(self.buf, np.float32(0.0))  # index -1 reads this zero
-            vals = padded[np.where(valid, idx, -1)]
-            pieces.append(np.einsum("ij,ij->i", self.table[phase], vals))
+        step = 1 << 18
+        y = np.concatenate([self._outputs(s, min(last, s + step)) for s in range(self.n_out, last, step)])
         self.n_out = last
-        return np.concatenate(pieces).astype(np.float32)
+        return y
+
+    def _outputs(self, s: int, e: int) -> np.ndarray:
+        """Output samples ``s .. e-1``.
+
+        Output n reads taps ``table[phase(n)]`` over inputs ending at ``base(n)``; both advance
+        regularly (n -> n + up moves base by ``down``, keeps the phase), so each of the ``up``
+        residues is a strided correlation. Few outputs per residue: one gather is cheaper.
+        """
+        up, down, taps = self.up, self.down, self.taps
+        lo = (s * down + self.half) // up - taps + 1  # oldest input index needed
+        hi = ((e - 1) * down + self.half) // up  # newest
+        seg = np.zeros(hi - lo + 1, np.float32)
+        a, b = max(lo, self.buf_start), min(hi + 1, self.buf_start + self.buf.size)
+        if b > a:
+            seg[a - lo : b - lo] = self.buf[a - self.buf_start : b - self.buf_start]
+        if e - s < 64 * up:
+            n = np.arange(s, e, dtype=np.int64)
+            pos = n * down + self.half
+            idx = (pos // up - lo)[:, None] - np.arange(taps)[None, :]
+            return np.einsum("ij,ij->i", self.table[pos % up], seg[idx])
+        y = np.empty(e - s, np.float32)
+        for r in range(min(up, e - s)):
+            k = len(range(s + r, e, up))
+            pos = (s + r) * down + self.half
+            base, h = pos // up - lo, self.table[pos % up]
+            acc = np.zeros(k, np.float32)
+            for j in range(taps):
+                start = base - j
+                acc += h[j] * seg[start : start + (k - 1) * down + 1 : down]
+            y[r::up] = acc
+        return y
 
     def _trim(self) -> None:
         """Drop input no future output needs."""

@@ -34,14 +34,15 @@ def guarded(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[s
         except AculaError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        except BrokenPipeError:  # output piped into head and the like
+            sys.stderr.close()
+            return 0
         except OSError as e:  # permissions, full disk, a path that is a folder, ...
             print(f"error: {e.strerror or e}{': ' + str(e.filename) if e.filename else ''}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
-        except BrokenPipeError:
-            return 0
 
     return wrapper
 
@@ -50,9 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``acula-edge <stage> [options]``: run one stage of the toolkit."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        print("usage: acula-edge <stage> [options]\n\nstages:")
+        out = sys.stdout if args else sys.stderr
+        print("usage: acula-edge <stage> [options]\n\nstages:", file=out)
         for name, (_, text) in STAGES.items():
-            print(f"  {name:<10} {text}")
+            print(f"  {name:<10} {text}", file=out)
         return 0 if args else 2
     if args[0] not in STAGES:
         print(f"error: unknown stage {args[0]!r}; choose one of: {', '.join(STAGES)}", file=sys.stderr)

@@ -10,42 +10,17 @@ machine, the library versions and the exact command, as JSON.
 
 from __future__ import annotations
 
-import os
+from benchmarks.common import machine, pin_one_cpu, pin_threads, save_result, versions
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-             "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS"):
-    os.environ[_var] = "1"
+pin_threads(1)
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import shlex  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
-
-
-def pin_one_cpu() -> list[int] | None:
-    """Restrict this process to its first allowed CPU; the CPUs in use, or None if unsupported."""
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    cpus = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpus[0]})
-    return sorted(os.sched_getaffinity(0))
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo, else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,12 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     cpus = pin_one_cpu()
-    import numpy as np
-    import soundfile
-
-    from acula_edge import __version__
     from acula_edge.data.synth import SynthConfig, generate
-    from acula_edge.data.records import atomic_write_text
 
     cfg = SynthConfig(sample_rate=16000, duration=5.0)
     runs = []
@@ -99,25 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         "clip": {"seconds": cfg.duration, "sample_rate": cfg.sample_rate},
         "threads": 1,
         "cpu_affinity": cpus,
-        "machine": {
-            "cpu_model": cpu_model(),
-            "logical_cores": os.cpu_count(),
-            "platform": platform.platform(),
-        },
-        "versions": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "soundfile": soundfile.__version__,
-            "acula_edge": __version__,
-        },
-        "command": shlex.join(["python", "-m", "benchmarks.synth_speed", *argv]),
-        "python_executable": sys.executable,
+        "machine": machine(),
+        "versions": versions("numpy", "soundfile"),
     }
-    text = json.dumps(result, indent=2) + "\n"
-    atomic_write_text(a.out, text)
-    os.chmod(a.out, 0o644)  # a published result, readable by all
-    print(text, end="")
-    print(f"median {med:.1f} clips/s; saved to {a.out}", file=sys.stderr)
+    save_result(result, a.out, "benchmarks.synth_speed", argv)
+    print(f"median {med:.1f} clips/s", file=sys.stderr)
     return 0
 
 

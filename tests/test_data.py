@@ -226,6 +226,11 @@ def test_cli_bad_audio_gives_one_line_and_nonzero_exit(tmp_path, sprsound_dir):
     _assert_one_line_error(run_module("acula_edge.data", "summarize", str(tmp_path / "ok.wav"), "--format", "csv"))
     _assert_one_line_error(run_module("acula_edge.data", "split", str(tmp_path / "ok.wav"), "--out", str(tmp_path / "o.jsonl")))
     _assert_one_line_error(run_module("acula_edge.data", "summarize", str(tmp_path), "--format", "physionet2016"))
+    _assert_one_line_error(run_module("acula_edge.data", "split", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "o.jsonl")))
+    m = tmp_path / "m.jsonl"
+    write_manifest(load("sprsound", sprsound_dir.parent / "sprsound", probe_audio=False), m)
+    for bad in ["a,b,c", "0.5,0.5", "1,1,1,1"]:
+        _assert_one_line_error(run_module("acula_edge.data", "split", str(m), "--fractions", bad, "--out", str(tmp_path / "o.jsonl")))
 
 
 def test_cli_inspect_reports_the_file(tmp_path):

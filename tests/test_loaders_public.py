@@ -1,7 +1,8 @@
-"""Loaders for the publishers' layouts of ICBHI, CirCor, Coswara, COUGHVID and KAUH.
+"""Loaders for the publishers' layouts of ICBHI, CirCor, Coswara, COUGHVID, KAUH and PhysioNet 2016.
 
 Each fixture builds a tiny copy of the real layout (real file and column names, NA cells, and
-one awkward case each) and the tests assert the exact records the loader returns.
+one awkward case each) and the tests assert the exact records the loader returns. The helpers the
+loaders share (CSV reading, flags, metadata-file search, option checking) are tested at the end.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from acula_edge.data.loaders import get_loader, load
+from acula_edge.data.loaders import (adventitious_type, find_metadata_file, get_loader, list_formats, load,
+                                     parse_flag, read_csv_rows)
 from acula_edge.errors import DatasetError
 
-PUBLIC = ["icbhi", "circor", "coswara", "coughvid", "kauh"]
+PUBLIC = ["icbhi", "circor", "coswara", "coughvid", "kauh", "physionet2016"]
 
 
 def tone(path: Path, rate: int, seconds: float = 0.5, fmt: str | None = None, subtype: str | None = None) -> Path:
@@ -35,9 +37,9 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def write_csv(path: Path, header: list[str], rows: list[dict]) -> Path:
+def write_csv(path: Path, header: list[str], rows: list[dict], encoding: str = "utf-8") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with open(path, "w", newline="", encoding=encoding) as f:
         w = csv.DictWriter(f, fieldnames=header)
         w.writeheader()
         for r in rows:
@@ -83,7 +85,8 @@ def test_icbhi_records(icbhi_root):
     assert a.metadata == {"age_years": 3, "sex": "female", "weight_kg": 19, "height_cm": 99,
                           "location": "anterior left", "acquisition_mode": "single channel (sequential)",
                           "device": a.device, "recording_index": "1b1", "diagnosis": "URTI"}
-    assert a.labels == {"diagnosis": "URTI", "crackle": 1, "wheeze": 0, "adventitious": "Crackle"}
+    assert a.labels == {"diagnosis": "URTI", "crackle": 1, "wheeze": 0,
+                        "adventitious": 1, "adventitious_type": "Crackle"}
     assert a.events == [
         {"start": 0.036, "end": 0.579, "type": "normal", "crackle": 0, "wheeze": 0},
         {"start": 0.579, "end": 2.45, "type": "crackle", "crackle": 1, "wheeze": 0},
@@ -95,14 +98,16 @@ def test_icbhi_records(icbhi_root):
     b = recs["icbhi/104_1b1_Ll_sc_Litt3200"]
     assert (b.split, b.device, b.site) == ("test", "3M Littmann Electronic Stethoscope Model 3200", "lateral left")
     assert b.metadata["bmi"] == 33 and "weight_kg" not in b.metadata and b.metadata["age_years"] == 70
-    assert b.labels == {"diagnosis": "COPD", "crackle": 1, "wheeze": 1, "adventitious": "Both"}
+    assert b.labels == {"diagnosis": "COPD", "crackle": 1, "wheeze": 1,
+                        "adventitious": 1, "adventitious_type": "Both"}
     assert [e["type"] for e in b.events] == ["both", "wheeze"]
 
     c = recs["icbhi/200_2p2_Tc_mc_AKGC417L"]
     assert c.split is None  # not listed in the split file
     assert c.metadata == {"location": "trachea", "acquisition_mode": "multichannel (simultaneous)",
                           "device": "AKG C417L Microphone", "recording_index": "2p2", "diagnosis": "Healthy"}
-    assert c.labels == {"diagnosis": "Healthy", "crackle": 0, "wheeze": 0, "adventitious": "Normal"}
+    assert c.labels == {"diagnosis": "Healthy", "crackle": 0, "wheeze": 0,
+                        "adventitious": 0, "adventitious_type": "Normal"}
 
 
 def test_icbhi_load_probes_audio(icbhi_root):
@@ -121,7 +126,8 @@ def test_icbhi_kaggle_layout(tmp_path):
     write(top / "demographic_info.txt", "101 3 F NA 19 99\n")
     write(top / "filename_format.txt", "Each audio file name is divided into 5 elements\n")
     (r,) = get_loader("icbhi")(tmp_path)
-    assert r.labels == {"diagnosis": "URTI", "crackle": 0, "wheeze": 1, "adventitious": "Wheeze"}
+    assert r.labels == {"diagnosis": "URTI", "crackle": 0, "wheeze": 1,
+                        "adventitious": 1, "adventitious_type": "Wheeze"}
     assert r.metadata["sex"] == "female" and r.split is None
 
 
@@ -305,6 +311,28 @@ def test_coswara_load_keeps_header_values(coswara_root):
     assert len(recs) == 8 and {(r.sample_rate, r.duration) for r in recs} == {(48000, 0.5)}
 
 
+def test_coswara_everything_unreadable_is_a_clear_error(coswara_root):
+    for wav in (coswara_root / "Extracted_data").rglob("*.wav"):
+        wav.write_bytes(b"")
+    with pytest.raises(DatasetError, match=r"no readable Coswara recordings.*all 10 such file\(s\) are empty"):
+        get_loader("coswara")(coswara_root)
+
+
+def test_coswara_cp1252_metadata(coswara_root, caplog):
+    """A combined_data.csv saved by a Windows spreadsheet (cp1252, not UTF-8) still loads, with a warning."""
+    csv_path = coswara_root / "combined_data.csv"
+    _, rows = read_csv_rows(csv_path)
+    rows[0]["l_s"], rows[0]["l_l"] = "Île-de-France", "Orléans"
+    rows[0]["l_c"] = "France"
+    write_csv(csv_path, COSWARA_COLUMNS, rows, encoding="cp1252")
+    assert "é".encode("cp1252") in csv_path.read_bytes()
+    with caplog.at_level(logging.WARNING, logger="acula_edge.data.loaders"):
+        recs = by_id(get_loader("coswara")(coswara_root))
+    h = recs["coswara/uidHealthy01/cough-heavy"]
+    assert (h.metadata["country"], h.metadata["state"]) == ("France", "Île-de-France")
+    assert "not UTF-8" in caplog.text and "combined_data.csv" in caplog.text
+
+
 # --------------------------------------------------------------------------------- COUGHVID
 
 EXPERT = ["quality", "cough_type", "dyspnea", "wheezing", "stridor", "choking", "congestion", "nothing",
@@ -396,6 +424,33 @@ def test_coughvid_json_only(coughvid_root):
     assert recs[f"coughvid/{U_OGG}"].metadata["audible_findings"] == ["wheezing"]
 
 
+def test_coughvid_cp1252_metadata(coughvid_root, caplog):
+    csv_path = coughvid_root / "metadata_compiled.csv"
+    _, rows = read_csv_rows(csv_path)
+    rows[0]["diagnosis_2"] = "healthy_cough (vérifié)"  # é written as one cp1252 byte
+    write_csv(csv_path, COUGHVID_COLUMNS, rows, encoding="cp1252")
+    with caplog.at_level(logging.WARNING, logger="acula_edge.data.loaders"):
+        recs = by_id(get_loader("coughvid")(coughvid_root))
+    assert recs[f"coughvid/{U_OGG}"].labels["diagnosis"] == "healthy_cough (vérifié)"
+    assert "metadata_compiled.csv is not UTF-8" in caplog.text
+
+
+def test_coughvid_nothing_readable_is_a_clear_error(coughvid_root):
+    for uuid in (U_OGG, U_WAV, U_LOW):
+        for p in coughvid_root.glob(f"{uuid}.*"):
+            if p.suffix != ".webm":
+                p.unlink()
+        (coughvid_root / f"{uuid}.webm").write_bytes(b"\x1a\x45\xdf\xa3 webm bytes")
+    with pytest.raises(DatasetError, match=r"no readable COUGHVID recordings .*4 WebM-only file\(s\) need "
+                                           r"converting with ffmpeg"):
+        get_loader("coughvid")(coughvid_root)
+
+
+def test_coughvid_threshold_removing_everything_is_a_clear_error(coughvid_root):
+    with pytest.raises(DatasetError, match=r"4 recording\(s\) have cough_detected below min_cough_detected=0\.999"):
+        get_loader("coughvid")(coughvid_root, min_cough_detected=0.999)
+
+
 # ------------------------------------------------------------------------------------- KAUH
 
 KAUH_FILES = [
@@ -429,16 +484,19 @@ def test_kauh_records(kauh_root):
                           "lung_sounds": "inspiratory and expiratory wheeze", "location_code": "P L L",
                           "location": "posterior left lower", "device": a.device, "filter_mode": "bell",
                           "country": "Jordan"}
-    assert a.labels == {"diagnosis": "Asthma", "wheeze": 1, "crackle": 0, "adventitious": "Wheeze"}
+    assert a.labels == {"diagnosis": "Asthma", "wheeze": 1, "crackle": 0,
+                        "adventitious": 1, "adventitious_type": "Wheeze"}
     # One patient under three filter modes is one subject.
     assert {recs[i].subject for i in ("kauh/BP1", "kauh/DP1", "kauh/EP1")} == {"kauh/1"}
     assert [recs[i].metadata["filter_mode"] for i in ("kauh/BP1", "kauh/DP1", "kauh/EP1")] == \
         ["bell", "diaphragm", "extended"]
     n = recs["kauh/DP10"]
-    assert n.labels == {"diagnosis": "Normal", "wheeze": 0, "crackle": 0, "adventitious": "Normal"}
+    assert n.labels == {"diagnosis": "Normal", "wheeze": 0, "crackle": 0,
+                        "adventitious": 0, "adventitious_type": "Normal"}
     assert n.site == "posterior right upper"
     hf = recs["kauh/EP3"]
-    assert hf.labels == {"diagnosis": "Heart Failure", "wheeze": 0, "crackle": 1, "adventitious": "Crackle"}
+    assert hf.labels == {"diagnosis": "Heart Failure", "wheeze": 0, "crackle": 1,
+                         "adventitious": 1, "adventitious_type": "Crackle"}
     assert hf.metadata["location_code"] == "P R L" and hf.metadata["sex"] == "female"
     pe = recs["kauh/BP6"]
     assert pe.labels["diagnosis"] == "Pleural Effusion" and pe.labels["crackle"] == 1
@@ -448,13 +506,71 @@ def test_kauh_records(kauh_root):
     assert recs["kauh/DP20"].site == "anterior right middle"
     assert recs["kauh/BP21"].labels["diagnosis"] == "Bronchitis"
     both = recs["kauh/DP30"]
-    assert both.labels == {"diagnosis": "Heart Failure + COPD", "wheeze": 1, "crackle": 0, "adventitious": "Wheeze"}
+    assert both.labels == {"diagnosis": "Heart Failure + COPD", "wheeze": 1, "crackle": 0,
+                           "adventitious": 1, "adventitious_type": "Wheeze"}
     assert both.site == "posterior left and right lower"
 
 
 def test_kauh_load_probes_audio(kauh_root):
     recs = load("kauh", kauh_root / "Audio Files")
     assert len(recs) == 9 and {(r.sample_rate, r.duration) for r in recs} == {(4000, 0.5)}
+
+
+# --------------------------------------------------------------------------- PhysioNet 2016
+
+
+@pytest.fixture
+def physionet_root(tmp_path) -> Path:
+    """The official download: training/training-a/ with REFERENCE.csv and REFERENCE-SQI.csv, and validation/."""
+    root = tmp_path / "physionet-challenge-2016-1.0.0"
+    a = root / "training" / "training-a"
+    for name in ("a0001", "a0002", "a0003"):
+        tone(a / f"{name}.wav", 2000)
+    write(a / "a0001.hea", "a0001 1 2000 1000\na0001.wav 16+44 1 16 0 0 0 0 PCG\n")
+    write(a / "REFERENCE.csv", "a0001,1\na0002,-1\na0003,1\n")
+    # record,label,sqi: a0001 is abnormal but of poor quality; the label column must not leak in
+    write(a / "REFERENCE-SQI.csv", "a0001,1,0\na0002,-1,1\na0003,1,1\n")
+    v = root / "validation"  # re-lists a0001 of training-a
+    tone(v / "a0001.wav", 2000)
+    write(v / "REFERENCE.csv", "a0001,1\n")
+    write(v / "REFERENCE-SQI.csv", "a0001,1,0\n")
+    return root
+
+
+def test_physionet2016_signal_quality_and_validation(physionet_root, caplog):
+    with caplog.at_level(logging.INFO, logger="acula_edge.data.loaders.physionet2016"):
+        recs = by_id(get_loader("physionet2016")(physionet_root))
+    assert sorted(recs) == ["physionet2016/a0001", "physionet2016/a0002", "physionet2016/a0003"]  # no double count
+    assert "validation" in caplog.text and "include_validation" in caplog.text
+    a = recs["physionet2016/a0001"]
+    assert a.labels == {"abnormal": "abnormal"}
+    assert a.metadata == {"database": "training-a", "signal_quality": "poor"}
+    assert (a.sample_rate, a.duration) == (2000, 0.5)
+    assert a.path == str((physionet_root / "training" / "training-a" / "a0001.wav").resolve())
+    assert recs["physionet2016/a0002"].metadata["signal_quality"] == "good"
+    assert recs["physionet2016/a0003"].metadata["signal_quality"] == "good"
+
+    more = by_id(load("physionet2016", physionet_root, include_validation=True))
+    assert sorted(more) == sorted([*recs, "physionet2016/validation/a0001"])
+    dup = more["physionet2016/validation/a0001"]
+    assert dup.subject == a.subject  # the same recording: kept together by subject-grouped splits
+    assert dup.metadata == {"database": "validation", "signal_quality": "poor"}
+    # the validation folder itself, named as the root, is an ordinary set of records
+    assert list(by_id(load("physionet2016", physionet_root / "validation"))) == ["physionet2016/a0001"]
+
+
+def test_physionet2016_only_validation_and_bad_sqi(physionet_root):
+    import shutil
+
+    shutil.rmtree(physionet_root / "training")
+    with pytest.raises(DatasetError, match="include_validation=True"):
+        load("physionet2016", physionet_root)
+    write(physionet_root / "validation" / "REFERENCE-SQI.csv", "a0001,1\n")  # no sqi column
+    with pytest.raises(DatasetError, match="expected record,label,sqi with sqi 0 or 1"):
+        load("physionet2016", physionet_root / "validation")
+    write(physionet_root / "validation" / "REFERENCE-SQI.csv", "a0001,1,-1\n")  # a label where the sqi goes
+    with pytest.raises(DatasetError, match="REFERENCE-SQI.csv: bad row"):
+        load("physionet2016", physionet_root / "validation")
 
 
 # ------------------------------------------------------------------------------ wrong folder
@@ -477,3 +593,71 @@ def test_coughvid_without_metadata_is_a_clear_error(tmp_path):
     tone(tmp_path / "recording.wav", 8000)
     with pytest.raises(DatasetError, match="metadata_compiled.csv"):
         load("coughvid", tmp_path)
+
+
+# --------------------------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize("name", list_formats())
+def test_unknown_options_are_rejected(tmp_path, name):
+    with pytest.raises(DatasetError, match=f"format {name} does not take option\\(s\\) bogus"):
+        load(name, tmp_path, bogus=1)
+    if name != "csv":  # only the generic CSV takes --labels
+        with pytest.raises(DatasetError, match="does not take option\\(s\\) labels"):
+            get_loader(name)(tmp_path, labels=["x"])
+
+
+def test_a_filter_that_removes_everything_is_an_error(tmp_path):
+    from acula_edge.data import synth
+
+    synth.generate(tmp_path, 3, seed=0, cfg=synth.SynthConfig(modality_weights={"cough": 1.0}, duration=1.0))
+    assert len(load("synthetic", tmp_path, modality="cough")) == 3
+    with pytest.raises(DatasetError, match="no synthetic recordings of modality heart .*manifest has cough"):
+        load("synthetic", tmp_path, modality="heart")
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def test_read_csv_rows(tmp_path, caplog):
+    p = write(tmp_path / "m.csv", "\ufeffid,place\n1,Zürich\n\n2,\"a, b\"\n3\n")
+    assert read_csv_rows(p) == (["id", "place"], [{"id": "1", "place": "Zürich"}, {"id": "2", "place": "a, b"},
+                                                  {"id": "3", "place": None}])
+    assert not caplog.records  # UTF-8 with a BOM: no warning
+    p.write_bytes("id,place\r\n1,Orléans\r\n".encode("cp1252"))
+    with caplog.at_level(logging.WARNING, logger="acula_edge.data.loaders"):
+        assert read_csv_rows(p) == (["id", "place"], [{"id": "1", "place": "Orléans"}])
+    assert "m.csv is not UTF-8" in caplog.text
+    p.write_text("id,notes\n1,\"" + "x" * 200_000 + "\"\n")
+    with pytest.raises(DatasetError, match=r"m\.csv: not a readable CSV file \(field larger than field limit"):
+        read_csv_rows(p)
+    with pytest.raises(DatasetError, match="cannot read the file"):
+        read_csv_rows(tmp_path)  # a folder
+    with pytest.raises(DatasetError, match="cannot read the file"):
+        read_csv_rows(tmp_path / "absent.csv")
+
+
+def test_parse_flag_and_adventitious_type():
+    assert [parse_flag(v) for v in ("True", " yes", "Y", "1", 1, True)] == [True] * 6
+    assert [parse_flag(v) for v in ("FALSE", "no", "n", "0", 0, False)] == [False] * 6
+    assert [parse_flag(v) for v in (None, "", "nan", "NA", "maybe", 2)] == [None] * 6
+    assert [adventitious_type(c, w) for c, w in ((0, 0), (1, 0), (0, 1), (1, 1))] == \
+        ["Normal", "Crackle", "Wheeze", "Both"]
+    with pytest.raises(ValueError):
+        adventitious_type(2, 0)
+
+
+def test_find_metadata_file(tmp_path):
+    root = tmp_path / "data" / "audio"
+    root.mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    assert find_metadata_file(root, ("meta.csv",)) is None
+    write(tmp_path / "elsewhere" / "META.CSV", "x")
+    assert find_metadata_file(root, ("meta.csv",)) is None  # not near: only root, its parent and nearby
+    assert find_metadata_file(root, ("meta.csv",), [tmp_path / "elsewhere"]) == tmp_path / "elsewhere" / "META.CSV"
+    write(tmp_path / "data" / "Meta.csv", "x")  # the parent comes before nearby folders, any case
+    assert find_metadata_file(root, ("meta.csv",), [tmp_path / "elsewhere"]) == tmp_path / "data" / "Meta.csv"
+    write(root / "meta.csv", "x")
+    assert find_metadata_file(root, ("meta.csv",)) == root / "meta.csv"
+    write(tmp_path / "data" / "first.txt", "x")  # an earlier name wins over a nearer folder
+    assert find_metadata_file(root, ("first.txt", "meta.csv")) == tmp_path / "data" / "first.txt"

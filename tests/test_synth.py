@@ -14,7 +14,8 @@ import soundfile as sf
 
 from acula_edge.data import synth
 from acula_edge.data.loaders import load
-from acula_edge.data.records import read_manifest
+from acula_edge.data.records import MISSING, read_manifest
+from acula_edge.data.summary import summarize
 from acula_edge.errors import AculaError, DatasetError
 from conftest import run_module
 
@@ -119,7 +120,11 @@ def test_layout_manifest_and_loader_round_trip(corpus):
     assert conf["n"] == N_CORPUS and conf["seed"] == 7
     assert conf["config"]["sample_rate"] == SR and conf["config"]["duration"] == 5.0
     summary = json.loads((out / "synth_summary.json").read_text())
-    assert summary["clips"] == N_CORPUS and sum(summary["modality"].values()) == N_CORPUS
+    assert summary == json.loads(json.dumps(summarize(recs)))  # the one summary schema of the data layer
+    assert summary["recordings"] == N_CORPUS and sum(summary["modalities"].values()) == N_CORPUS
+    assert summary["sample_rates"] == {str(SR): N_CORPUS} and summary["total_duration_s"] == 5.0 * N_CORPUS
+    assert summary["labels"]["adventitious"][MISSING] == N_CORPUS - summary["modalities"]["lung"]
+    assert set(summary["labels"]["heart_rate"]) == {"n", "min", "mean", "max", MISSING}
 
 
 def test_loader_errors(tmp_path, corpus):
@@ -158,17 +163,19 @@ def test_labels_match_modality_and_are_balanced(corpus):
         for k, v in r.labels.items():
             values.setdefault(k, Counter())[v] += 1
         if r.modality == "lung":
-            assert r.labels["lung_adventitious"] == int(r.labels["wheeze"] or r.labels["crackle"])
+            assert r.labels["adventitious"] == int(r.labels["wheeze"] or r.labels["crackle"])
             assert (r.labels["crackle_type"] == "none") == (r.labels["crackle"] == 0)
             assert 6 <= r.labels["resp_rate"] <= 70
         if r.modality == "heart":
             assert r.labels["murmur"] in synth.MURMURS and 40 <= r.labels["heart_rate"] <= 180
-            abnormal = r.labels["murmur"] != "absent" or r.labels["rhythm"] == "irregular"
-            assert r.labels["heart_abnormal"] >= int(abnormal)
-    for task in ("lung_adventitious", "wheeze", "crackle", "heart_abnormal"):
+            assert r.labels["abnormal"] in ("abnormal", "normal")
+            if r.labels["murmur"] != "absent" or r.labels["rhythm"] == "irregular":
+                assert r.labels["abnormal"] == "abnormal"
+    for task, yes, no in (("adventitious", 1, 0), ("wheeze", 1, 0), ("crackle", 1, 0),
+                          ("abnormal", "abnormal", "normal")):
         c = values[task]
-        assert set(c) == {0, 1}, (task, c)
-        assert 0.05 <= c[1] / (c[0] + c[1]) <= 0.75, (task, c)
+        assert set(c) == {yes, no}, (task, c)
+        assert 0.05 <= c[yes] / (c[yes] + c[no]) <= 0.75, (task, c)
     assert set(values["cough_type"]) == {"wet", "dry"} and min(values["cough_type"].values()) >= 5
     assert values["murmur"]["absent"] > 0 and len(values["murmur"]) >= 2
     assert len(values["condition"]) >= 6
@@ -255,7 +262,7 @@ def test_same_seed_same_bytes_and_prefix_property(tmp_path):
 def test_wheeze_clips_are_tonal(lung_clips):
     ton = np.array([tonality(c.audio) for c in lung_clips])
     wz = np.array([c.labels["wheeze"] == 1 for c in lung_clips])
-    normal = np.array([c.labels["lung_adventitious"] == 0 for c in lung_clips])
+    normal = np.array([c.labels["adventitious"] == 0 for c in lung_clips])
     assert wz.sum() >= 15 and normal.sum() >= 40
     assert ton[wz].mean() > ton[normal].mean() + 0.4
     assert _auc(ton[wz], ton[normal]) > 0.8
@@ -264,7 +271,7 @@ def test_wheeze_clips_are_tonal(lung_clips):
 def test_crackle_clips_have_more_transients(lung_clips):
     ts = np.array([transient_score(c.audio) for c in lung_clips])
     cr = np.array([c.labels["crackle"] == 1 for c in lung_clips])
-    normal = np.array([c.labels["lung_adventitious"] == 0 for c in lung_clips])
+    normal = np.array([c.labels["adventitious"] == 0 for c in lung_clips])
     assert cr.sum() >= 15
     assert ts[cr].mean() > 1.3 * ts[normal].mean()
     assert _auc(ts[cr], ts[normal]) > 0.7

@@ -6,8 +6,7 @@ import argparse
 import json
 import sys
 from collections import Counter
-from typing import Any, Sequence
-
+from typing import Sequence
 
 from acula_edge.cli import Parser, guarded
 from acula_edge.data.records import atomic_write_text, read_manifest, write_manifest
@@ -61,9 +60,13 @@ def _split_cmd(a: argparse.Namespace) -> int:
     if a.kfold:
         assign = {s: f"fold{k}" for s, k in kfold_subjects(records, a.kfold, a.label, a.seed).items()}
     else:
-        fr = dict(zip(("train", "val", "test"), (float(x) for x in a.fractions.split(","))))
-        if len(fr) != 3:
-            raise AculaError("--fractions needs three numbers: train,val,test")
+        try:
+            values = [float(x) for x in a.fractions.split(",")]
+        except ValueError:
+            values = []
+        if len(values) != 3:
+            raise AculaError(f"--fractions needs three numbers train,val,test, got {a.fractions!r}")
+        fr = dict(zip(("train", "val", "test"), values))
         assign = split_subjects(records, a.label, fr, a.seed)
     for r in records:
         r.split = assign[r.subject]

@@ -7,7 +7,8 @@ and CPU-only smoke runs of the whole pipeline::
 
 writes ``audio/<id>.wav`` (16-bit PCM), ``manifest.jsonl`` (one :class:`Recording` per line,
 ``path`` relative to the output folder; load it with ``load("synthetic", folder)``),
-``synth_config.json`` (the resolved configuration) and ``synth_summary.json`` (label counts).
+``synth_config.json`` (the resolved configuration) and ``synth_summary.json`` (counts of
+recordings, subjects, modalities and label values from :func:`acula_edge.data.summary.summarize`).
 
 The generative story, per subject: age, sex and smoking are drawn first; the condition depends on
 them (COPD in older smokers, asthma and URTI in the young, heart failure in the elderly, ...), with
@@ -33,16 +34,20 @@ response, additive noise at an SNR, hum and gain (phones clip now and then).
 
 Labels (present only for the modality that has them):
 
-* lung: ``lung_adventitious``, ``wheeze``, ``crackle`` (0/1), ``crackle_type``
-  (none/fine/coarse), ``resp_rate`` (breaths/min), ``condition``
-* heart: ``heart_abnormal`` (0/1), ``murmur`` (absent/systolic/diastolic), ``rhythm``
-  (regular/irregular), ``heart_rate`` (beats/min), ``condition``
+* lung: ``adventitious`` (0/1: wheeze or crackle, as for SPRSound, ICBHI and KAUH), ``wheeze``,
+  ``crackle`` (0/1), ``crackle_type`` (none/fine/coarse), ``resp_rate`` (breaths/min), ``condition``
+* heart: ``abnormal`` (abnormal/normal, as for PhysioNet 2016: a murmur, an irregular rhythm or a
+  third heart sound), ``murmur`` (absent/systolic/diastolic), ``rhythm`` (regular/irregular),
+  ``heart_rate`` (beats/min), ``condition``
 * cough: ``cough_type`` (wet/dry), ``condition``
 * breath: ``resp_rate``, ``condition``
 
 Deterministic by seed: subject ``k`` draws from ``SeedSequence(seed, spawn_key=(k, 0))`` and its
 clip ``j`` from ``SeedSequence(seed, spawn_key=(k, j + 1))``, so a clip never depends on how many
 clips are generated (``--n 10`` is a prefix of ``--n 1000``).
+
+Label names mean the same in every dataset, so a task chosen by name (``adventitious``,
+``abnormal``, ``wheeze``, ...) can mix this corpus with the real ones.
 
 Imports only numpy and soundfile (device side); every loop is over events, never over samples.
 """
@@ -65,12 +70,13 @@ import numpy as np
 
 from acula_edge import __version__
 from acula_edge.data.records import Recording, atomic_write_text, write_manifest
+from acula_edge.data.summary import summarize
 from acula_edge.cli import Parser, guarded
 from acula_edge.errors import AculaError
 
-GENERATOR_VERSION = 1  # bump whenever the audio or the records for a given seed change
+GENERATOR_VERSION = 2  # bump whenever the audio or the records for a given seed change
 DATASET = "synthetic"
-MANIFEST_NAME = "manifest.jsonl"
+MANIFEST_NAME = "manifest.jsonl"  # the one definition: loaders/synthetic.py imports it
 CONFIG_NAME = "synth_config.json"
 SUMMARY_NAME = "synth_summary.json"
 AUDIO_DIR = "audio"
@@ -95,8 +101,8 @@ MURMURS = ("absent", "systolic", "diastolic")
 
 # Label names per modality (the tasks a downstream evaluation can choose by name).
 LABELS = {
-    "lung": ("lung_adventitious", "wheeze", "crackle", "crackle_type", "resp_rate", "condition"),
-    "heart": ("heart_abnormal", "murmur", "rhythm", "heart_rate", "condition"),
+    "lung": ("adventitious", "wheeze", "crackle", "crackle_type", "resp_rate", "condition"),
+    "heart": ("abnormal", "murmur", "rhythm", "heart_rate", "condition"),
     "cough": ("cough_type", "condition"),
     "breath": ("resp_rate", "condition"),
 }
@@ -718,7 +724,7 @@ def _lung(rng, ctx: _Ctx, subj: Subject, site: str, f: np.ndarray):
             _crackles(rng, ctx, x, ts, fine, amp)
             ctx.event(ts[0], ts[-1] + 0.02, "crackle", subtype=subj.crackle)
     labels = {
-        "lung_adventitious": int(wheeze or crackle),
+        "adventitious": int(wheeze or crackle),
         "wheeze": int(wheeze),
         "crackle": int(crackle),
         "crackle_type": subj.crackle if crackle else "none",
@@ -806,7 +812,7 @@ def _heart(rng, ctx: _Ctx, subj: Subject, site: str, f: np.ndarray):
     inside = (onsets >= -1e-9) & (onsets < ctx.dur)
     rate = 60.0 / float(np.mean(rr[inside] if inside.sum() >= 2 else rr))
     labels = {
-        "heart_abnormal": int(murmur != "absent" or subj.irregular or s3),
+        "abnormal": "abnormal" if murmur != "absent" or subj.irregular or s3 else "normal",
         "murmur": murmur,
         "rhythm": "irregular" if subj.irregular else "regular",
         "heart_rate": round(rate, 1),
@@ -1041,31 +1047,6 @@ def generate(out_dir: str | Path, n: int, seed: int = 0, cfg: "SynthConfig | Non
 def _with_path(r: Recording, path: str) -> Recording:
     return dataclasses.replace(r, path=path, metadata=dict(r.metadata), labels=dict(r.labels),
                                events=[dict(e) for e in r.events])
-
-
-def summarize(records: Sequence[Recording]) -> dict[str, Any]:
-    """Counts per modality, device, condition and categorical label (numbers get a mean)."""
-    out: dict[str, Any] = {"clips": len(records), "subjects": len({r.subject for r in records})}
-    for key in ("modality", "device", "site"):
-        c: dict[str, int] = {}
-        for r in records:
-            v = str(getattr(r, key))
-            c[v] = c.get(v, 0) + 1
-        out[key] = dict(sorted(c.items()))
-    labels: dict[str, dict[str, Any]] = {}
-    for r in records:
-        for k, v in r.labels.items():
-            d = labels.setdefault(f"{r.modality}/{k}", {})
-            if isinstance(v, float):
-                d["n"] = d.get("n", 0) + 1
-                d["sum"] = d.get("sum", 0.0) + v
-            else:
-                d[str(v)] = d.get(str(v), 0) + 1
-    for d in labels.values():
-        if "sum" in d:
-            d["mean"] = round(d.pop("sum") / d["n"], 2)
-    out["labels"] = dict(sorted(labels.items()))
-    return out
 
 
 # --------------------------------------------------------------------------- CLI

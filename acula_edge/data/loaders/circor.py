@@ -9,12 +9,11 @@ Locations: AV, PV, TV, MV and Phc (any other). The CSV is used when present, els
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
 from pathlib import Path
 
-from acula_edge.data.loaders import find_files, register_loader, require
+from acula_edge.data.loaders import find_files, find_metadata_file, read_csv_rows, register_loader, require
 from acula_edge.data.records import Recording, parse_cell
 from acula_edge.errors import DatasetError
 
@@ -55,11 +54,10 @@ def _pid(v) -> str | None:
 
 def _read_csv(path: Path) -> dict[str, dict[str, str]]:
     """Patient id to its CSV row (column names stripped of whitespace)."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
+    _, rows = read_csv_rows(path)
     out = {}
     for row in rows:
-        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+        row = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}  # None: extra cells
         pid = _pid(row.get("Patient ID", ""))
         if pid is None:
             raise DatasetError(f"{path}: a row without a numeric 'Patient ID' (is this training_data.csv?)")
@@ -109,14 +107,11 @@ def _location_label(murmur: str | None, locations: set[str], loc: str) -> str | 
 
 
 @register_loader("circor")
-def load_circor(root: Path, **options) -> list[Recording]:
+def load_circor(root: Path) -> list[Recording]:
     """Records with labels ``murmur``, ``murmur_at_location``, ``outcome`` and S1/S2 segmentation events."""
-    if options:
-        log.warning("circor: ignoring options it does not use: %s", ", ".join(sorted(options)))
     wavs = [p for p in find_files(root, (".wav",)) if NAME.match(p.stem)]
     require(wavs, "CirCor recordings (e.g. training_data/2530_AV.wav)", root)
-    folders = list(dict.fromkeys([root, root.parent, *(w.parent.parent for w in wavs)]))
-    csv_path = next((f / "training_data.csv" for f in folders if (f / "training_data.csv").is_file()), None)
+    csv_path = find_metadata_file(root, ("training_data.csv",), (w.parent.parent for w in wavs))
     rows = _read_csv(csv_path) if csv_path else {}
     texts = {(p.parent, p.stem): p for p in find_files(root, (".txt",))}
     tsvs = {(p.parent, p.stem): p for p in find_files(root, (".tsv",))}

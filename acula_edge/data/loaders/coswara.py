@@ -10,14 +10,14 @@ or corrupt files: they are skipped and counted in one warning.
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import logging
 import re
 from pathlib import Path
 
 from acula_edge.audio import info
-from acula_edge.data.loaders import find_files, register_loader, require
+from acula_edge.data.loaders import (find_files, find_metadata_file, parse_flag, read_csv_rows, register_loader,
+                                     require)
 from acula_edge.data.records import Recording, parse_cell
 from acula_edge.errors import AudioError, DatasetError
 
@@ -53,23 +53,12 @@ def covid_of(status: str | None) -> str | None:
     return "negative" if status in NEGATIVE else None
 
 
-def _flag(v) -> bool | None:
-    """True/False/y/n cells as bool; empty cells as None."""
-    v = str(v).strip().lower() if v is not None else ""
-    if v in ("true", "y", "yes", "1"):
-        return True
-    if v in ("false", "n", "no", "0"):
-        return False
-    return None
-
-
 def _read_csv(path: Path) -> dict[str, dict[str, str]]:
     """User id to its row of ``combined_data.csv``."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if "id" not in (reader.fieldnames or []) or "covid_status" not in (reader.fieldnames or []):
-            raise DatasetError(f"{path}: not Coswara's combined_data.csv (needs columns id and covid_status)")
-        return {row["id"].strip(): row for row in reader if (row.get("id") or "").strip()}
+    columns, rows = read_csv_rows(path)
+    if "id" not in columns or "covid_status" not in columns:
+        raise DatasetError(f"{path}: not Coswara's combined_data.csv (needs columns id and covid_status)")
+    return {row["id"].strip(): row for row in rows if (row.get("id") or "").strip()}
 
 
 def _read_json(path: Path) -> dict[str, str]:
@@ -97,11 +86,11 @@ def _describe(row: dict[str, str], date: str | None) -> tuple[dict, dict]:
         v = parse_cell(row.get(col))
         if v is not None:
             meta[key] = str(v)
-    smoker = _flag(row.get("smoker"))
+    smoker = parse_flag(row.get("smoker"))
     if smoker is not None:
         meta["smoker"] = smoker
     for col, table in (("symptoms", SYMPTOMS), ("conditions", CONDITIONS)):
-        found = [name for key, name in table.items() if _flag(row.get(key))]
+        found = [name for key, name in table.items() if parse_flag(row.get(key))]
         if found:
             meta[col] = found
     test = TEST_STATUS.get((row.get("test_status") or "").strip().lower())
@@ -126,20 +115,19 @@ def _describe(row: dict[str, str], date: str | None) -> tuple[dict, dict]:
 
 
 @register_loader("coswara")
-def load_coswara(root: Path, sounds: list[str] | str | None = None, **options) -> list[Recording]:
+def load_coswara(root: Path, sounds: list[str] | str | None = None) -> list[Recording]:
     """Records with labels ``covid_status`` and ``covid`` (positive/negative); ``sounds=`` restricts the sounds."""
-    if options:
-        log.warning("coswara: ignoring options it does not use: %s", ", ".join(sorted(options)))
     if isinstance(sounds, str):
         sounds = [s.strip() for s in sounds.split(",") if s.strip()]
     wanted = set(SOUNDS) if sounds is None else set(sounds)
+    if not wanted:
+        raise DatasetError(f"coswara: sounds names no sound; choose from {', '.join(SOUNDS)}")
     unknown = sorted(wanted - set(SOUNDS))
     if unknown:
         raise DatasetError(f"coswara: unknown sound(s) {', '.join(unknown)}; choose from {', '.join(SOUNDS)}")
     wavs = [p for p in find_files(root, (".wav",)) if p.stem.lower() in SOUNDS]
     require(wavs, "Coswara recordings (<date>/<user>/cough-heavy.wav, ...)", root)
-    folders = list(dict.fromkeys([root, root.parent, *(w.parent.parent.parent for w in wavs)]))
-    csv_path = next((f / "combined_data.csv" for f in folders if (f / "combined_data.csv").is_file()), None)
+    csv_path = find_metadata_file(root, ("combined_data.csv",), (w.parent.parent.parent for w in wavs))
     rows = _read_csv(csv_path) if csv_path else {}
     if csv_path is None:
         log.warning("coswara: no combined_data.csv in %s or its parent; using each user's metadata.json", root)
@@ -175,4 +163,9 @@ def load_coswara(root: Path, sounds: list[str] | str | None = None, **options) -
         )
     if bad:
         log.warning("coswara: skipped %d empty or unreadable file(s), e.g. %s", len(bad), bad[0])
+    kept = sum(1 for w in wavs if w.stem.lower() in wanted)
+    what = "readable Coswara recordings" + (f" of {', '.join(sorted(wanted))}" if sounds is not None else "")
+    require(out, what, root,
+            f"all {kept} such file(s) are empty or unreadable, e.g. {bad[0]}" if kept else
+            f"none of the {len(wavs)} Coswara file(s) is one of these sounds")
     return out

@@ -10,12 +10,12 @@ recordings held only as ``.webm`` are skipped and counted in one warning that sa
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from pathlib import Path
 
-from acula_edge.data.loaders import find_files, register_loader, require
+from acula_edge.data.loaders import (find_files, find_metadata_file, parse_flag, read_csv_rows, register_loader,
+                                     require)
 from acula_edge.data.records import Recording, parse_cell
 from acula_edge.errors import DatasetError
 
@@ -33,12 +33,6 @@ def _text(v) -> str | None:
     """A stripped non-empty string, or None for empty and NA-like cells."""
     v = parse_cell(None if v is None else str(v))
     return None if v is None else str(v)
-
-
-def _flag(v) -> bool | None:
-    """True/False cells as bool, anything else as None."""
-    v = (_text(v) or "").lower()
-    return True if v == "true" else False if v == "false" else None
 
 
 def _from_json(path: Path) -> dict[str, str]:
@@ -72,8 +66,8 @@ def _describe(row: dict[str, str]) -> tuple[dict, dict]:
     if sex in SEXES:
         meta["sex"] = SEXES[sex]
     for col in ("respiratory_condition", "fever_muscle_pain"):
-        if _flag(row.get(col)) is not None:
-            meta[col] = _flag(row.get(col))
+        if parse_flag(row.get(col)) is not None:
+            meta[col] = parse_flag(row.get(col))
     for col, key in (("cough_detected", "cough_detected"), ("SNR", "snr"), ("latitude", "latitude"),
                      ("longitude", "longitude")):
         v = parse_cell(row.get(col))
@@ -83,7 +77,7 @@ def _describe(row: dict[str, str]) -> tuple[dict, dict]:
         meta["recorded_at"] = _text(row.get("datetime"))
     first = next((e for e in EXPERTS if any(_text(row.get(f"{f}_{e}")) for f in EXPERT_FIELDS)), None)
     if first is not None:
-        found = [name for key, name in FINDINGS.items() if _flag(row.get(f"{key}_{first}"))]
+        found = [name for key, name in FINDINGS.items() if parse_flag(row.get(f"{key}_{first}"))]
         if found:
             meta["audible_findings"] = found
     labels = {}
@@ -99,22 +93,19 @@ def _describe(row: dict[str, str]) -> tuple[dict, dict]:
 
 def _read_csv(path: Path) -> dict[str, dict[str, str]]:
     """uuid to its row of ``metadata_compiled.csv`` (the unnamed pandas index column is ignored)."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if "uuid" not in (reader.fieldnames or []):
-            raise DatasetError(f"{path}: not COUGHVID's metadata_compiled.csv (no 'uuid' column)")
-        return {row["uuid"].strip(): row for row in reader if (row.get("uuid") or "").strip()}
+    columns, rows = read_csv_rows(path)
+    if "uuid" not in columns:
+        raise DatasetError(f"{path}: not COUGHVID's metadata_compiled.csv (no 'uuid' column)")
+    return {row["uuid"].strip(): row for row in rows if (row.get("uuid") or "").strip()}
 
 
 @register_loader("coughvid")
-def load_coughvid(root: Path, min_cough_detected: float = 0.0, **options) -> list[Recording]:
+def load_coughvid(root: Path, min_cough_detected: float = 0.0) -> list[Recording]:
     """Records with labels ``status``, ``status_ssl``, ``cough_type``, ``quality``, ``diagnosis``, ``severity``.
 
     ``min_cough_detected`` keeps recordings whose cough-detector probability is at least that value
     (the publishers suggest 0.8 for clean cough sets).
     """
-    if options:
-        log.warning("coughvid: ignoring options it does not use: %s", ", ".join(sorted(options)))
     try:
         threshold = float(min_cough_detected)
     except (TypeError, ValueError):
@@ -123,8 +114,8 @@ def load_coughvid(root: Path, min_cough_detected: float = 0.0, **options) -> lis
     for p in find_files(root, READABLE + (".webm",)):
         audio.setdefault(p.stem, {}).setdefault(p.suffix.lower(), p)
     require(list(audio), "COUGHVID recordings ({uuid}.webm/.ogg/.wav)", root)
-    folders = list(dict.fromkeys([root, root.parent, *(p.parent for f in audio.values() for p in f.values())]))
-    csv_path = next((f / "metadata_compiled.csv" for f in folders if (f / "metadata_compiled.csv").is_file()), None)
+    csv_path = find_metadata_file(root, ("metadata_compiled.csv",),
+                                  (p.parent for f in audio.values() for p in f.values()))
     rows = _read_csv(csv_path) if csv_path else {}
     jsons = {p.stem: p for p in find_files(root, (".json",))} if csv_path is None else {}
     if csv_path is None and not jsons:
@@ -157,14 +148,20 @@ def load_coughvid(root: Path, min_cough_detected: float = 0.0, **options) -> lis
                 labels=labels,
             )
         )
+    convert = (f"convert them beside the originals, e.g. ffmpeg -i '{webm_only[0]}' "
+               f"'{webm_only[0].with_suffix('.wav')}', and load again" if webm_only else "")
     if webm_only:
-        log.warning(
-            "coughvid: skipped %d recording(s) held only as WebM, which soundfile cannot decode; convert them "
-            "beside the originals, e.g. ffmpeg -i '%s' '%s', and load again", len(webm_only), webm_only[0],
-            webm_only[0].with_suffix(".wav"))
+        log.warning("coughvid: skipped %d recording(s) held only as WebM, which soundfile cannot decode; %s",
+                    len(webm_only), convert)
     if below:
         log.info("coughvid: left out %d recording(s) with cough_detected below %g", below, threshold)
     no_audio = len(set(rows) - set(audio))
     if no_audio:
         log.warning("coughvid: %d uuid(s) in %s have no audio file", no_audio, csv_path.name)
+    reasons = []
+    if below:
+        reasons.append(f"{below} recording(s) have cough_detected below min_cough_detected={threshold:g}")
+    if webm_only:
+        reasons.append(f"{len(webm_only)} WebM-only file(s) need converting with ffmpeg ({convert})")
+    require(out, "readable COUGHVID recordings", root, "; ".join(reasons) or None)
     return out

@@ -14,7 +14,7 @@ import logging
 import re
 from pathlib import Path
 
-from acula_edge.data.loaders import find_files, register_loader, require
+from acula_edge.data.loaders import adventitious_type, find_files, find_metadata_file, register_loader, require
 from acula_edge.data.records import Recording, parse_cell
 from acula_edge.errors import DatasetError
 
@@ -42,19 +42,6 @@ def _canonical(value: str, table: dict[str, str]) -> str:
     return next((k for k in table if k.lower() == value.lower()), value)
 
 
-def _find_meta(folders: list[Path], names: tuple[str, ...]) -> Path | None:
-    """The first file named one of ``names`` (any case) in ``folders``, in order."""
-    wanted = [n.lower() for n in names]
-    for name in wanted:
-        for folder in folders:
-            if not folder.is_dir():
-                continue
-            for p in folder.iterdir():
-                if p.is_file() and p.name.lower() == name:
-                    return p
-    return None
-
-
 def _rows(path: Path) -> list[list[str]]:
     """Non-empty lines split on tabs, commas or spaces."""
     text = path.read_text(encoding="utf-8-sig", errors="replace")
@@ -69,10 +56,10 @@ def _read_cycles(path: Path) -> list[dict]:
             start, end, crackle, wheeze = float(f[0]), float(f[1]), int(f[2]), int(f[3])
         except (IndexError, ValueError):
             raise DatasetError(f"{path}:{n}: expected 'start end crackles wheezes', got {' '.join(f)!r}") from None
-        kind = {(0, 0): "normal", (1, 0): "crackle", (0, 1): "wheeze", (1, 1): "both"}.get((crackle, wheeze))
-        if kind is None:
+        if crackle not in (0, 1) or wheeze not in (0, 1):
             raise DatasetError(f"{path}:{n}: crackle and wheeze flags must be 0 or 1")
-        events.append({"start": start, "end": end, "type": kind, "crackle": crackle, "wheeze": wheeze})
+        events.append({"start": start, "end": end, "type": adventitious_type(crackle, wheeze).lower(),
+                       "crackle": crackle, "wheeze": wheeze})
     return events
 
 
@@ -99,17 +86,19 @@ def _demographics(path: Path | None) -> dict[str, dict]:
 
 
 @register_loader("icbhi")
-def load_icbhi(root: Path, **options) -> list[Recording]:
-    """Records with labels ``diagnosis``, ``crackle``, ``wheeze``, ``adventitious`` and cycle events."""
-    if options:
-        log.warning("icbhi: ignoring options it does not use: %s", ", ".join(sorted(options)))
+def load_icbhi(root: Path) -> list[Recording]:
+    """Records with the patient's ``diagnosis``, recording labels and respiratory-cycle events.
+
+    Recording labels (where a cycle annotation exists): ``crackle``, ``wheeze``, ``adventitious``
+    (0/1: crackle or wheeze in any cycle) and ``adventitious_type`` (Normal/Crackle/Wheeze/Both).
+    """
     wavs = [p for p in find_files(root, (".wav",)) if NAME.match(p.stem)]
     require(wavs, "ICBHI recordings (e.g. 101_1b1_Al_sc_Meditron.wav)", root)
-    folders = list(dict.fromkeys([root, root.parent, *(d for w in wavs for d in (w.parent, w.parent.parent))]))
-    diag_file = _find_meta(folders, DIAGNOSIS_FILES)
+    nearby = [d for w in wavs for d in (w.parent, w.parent.parent)]
+    diag_file = find_metadata_file(root, DIAGNOSIS_FILES, nearby)
     diagnoses = {f[0]: f[1] for f in _rows(diag_file) if len(f) >= 2 and f[0].isdigit()} if diag_file else {}
-    demographics = _demographics(_find_meta(folders, DEMOGRAPHIC_FILES))
-    split_file = _find_meta(folders, SPLIT_FILES)
+    demographics = _demographics(find_metadata_file(root, DEMOGRAPHIC_FILES, nearby))
+    split_file = find_metadata_file(root, SPLIT_FILES, nearby)
     splits = {f[0]: f[1].lower() for f in _rows(split_file) if len(f) >= 2} if split_file else {}
     if not diagnoses:
         log.warning("icbhi: no diagnosis file (%s) in %s or its parent", " or ".join(DIAGNOSIS_FILES), root)
@@ -133,8 +122,8 @@ def load_icbhi(root: Path, **options) -> list[Recording]:
             events = _read_cycles(ann)
             crackle = int(any(e["crackle"] for e in events))
             wheeze = int(any(e["wheeze"] for e in events))
-            labels.update({"crackle": crackle, "wheeze": wheeze,
-                           "adventitious": ["Normal", "Crackle", "Wheeze", "Both"][crackle + 2 * wheeze]})
+            labels.update({"crackle": crackle, "wheeze": wheeze, "adventitious": int(crackle or wheeze),
+                           "adventitious_type": adventitious_type(crackle, wheeze)})
         out.append(
             Recording(
                 id=f"icbhi/{stem}",

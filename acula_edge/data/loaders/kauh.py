@@ -14,7 +14,7 @@ import logging
 import re
 from pathlib import Path
 
-from acula_edge.data.loaders import find_files, register_loader, require
+from acula_edge.data.loaders import adventitious_type, find_files, register_loader, require
 from acula_edge.data.records import Recording
 
 DEVICE = "3M Littmann Electronic Stethoscope Model 3200"
@@ -102,10 +102,12 @@ def _audio_folder(root: Path) -> Path:
 
 
 @register_loader("kauh")
-def load_kauh(root: Path, **options) -> list[Recording]:
-    """Records with labels ``diagnosis``, ``wheeze``, ``crackle``, ``adventitious``; subject = patient number."""
-    if options:
-        log.warning("kauh: ignoring options it does not use: %s", ", ".join(sorted(options)))
+def load_kauh(root: Path) -> list[Recording]:
+    """Records with labels from the file names; subject = patient number.
+
+    Labels: ``diagnosis``, ``wheeze``, ``crackle``, ``adventitious`` (0/1: crackle or wheeze) and
+    ``adventitious_type`` (Normal/Crackle/Wheeze/Both).
+    """
     folder = _audio_folder(root)
     wavs = [p for p in find_files(folder, (".wav",)) if NAME.match(p.stem)]
     require(wavs, "KAUH recordings (Audio Files/BP1_Asthma,I E W,P L L,70,M.wav, ...)", root)
@@ -132,8 +134,8 @@ def load_kauh(root: Path, **options) -> list[Recording]:
             meta["sound_type"] = sound
             if sound_description(sound):
                 meta["lung_sounds"] = sound_description(sound)
-            labels.update({"wheeze": wheeze, "crackle": crackle,
-                           "adventitious": ["Normal", "Crackle", "Wheeze", "Both"][crackle + 2 * wheeze]})
+            labels.update({"wheeze": wheeze, "crackle": crackle, "adventitious": int(crackle or wheeze),
+                           "adventitious_type": adventitious_type(crackle, wheeze)})
         site = location_name(loc)
         if loc:
             meta["location_code"] = loc

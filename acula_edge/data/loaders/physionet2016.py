@@ -1,20 +1,27 @@
 """PhysioNet/CinC Challenge 2016 heart sounds: ``training-x/REFERENCE.csv`` plus ``*.wav`` and ``*.hea``.
 
-``REFERENCE.csv`` rows are ``record,label`` with 1 = abnormal and -1 = normal. No patient id is
-published, so each record is its own subject: one patient may own several records, and splits of
-this set cannot be guaranteed subject-disjoint.
+``REFERENCE.csv`` rows are ``record,label`` with 1 = abnormal and -1 = normal. Beside it, the
+official release has ``REFERENCE-SQI.csv`` with rows ``record,label,sqi``: the last column is the
+signal quality (1 = good, 0 = poor), stored as metadata ``signal_quality``; its label column is
+never read. The official download also has a ``validation/`` folder that re-lists records of the
+training sets: it is skipped unless ``include_validation=True`` (or ``root`` is that folder).
+No patient id is published, so each record is its own subject: one patient may own several
+records, and splits of this set cannot be guaranteed subject-disjoint.
 """
 
 from __future__ import annotations
 
-import csv
+import logging
 from pathlib import Path
 
-from acula_edge.data.loaders import register_loader, require
+from acula_edge.data.loaders import read_csv_lists, register_loader, require
 from acula_edge.data.records import Recording
 from acula_edge.errors import DatasetError
 
 LABELS = {"1": "abnormal", "-1": "normal"}
+QUALITY = {"1": "good", "0": "poor"}
+VALIDATION = "validation"
+log = logging.getLogger(__name__)
 
 
 def _read_hea(path: Path) -> tuple[int, int]:
@@ -26,22 +33,51 @@ def _read_hea(path: Path) -> tuple[int, int]:
         raise DatasetError(f"{path}: not a WFDB header") from None
 
 
+def _read_sqi(path: Path) -> dict[str, str]:
+    """Record name to signal quality (good/poor) from ``REFERENCE-SQI.csv`` (``record,label,sqi``)."""
+    quality = {}
+    for row in read_csv_lists(path):
+        if not row[0].strip():
+            continue
+        sqi = row[-1].strip() if len(row) >= 3 else ""
+        if sqi not in QUALITY:
+            raise DatasetError(f"{path}: bad row {','.join(row)!r} (expected record,label,sqi with sqi 0 or 1)")
+        quality[row[0].strip()] = QUALITY[sqi]
+    return quality
+
+
+def _in_validation(ref: Path, root: Path) -> bool:
+    """Whether ``ref`` lies in a folder named ``validation`` below ``root``."""
+    return any(part.lower() == VALIDATION for part in ref.relative_to(root).parent.parts)
+
+
 @register_loader("physionet2016")
-def load_physionet2016(root: Path, **options) -> list[Recording]:
-    """Records labelled ``abnormal`` (normal/abnormal); signal quality when ``REFERENCE-SQI.csv`` exists."""
+def load_physionet2016(root: Path, include_validation: bool = False) -> list[Recording]:
+    """Records labelled ``abnormal`` (normal/abnormal); signal quality when ``REFERENCE-SQI.csv`` exists.
+
+    With ``include_validation`` the records of ``validation/`` are loaded too, as further
+    recordings (id ``physionet2016/validation/<record>`` when the training set holds the same
+    record) of the same subject as their training copy.
+    """
     refs = sorted(p for p in root.rglob("REFERENCE.csv") if not p.name.startswith("."))
     require(refs, "REFERENCE.csv files (training-a ... training-f)", root)
-    out = []
+    skipped = [r for r in refs if _in_validation(r, root)]
+    if skipped and not include_validation:
+        refs = [r for r in refs if r not in skipped]
+        log.info("physionet2016: skipped %s (it repeats training records; include_validation=True loads it)",
+                 ", ".join(str(r.parent.relative_to(root)) for r in skipped))
+        require(refs, "REFERENCE.csv files outside validation/", root,
+                f"only {VALIDATION}/ has one, and it repeats training records; load that folder itself "
+                "or pass include_validation=True")
+    refs.sort(key=lambda r: _in_validation(r, root))  # training copies first: they keep the plain ids
+    out, seen = [], set()
     for ref in refs:
         folder = ref.parent
-        quality = {}
         sqi = folder / "REFERENCE-SQI.csv"
-        if sqi.is_file():
-            with open(sqi, newline="") as f:
-                quality = {row[0].strip(): row[1].strip() for row in csv.reader(f) if len(row) >= 2}
-        with open(ref, newline="") as f:
-            rows = [row for row in csv.reader(f) if row and row[0].strip()]
-        for row in rows:
+        quality = _read_sqi(sqi) if sqi.is_file() else {}
+        for row in read_csv_lists(ref):
+            if not row[0].strip():
+                continue
             if len(row) < 2 or row[1].strip() not in LABELS:
                 raise DatasetError(f"{ref}: bad row {','.join(row)!r} (expected record,1|-1)")
             name = row[0].strip()
@@ -54,10 +90,16 @@ def load_physionet2016(root: Path, **options) -> list[Recording]:
                 rate, frames = _read_hea(hea)
             meta = {"database": folder.name}
             if name in quality:
-                meta["signal_quality"] = "good" if quality[name] == "1" else "poor"
+                meta["signal_quality"] = quality[name]
+            rid, rel = f"physionet2016/{name}", folder.relative_to(root).as_posix()
+            if rid in seen and rel != ".":
+                rid = f"physionet2016/{rel}/{name}"
+            if rid in seen:
+                raise DatasetError(f"{ref}: record {name} is listed twice")
+            seen.add(rid)
             out.append(
                 Recording(
-                    id=f"physionet2016/{name}",
+                    id=rid,
                     path=str(wav.resolve()),
                     dataset="physionet2016",
                     subject=f"physionet2016/{name}",
@@ -68,4 +110,5 @@ def load_physionet2016(root: Path, **options) -> list[Recording]:
                     labels={"abnormal": LABELS[row[1].strip()]},
                 )
             )
+    require(out, "PhysioNet 2016 records", root, "every REFERENCE.csv is empty")
     return out

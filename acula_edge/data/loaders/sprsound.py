@@ -16,7 +16,6 @@ from acula_edge.errors import DatasetError
 
 LOCATIONS = {"p1": "left posterior", "p2": "left lateral", "p3": "right posterior", "p4": "right lateral"}
 SEXES = {"0": "male", "1": "female"}
-CAS_EVENTS = {"Wheeze", "Stridor", "Rhonchi"}
 DAS_EVENTS = {"Fine Crackle", "Coarse Crackle"}
 log = logging.getLogger(__name__)
 
@@ -36,16 +35,16 @@ def _split_of(path: Path) -> str | None:
 
 
 @register_loader("sprsound")
-def load_sprsound(root: Path, **options) -> list[Recording]:
+def load_sprsound(root: Path) -> list[Recording]:
     """Records with record-level labels (Normal, CAS, DAS, CAS & DAS, Poor Quality) and events."""
     wavs = find_files(root, (".wav",))
     require(wavs, "SPRSound .wav files", root)
     annotations = {p.stem: p for p in find_files(root, (".json",))}
-    out = []
+    out, odd = [], []
     for wav in wavs:
         fields = wav.stem.split("_")
         if len(fields) != 5:
-            log.warning("skipping %s: not named patient_age_sex_location_number", wav.name)
+            odd.append(wav.name)
             continue
         patient, age, sex, loc, number = fields
         meta = {"sex": SEXES.get(sex, sex), "location": LOCATIONS.get(loc, loc), "country": "China"}
@@ -91,4 +90,9 @@ def load_sprsound(root: Path, **options) -> list[Recording]:
                 events=events,
             )
         )
+    if odd:
+        log.warning("sprsound: skipped %d file(s) not named patient_age_sex_location_number.wav, e.g. %s",
+                    len(odd), odd[0])
+    require(out, "SPRSound recordings named patient_age_sex_location_number.wav", root,
+            f"none of the {len(wavs)} .wav file(s) is named that way, e.g. {wavs[0].name}")
     return out

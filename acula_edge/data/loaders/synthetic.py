@@ -6,16 +6,13 @@ Layout: ``manifest.jsonl`` (one :class:`Recording` per line, ``path`` relative t
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Iterable
 
-from acula_edge.data.loaders import register_loader
+from acula_edge.data.loaders import register_loader, require
 from acula_edge.data.records import Recording, read_manifest
+from acula_edge.data.synth import MANIFEST_NAME
 from acula_edge.errors import DatasetError
-
-MANIFEST_NAME = "manifest.jsonl"  # the same name acula_edge.data.synth writes
-log = logging.getLogger(__name__)
 
 
 @register_loader("synthetic")
@@ -24,12 +21,11 @@ def load_synthetic(
     modality: str | Iterable[str] | None = None,
     manifest: str = MANIFEST_NAME,
     check_files: bool = True,
-    **options,
 ) -> list[Recording]:
     """Records of a synthetic corpus with their audio paths resolved to real absolute paths.
 
     ``modality`` keeps only the given modality (or modalities); ``check_files`` (default on)
-    fails when a listed WAV is missing. Other options are accepted and ignored.
+    fails when a listed WAV is missing.
     """
     root = Path(root)
     if root.is_file():
@@ -41,8 +37,6 @@ def load_synthetic(
             f"no synthetic-corpus manifest at {path}; write one with "
             f"`python -m acula_edge.data.synth --out {base} --n 100`"
         )
-    if options:
-        log.debug("synthetic loader ignores options %s", sorted(options))
     records = read_manifest(path)
     base = base.resolve()
     for r in records:
@@ -50,7 +44,11 @@ def load_synthetic(
         r.path = str(p if p.is_absolute() else (base / p).resolve())
     if modality is not None:
         wanted = {modality} if isinstance(modality, str) else set(modality)
-        records = [r for r in records if r.modality in wanted]
+        kept = [r for r in records if r.modality in wanted]
+        require(kept, f"synthetic recordings of modality {', '.join(sorted(wanted))}", path,
+                f"the manifest has {', '.join(sorted({r.modality for r in records})) or 'no recordings'}")
+        records = kept
+    require(records, "synthetic recordings", path, "the manifest is empty; regenerate the corpus")
     if check_files:
         missing = [r.path for r in records if not Path(r.path).is_file()]
         if missing:

@@ -1,0 +1,73 @@
+"""What every benchmark shares: one pinned thread and CPU, the machine, versions, the saved JSON."""
+
+from __future__ import annotations
+
+import os
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS")
+
+
+def pin_threads(n: int = 1) -> None:
+    """Cap BLAS/OpenMP pools at ``n`` threads; call before numpy is imported."""
+    for var in THREAD_VARS:
+        os.environ[var] = str(n)
+
+
+def pin_one_cpu() -> list[int] | None:
+    """Restrict this process to its first allowed CPU; the CPUs in use, or None if unsupported."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpus[0]})
+    return sorted(os.sched_getaffinity(0))
+
+
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo, else what platform knows."""
+    import platform
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    """The machine a result was measured on."""
+    import platform
+
+    return {"cpu_model": cpu_model(), "logical_cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version()}
+
+
+def versions(*modules: str) -> dict[str, str]:
+    """Versions of the named installed modules (and acula_edge)."""
+    import importlib
+
+    out = {}
+    for name in ("acula_edge", *modules):
+        try:
+            out[name] = getattr(importlib.import_module(name), "__version__", "unknown")
+        except ImportError:
+            out[name] = "not installed"
+    return out
+
+
+def save_result(result: dict, out: str, module: str, argv: list[str]) -> None:
+    """Add the exact command, print the JSON and write it atomically, readable by all."""
+    import json
+    import shlex
+    import sys
+
+    from acula_edge.data.records import atomic_write_text
+
+    result = {**result, "command": shlex.join(["python", "-m", module, *argv]), "python_executable": sys.executable}
+    text = json.dumps(result, indent=2) + "\n"
+    atomic_write_text(out, text)
+    print(text, end="")
+    print(f"saved to {out}", file=sys.stderr)

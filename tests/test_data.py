@@ -7,7 +7,6 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from acula_edge.data import MISSING, Recording, read_manifest, write_manifest
 from acula_edge.data.summary import summarize
@@ -65,6 +64,14 @@ def test_sprsound_fixture_records(sprsound_dir):
     assert both.metadata["sex"] == "female"
     assert both.labels == {"record": "CAS & DAS", "adventitious": 1, "cas": 1, "das": 1, "wheeze": 0, "crackle": 1}
     assert recs["sprsound/41249093_4.2_1_p4_3855"].labels == {"record": "Poor Quality"}
+
+
+def test_two_copies_of_a_release_are_refused(sprsound_dir):
+    import shutil
+
+    shutil.copytree(sprsound_dir / "test_wav", sprsound_dir / "copy" / "test_wav")
+    with pytest.raises(DatasetError, match="appears twice"):
+        load("sprsound", sprsound_dir)
 
 
 def test_physionet_fixture_records(physionet_dir):

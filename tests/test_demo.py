@@ -29,7 +29,8 @@ def test_spectrogram_text_puts_energy_where_it_is():
 
 def test_device_side_modules_import_without_torch():
     code = ("import sys; import acula_edge.audio, acula_edge.data.cli, acula_edge.data.loaders, "
-            "acula_edge.data.splits, acula_edge.data.synth, acula_edge.demo, acula_edge.frontend, acula_edge.cli; "
+            "acula_edge.data.splits, acula_edge.data.synth, acula_edge.demo, acula_edge.frontend, acula_edge.cli, "
+            "acula_edge.reports, acula_edge.reports.cli, acula_edge.reports.llm, acula_edge.text; "
             "from acula_edge.data.loaders import load, list_formats; [__import__('acula_edge.data.loaders.' + m) "
             "for m in ('sprsound', 'physionet2016', 'icbhi', 'circor', 'coswara', 'coughvid', 'kauh', 'generic_csv', 'synthetic')]; "
             "print(sorted(m for m in ('torch', 'scipy', 'librosa') if m in sys.modules))")

@@ -8,9 +8,9 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
-from acula_edge.errors import DatasetError
+from acula_edge.errors import AculaError, DatasetError
 
 MODALITIES = ("lung", "heart", "cough", "breath", "speech")
 MISSING = "missing"
@@ -69,19 +69,54 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file and a rename, so a crash never leaves half a file."""
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write(file)`` on a temp file beside ``path``, then rename it over ``path``.
+
+    A crash or Ctrl-C never leaves half a file, and the file gets the usual mode (mkstemp's is 0600).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically, see :func:`atomic_write`."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def read_jsonl(path: str | os.PathLike, what: str = "JSONL file",
+               error: type[AculaError] = DatasetError, tolerate_cut_tail: bool = False) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for each non-blank line; anything else is one ``error`` line.
+
+    With ``tolerate_cut_tail`` an unparsable last line without a newline (a write cut by a kill)
+    is skipped instead.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise error(f"{what} not found: {path}")
+    if not path.is_file():
+        raise error(f"{what} is not a file: {path}")
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                if tolerate_cut_tail and not raw.endswith(b"\n"):
+                    return
+                raise error(f"{path}:{n}: not a JSON line ({type(e).__name__}); a {what} is JSONL") from None
+            if not isinstance(obj, dict):
+                raise error(f"{path}:{n}: each line of a {what} must be a JSON object")
+            yield n, obj
 
 
 def write_manifest(records: Iterable[Recording], path: str | os.PathLike) -> None:
@@ -92,20 +127,14 @@ def write_manifest(records: Iterable[Recording], path: str | os.PathLike) -> Non
 
 def read_manifest(path: str | os.PathLike) -> list[Recording]:
     """Read a JSONL manifest written by :func:`write_manifest` (or a generic CSV by extension)."""
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
+    if Path(path).suffix.lower() == ".csv":
         return read_csv_manifest(path)
-    if not path.is_file():
-        raise DatasetError(f"manifest not found: {path}")
     out = []
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                out.append(Recording.from_dict(json.loads(raw.decode("utf-8"))))
-            except (json.JSONDecodeError, UnicodeDecodeError, DatasetError) as e:
-                raise DatasetError(f"{path}:{n}: not a manifest line ({e})") from None
+    for n, obj in read_jsonl(path, "manifest"):
+        try:
+            out.append(Recording.from_dict(obj))
+        except DatasetError as e:
+            raise DatasetError(f"{path}:{n}: not a manifest line ({e})") from None
     return out
 
 

@@ -1,0 +1,3 @@
+from acula_edge.reports.cli import main
+
+raise SystemExit(main())

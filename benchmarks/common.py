@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from acula_edge.provenance import cpu_model, machine, versions  # noqa: F401  (re-exported for the scripts)
+
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS")
 
@@ -21,41 +23,6 @@ def pin_one_cpu() -> list[int] | None:
     cpus = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {cpus[0]})
     return sorted(os.sched_getaffinity(0))
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo, else what platform knows."""
-    import platform
-    from pathlib import Path
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine() -> dict:
-    """The machine a result was measured on."""
-    import platform
-
-    return {"cpu_model": cpu_model(), "logical_cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version()}
-
-
-def versions(*modules: str) -> dict[str, str]:
-    """Versions of the named installed modules (and acula_edge)."""
-    import importlib
-
-    out = {}
-    for name in ("acula_edge", *modules):
-        try:
-            out[name] = getattr(importlib.import_module(name), "__version__", "unknown")
-        except ImportError:
-            out[name] = "not installed"
-    return out
 
 
 def save_result(result: dict, out: str, module: str, argv: list[str]) -> None:

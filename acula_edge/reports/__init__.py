@@ -11,7 +11,7 @@ from acula_edge.reports.facts import Fact, extract_facts, list_fields
 from acula_edge.reports.guard import Verdict, check
 from acula_edge.reports.templates import REGISTERS, render
 
-TEMPLATE_VERSION = "templates-1"
+TEMPLATE_VERSION = "templates-2"
 
 __all__ = ["Fact", "REGISTERS", "TEMPLATE_VERSION", "Verdict", "check", "extract_facts", "list_fields",
            "make_report", "render"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import string
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from acula_edge.data.records import atomic_write_text, read_manifest
 from acula_edge.errors import AculaError
 from acula_edge.progress import progress
 from acula_edge.reports import TEMPLATE_VERSION, REGISTERS, check, extract_facts, list_fields, render
+from acula_edge.reports.facts import check_withhold
 from acula_edge.reports.store import ReportEntry, ReportStore, metadata_hash
 
 
@@ -43,9 +45,18 @@ def _phrases(path: str | None) -> dict[str, str] | None:
         d = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise AculaError(f"--phrases {path}: not a readable JSON file ({type(e).__name__})") from None
-    if not isinstance(d, dict) or not all(isinstance(v, str) and "{value}" in v for v in d.values()):
-        raise AculaError(f"--phrases {path}: expected {{\"column\": \"phrase with {{value}}\", ...}}")
+    if not isinstance(d, dict) or not all(isinstance(v, str) and _fields(v) == {"value"} for v in d.values()):
+        raise AculaError(f"--phrases {path}: expected {{\"column\": \"phrase with {{value}}\", ...}} "
+                         "({value} being the only placeholder)")
     return d
+
+
+def _fields(phrase: str) -> set[str] | None:
+    """The placeholders of a phrase, or None when it is not a valid format string."""
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(phrase) if name is not None}
+    except ValueError:
+        return None
 
 
 @guarded
@@ -59,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not a.out or not (a.data or a.manifest) or (a.data and not a.format):
         raise AculaError("give --out and either --manifest or --data with --format")
     phrases = _phrases(a.phrases)
+    check_withhold(a.withhold, phrases)
     if a.manifest:
         records = read_manifest(a.manifest)
     else:
@@ -72,13 +84,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         rewriter = LocalRewriter(a.llm)
     requested = rewriter.name if rewriter else "template"
+    requested_version = rewriter.version if rewriter else TEMPLATE_VERSION  # a new version redoes all
     store = ReportStore(a.out)
     counts = {"new": 0, "up_to_date": 0, "model_accepted": 0, "model_rejected": 0}
     t0 = time.perf_counter()
     try:
         for r in progress(records, desc="reports"):
             facts = extract_facts(r, a.withhold, phrases)
-            h = metadata_hash(facts, register=a.register, seed=a.seed, phrases=phrases)
+            h = metadata_hash(facts, register=a.register, seed=a.seed, phrases=phrases, generator=requested_version)
             if store.current(r.id, h, requested):
                 counts["up_to_date"] += 1
                 continue

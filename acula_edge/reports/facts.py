@@ -47,6 +47,8 @@ FIELDS: dict[str, str] = {
     "rhythm": "regular or irregular rhythm",
     "heart_rate": "heart rate (beats/min)",
     "cough_type": "wet or dry cough",
+    "expert_assessment": "what an expert listener judged a cough to be (COUGHVID)",
+    "reported_status": "self-reported health status (COUGHVID: healthy, symptomatic, COVID-19)",
     "expert_findings": "findings an expert heard in a cough recording",
     "diagnosis": "diagnosis or condition",
     "conditions": "pre-existing conditions",
@@ -186,13 +188,10 @@ def _sprsound(r: Recording) -> dict[str, Any]:
         f["crackle"] = bool(crackle_types) or "Wheeze+Crackle" in types
         if len(crackle_types) == 1:
             f["crackle_type"] = crackle_types.pop().split()[0].lower()
-        # event and record annotations must agree, else neither is certain
-        if f.get("cas") is not None and f["cas"] != (f["wheeze"] or f["rhonchi"] or f["stridor"]):
-            for k in ("cas", "wheeze", "rhonchi", "stridor", "adventitious"):
-                f.pop(k, None)
-        if f.get("das") is not None and f["das"] != f["crackle"]:
-            for k in ("das", "crackle", "crackle_type", "adventitious"):
-                f.pop(k, None)
+        # event and record annotations must agree, else no lung finding is certain
+        cas_events = f["wheeze"] or f["rhonchi"] or f["stridor"]
+        if f.get("cas") is not None and (f["cas"] != cas_events or f["das"] != f["crackle"]):
+            f = {}
     return f
 
 
@@ -201,8 +200,7 @@ def _adventitious_from_labels(r: Recording) -> dict[str, Any]:
     adv = _label_flag(r, "adventitious")
     if adv is not None and None not in (f["wheeze"], f["crackle"]) and adv != (f["wheeze"] or f["crackle"]):
         return {}
-    if f["wheeze"] is None and f["crackle"] is None:
-        f["adventitious"] = adv
+    f["adventitious"] = adv
     return f
 
 
@@ -234,24 +232,31 @@ def _physionet(r: Recording) -> dict[str, Any]:
     return f
 
 
+CIRCOR_SITES = {"AV": "aortic valve", "PV": "pulmonary valve", "TV": "tricuspid valve", "MV": "mitral valve"}
+
+
 @register_facts("circor")
 def _circor(r: Recording) -> dict[str, Any]:
-    m = r.metadata
-    f: dict[str, Any] = {}
-    murmur = str(r.labels.get("murmur_at_location") or "").lower()
-    if murmur in ("present", "absent"):
-        f["murmur"] = murmur == "present"
+    m, lab = r.metadata, r.labels
+    f: dict[str, Any] = {"site": None if _words(r.site) in (None, "other") else r.site}
+    here = str(lab.get("murmur_at_location") or "").lower()
+    patient = str(lab.get("murmur") or "").lower()
     timings = [t for t in ("systolic", "diastolic") if _present(m.get(f"{t}_murmur_timing"))]
-    if f.get("murmur") and len(timings) == 1:
+    if here == "present" and patient == "present" and len(timings) == 1:
         t = timings[0]
-        f["murmur_timing"] = t
+        f["murmur"] = True
+        f["murmur_timing"] = _words(m.get(f"{t}_murmur_timing")).lower()
         f["murmur_grade"] = _words(m.get(f"{t}_murmur_grading"))
-        f["murmur_shape"] = _words(m.get(f"{t}_murmur_shape"))
-        f["murmur_pitch"] = _words(m.get(f"{t}_murmur_pitch"))
-        f["murmur_quality"] = _words(m.get(f"{t}_murmur_quality"))
-    elif f.get("murmur") is False and timings:
-        f.pop("murmur")  # absent here but timed: contradictory
-    outcome = _words(r.labels.get("outcome"))
+        f["murmur_shape"] = (_words(m.get(f"{t}_murmur_shape")) or "").lower() or None
+        f["murmur_pitch"] = (_words(m.get(f"{t}_murmur_pitch")) or "").lower() or None
+        f["murmur_quality"] = (_words(m.get(f"{t}_murmur_quality")) or "").lower() or None
+    elif here == "absent" and patient in ("absent", "present"):
+        f["murmur"] = False
+        if patient == "present":  # heard elsewhere on this patient
+            sites = [CIRCOR_SITES[c.strip().upper()] for c in str(m.get("murmur_locations") or "").split("+")
+                     if c.strip().upper() in CIRCOR_SITES]
+            f["murmur_locations"] = tuple(sites) or None
+    outcome = _words(lab.get("outcome"))
     f["outcome"] = outcome.lower() if outcome and outcome.lower() in ("normal", "abnormal") else None
     return f
 
@@ -273,17 +278,15 @@ def _coughvid(r: Recording) -> dict[str, Any]:
     m, lab = r.metadata, r.labels
     status = _words(lab.get("status"))
     expert = _words(lab.get("diagnosis"))
-    symptoms = []
-    if m.get("fever_muscle_pain") is True:
-        symptoms.append("fever or muscle pain")
     cough_type = _words(lab.get("cough_type"))
     return {
         "cough_type": cough_type if cough_type in ("wet", "dry") else None,
         "expert_findings": _list(m.get("audible_findings")),
-        "diagnosis": _diagnosis(expert.replace("cough", "").strip()) if expert else None,
-        "covid_status": status if status and status.lower() == "covid-19" else None,
-        "symptoms": tuple(symptoms) or None,
-        "conditions": ("respiratory condition",) if m.get("respiratory_condition") is True else None,
+        "expert_assessment": expert.replace(" cough", "").lower() if expert else None,
+        "reported_status": status if status in ("healthy", "symptomatic", "COVID-19") else None,
+        "symptoms": ("fever or muscle pain",) if m.get("fever_muscle_pain") is True else None,
+        "conditions": ("a respiratory condition",) if m.get("respiratory_condition") is True else None,
+        "diagnosis": None,
     }
 
 
@@ -316,17 +319,34 @@ def _csv(r: Recording) -> dict[str, Any]:
     return {}
 
 
+# Withholding a fact also withholds the facts that would give it away.
+IMPLIES = {
+    "wheeze": ("cas", "adventitious"), "rhonchi": ("cas", "adventitious"), "stridor": ("cas", "adventitious"),
+    "crackle": ("das", "adventitious", "crackle_type"), "crackle_type": (),
+    "cas": ("wheeze", "rhonchi", "stridor", "adventitious"), "das": ("crackle", "crackle_type", "adventitious"),
+    "adventitious": ("cas", "das", "wheeze", "crackle", "crackle_type", "rhonchi", "stridor", "bronchial_breathing"),
+    "murmur": ("murmur_timing", "murmur_grade", "murmur_shape", "murmur_pitch", "murmur_quality", "murmur_locations"),
+    "age_years": ("age_group",), "age_group": ("age_years",),
+}
+
+
+def check_withhold(withhold: Iterable[str], phrases: dict[str, str] | None = None) -> set[str]:
+    """The fields to leave out, with what they imply; an unknown field is an error."""
+    withhold = set(withhold)
+    unknown = withhold - set(FIELDS) - set(phrases or {})
+    if unknown:
+        raise AculaError(f"cannot withhold unknown field(s) {', '.join(sorted(unknown))}; "
+                         f"fields: {', '.join(FIELDS)}")
+    return withhold.union(*(IMPLIES.get(k, ()) for k in withhold))
+
+
 def extract_facts(r: Recording, withhold: Iterable[str] = (), phrases: dict[str, str] | None = None) -> list[Fact]:
     """The certain facts about ``r`` in canonical order, without the ``withhold`` keys.
 
     ``phrases`` maps extra metadata columns (the generic CSV's) to a phrase with ``{value}``;
     each present column becomes a fact ``csv:<column>``. Withhold such a column by its name.
     """
-    withhold = set(withhold)
-    unknown = withhold - set(FIELDS) - set(phrases or {})
-    if unknown:
-        raise AculaError(f"cannot withhold unknown field(s) {', '.join(sorted(unknown))}; "
-                         f"fields: {', '.join(FIELDS)}")
+    withhold = check_withhold(withhold, phrases)
     f = _common(r)
     f.update(_EXTRACTORS.get(r.dataset, _csv)(r))
     out = []

@@ -74,17 +74,25 @@ class ReportStore:
         """Keep ``entry`` and append it to the journal at once."""
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.journal.exists():  # a kill may have cut the last line: drop the fragment first
+                data = self.journal.read_bytes()
+                self.journal.write_bytes(data[: data.rfind(b"\n") + 1])
             self._fh = open(self.journal, "a", encoding="utf-8")
         self._fh.write(json.dumps(asdict(entry), ensure_ascii=False) + "\n")
         self._fh.flush()
         self.entries[entry.id] = entry
 
     def finish(self, order: Iterable[str]) -> list[ReportEntry]:
-        """Write the entries of ``order`` (the current recordings) to ``path`` atomically; drop the journal."""
+        """Write the entries of ``order`` (the current recordings) to ``path`` atomically; drop the journal.
+
+        With nothing stored at all (a run that failed before its first report) no file is written.
+        """
         if self._fh is not None:
             self._fh.close()
             self._fh = None
         kept = [self.entries[i] for i in order if i in self.entries]
+        if not kept and not self.path.exists():
+            return kept
         atomic_write_text(self.path, "".join(json.dumps(asdict(e), ensure_ascii=False) + "\n" for e in kept))
         self.journal.unlink(missing_ok=True)
         return kept

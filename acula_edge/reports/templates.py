@@ -14,7 +14,7 @@ from typing import Any
 from acula_edge.reports.facts import Fact
 
 REGISTERS = ("clinical", "plain")
-LUNG_SIDES = ("left", "right", "anterior", "posterior", "lateral", "upper", "middle", "lower", "trachea")
+LUNG_SIDES = ("left", "right", "anterior", "posterior", "lateral", "upper", "middle", "lower")
 
 
 def _rng(seed: int, key: str) -> random.Random:
@@ -78,11 +78,11 @@ def _subject(f: dict[str, Any], plain: bool, rng: random.Random) -> str:
 _WHAT = {
     "clinical": {"lung": ["Lung auscultation", "Chest auscultation", "Respiratory auscultation"],
                  "heart": ["Cardiac auscultation", "Heart sound recording", "Phonocardiogram"],
-                 "cough": ["Cough recording", "Recording of voluntary coughs"],
+                 "cough": ["Cough recording", "Recording of coughs"],
                  "breath": ["Breath sound recording", "Recording of breathing"],
                  "speech": ["Voice recording", "Speech recording"]},
-    "plain": {"lung": ["A recording of the lungs through a stethoscope", "A stethoscope recording of the lungs"],
-              "heart": ["A recording of the heart through a stethoscope", "A stethoscope recording of the heartbeat"],
+    "plain": {"lung": ["A recording of the lungs", "A recording of breathing sounds over the chest"],
+              "heart": ["A recording of the heart", "A recording of the heartbeat"],
               "cough": ["A recording of coughing", "A recording of someone coughing"],
               "breath": ["A recording of breathing", "A recording of someone breathing"],
               "speech": ["A recording of speech", "A voice recording"]},
@@ -153,7 +153,10 @@ def _heart_findings(f: dict[str, Any], plain: bool, rng: random.Random) -> list[
         desc = " ".join(parts + ["murmur"])
         out.append(f"{_a(desc)} is heard" if not plain else f"there is {_a(desc)} (an extra whooshing sound)")
     elif f.get("murmur") is False:
-        out.append(rng.choice(["no murmur is heard", "there is no murmur"]))
+        out.append(rng.choice(["no murmur is heard here", "there is no murmur at this site"]))
+        if f.get("murmur_locations"):
+            out.append(f"a murmur was heard at the {_join(list(f['murmur_locations']))} area"
+                       + ("s" if len(f["murmur_locations"]) > 1 else ""))
     if f.get("heart_sounds"):
         out.append(f"the heart sounds were classified as {f['heart_sounds']}")
     if f.get("rhythm"):
@@ -174,13 +177,17 @@ def _sentence_2(f: dict[str, Any], plain: bool, rng: random.Random) -> str | Non
                        if not plain else f"you can hear {_join(pos)}")
     if neg and pos:
         clauses.append(rng.choice([f"no {_either(neg)}", f"there are no {_either(neg)}"]))
-    elif neg:  # every annotated finding is absent: what the annotation schemes call normal
+    elif neg and f.get("adventitious") is False:  # the annotation says normal: no adventitious sound
         clauses.append(rng.choice([f"normal lung sounds with no {_either(neg)}",
                                    f"the lung sounds are normal, with no {_either(neg)}"]) if not plain
                        else f"the lungs sound normal, with no {_either(neg)}")
+    elif neg:
+        clauses.append(rng.choice([f"no {_either(neg)} are heard", f"there are no {_either(neg)}"]))
     clauses += _heart_findings(f, plain, rng)
     if f.get("cough_type"):
         clauses.append(rng.choice([f"the cough sounds {f['cough_type']}", f"the cough is {f['cough_type']}"]))
+    if f.get("expert_assessment"):
+        clauses.append(f"an expert judged the cough as {f['expert_assessment']}")
     if f.get("expert_findings"):
         clauses.append(f"an expert listener noted {_join(list(f['expert_findings']))}")
     if f.get("resp_rate") is not None:
@@ -208,6 +215,8 @@ def _sentence_3(f: dict[str, Any], plain: bool, rng: random.Random, extra: list[
         parts.append(f"history of {_join(list(f['conditions']))}")
     if f.get("covid_status"):
         parts.append(f"COVID-19 status: {f['covid_status']}")
+    if f.get("reported_status"):
+        parts.append(f"self-reported status: {f['reported_status']}")
     if f.get("outcome"):
         parts.append(f"the clinical outcome was {f['outcome']}")
     parts += extra

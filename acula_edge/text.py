@@ -154,16 +154,10 @@ def _write_memo(path: Path, memo: dict[str, dict[str, Any]]) -> None:
     """Write the memo atomically; an unwritable location only costs hashing again next time."""
     if len(memo) > _MEMO_MAX_ENTRIES:  # keep it small: drop the oldest entries (insertion order)
         memo = dict(list(memo.items())[-_MEMO_MAX_ENTRIES:])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(memo, indent=0, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(memo, indent=0, sort_keys=True) + "\n")
     except OSError:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+        pass
 
 
 def _sha256_file(path: Path) -> str:

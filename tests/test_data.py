@@ -232,6 +232,8 @@ def test_cli_bad_audio_gives_one_line_and_nonzero_exit(tmp_path, sprsound_dir):
     # a binary file where a manifest is expected, and a wrong folder
     _assert_one_line_error(run_module("acula_edge.data", "summarize", str(tmp_path / "ok.wav"), "--format", "csv"))
     _assert_one_line_error(run_module("acula_edge.data", "split", str(tmp_path / "ok.wav"), "--out", str(tmp_path / "o.jsonl")))
+    assert "no recordings" in _assert_one_line_error(
+        run_module("acula_edge.data", "split", str(tmp_path / "empty.wav"), "--out", str(tmp_path / "o.jsonl")))
     _assert_one_line_error(run_module("acula_edge.data", "summarize", str(tmp_path), "--format", "physionet2016"))
     _assert_one_line_error(run_module("acula_edge.data", "split", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "o.jsonl")))
     m = tmp_path / "m.jsonl"

@@ -135,6 +135,8 @@ def read_manifest(path: str | os.PathLike) -> list[Recording]:
             out.append(Recording.from_dict(obj))
         except DatasetError as e:
             raise DatasetError(f"{path}:{n}: not a manifest line ({e})") from None
+    if not out:
+        raise DatasetError(f"{path}: the manifest holds no recordings")
     return out
 
 

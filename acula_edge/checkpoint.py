@@ -32,10 +32,12 @@ def sidecar_path(path: str | Path) -> Path:
 
 def save_checkpoint(path: str | Path, model, frontend: dict[str, Any], training: dict[str, Any] | None = None,
                     subjects: Iterable[str] = (), extra: dict[str, Any] | None = None,
-                    modules: dict[str, Any] | None = None) -> Path:
+                    modules: dict[str, Any] | None = None, subject_hashes: Iterable[str] = ()) -> Path:
     """Write ``model``'s weights (as ``encoder.*``) and the sidecar; ``model.config.to_dict()`` rebuilds it.
 
-    ``modules`` (e.g. projection heads) are stored beside it under their own name prefixes.
+    ``subjects`` are the ids trained on (stored hashed); ``subject_hashes`` adds already-hashed
+    ones (those of the checkpoint a run started from). ``modules`` (e.g. projection heads) are
+    stored beside the encoder under their own name prefixes.
     """
     from safetensors.torch import save
 
@@ -48,7 +50,7 @@ def save_checkpoint(path: str | Path, model, frontend: dict[str, Any], training:
     atomic_write(path, lambda f: f.write(save(state)))
     meta = {"schema": SCHEMA, "code_version": __version__, "encoder": model.config.to_dict(),
             "frontend": frontend, "training": training or {},
-            "trained_subjects_sha256": sorted({subject_hash(s) for s in subjects}), **(extra or {})}
+            "trained_subjects_sha256": sorted({subject_hash(s) for s in subjects} | set(subject_hashes)), **(extra or {})}
     atomic_write_text(sidecar_path(path), json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return path
 

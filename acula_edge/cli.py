@@ -16,6 +16,7 @@ STAGES = {
     "synth": ("acula_edge.data.synth", "write the synthetic cardio-respiratory corpus"),
     "reports": ("acula_edge.reports.cli", "write clinical reports from recordings' metadata"),
     "text": ("acula_edge.text", "embed reports with the frozen text teacher (cached)"),
+    "align": ("acula_edge.align.cli", "MSM pretraining and AcuLa alignment of an audio encoder"),
     "evaluate": ("acula_edge.evaluate", "linear-probe AUROC of frozen encoders, with intervals"),
 }
 

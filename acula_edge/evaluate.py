@@ -259,6 +259,20 @@ def make_encoder(spec: str, threads: int = 1) -> Encoder:
     raise AculaError(f"unknown encoder {spec!r}: give a checkpoint (*.safetensors) or one of {', '.join(BASELINES)}")
 
 
+def unseen(records: list[Recording], encoders: Sequence[Encoder], task: str) -> list[Recording]:
+    """The recordings of subjects that none of ``encoders`` was trained on."""
+    from acula_edge.checkpoint import subject_hash
+
+    seen = set().union(*(e.trained_subjects for e in encoders))
+    kept = [r for r in records if subject_hash(r.subject) not in seen]
+    dropped = len({r.subject for r in records}) - len({r.subject for r in kept})
+    print(f"{task}: {dropped} subjects the encoders were trained on left out; scoring {len(kept)} recordings of "
+          f"{len({r.subject for r in kept})} unseen subjects", file=sys.stderr)
+    if len({r.labels["_task"] for r in kept}) < 2:
+        raise AculaError(f"task {task}: the subjects no encoder was trained on hold fewer than two classes")
+    return kept
+
+
 # ---------------------------------------------------------------- metrics and the probe
 
 
@@ -397,6 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the interval")
     p.add_argument("--allow-overlap", action="store_true", help="score even when the encoder saw test subjects")
+    p.add_argument("--unseen-only", action="store_true",
+                   help="score only subjects that none of the encoders was trained on (the same recordings for all)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for embedding (default 1)")
     p.add_argument("--list-tasks", action="store_true")
     a = p.parse_args(argv)
@@ -421,10 +437,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     for task in tasks:
         records = load_task_records(task, overrides, a.data_root, out)
+        if a.unseen_only:
+            records = unseen(records, encoders, task.name)
         for enc in encoders:
             emb = enc.embed(records)
             r = probe_task(emb, records, a.seeds, a.bootstrap, enc.trained_subjects, a.allow_overlap)
-            results.append({"task": task.name, "encoder": enc.name, "allow_overlap": a.allow_overlap, **r})
+            results.append({"task": task.name, "encoder": enc.name, "allow_overlap": a.allow_overlap,
+                            "unseen_only": a.unseen_only, **r})
             print(f"{task.name} | {enc.name}: AUROC {r['auroc_mean']:.3f} ± {r['auroc_std']:.3f} "
                   f"(95% CI {r['ci95'][0]:.2f}–{r['ci95'][1]:.2f}; {r['recordings']} recordings, "
                   f"{r['subjects']} subjects, {a.seeds} seeds)" + (" [test subjects overlap training]" if r["test_subject_overlap"] else ""))

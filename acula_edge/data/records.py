@@ -126,15 +126,22 @@ def write_manifest(records: Iterable[Recording], path: str | os.PathLike) -> Non
 
 
 def read_manifest(path: str | os.PathLike) -> list[Recording]:
-    """Read a JSONL manifest written by :func:`write_manifest` (or a generic CSV by extension)."""
+    """Read a JSONL manifest written by :func:`write_manifest` (or a generic CSV by extension).
+
+    Relative audio paths are taken relative to the manifest's folder (and made absolute).
+    """
     if Path(path).suffix.lower() == ".csv":
         return read_csv_manifest(path)
+    base = Path(path).resolve().parent
     out = []
     for n, obj in read_jsonl(path, "manifest"):
         try:
-            out.append(Recording.from_dict(obj))
+            r = Recording.from_dict(obj)
         except DatasetError as e:
             raise DatasetError(f"{path}:{n}: not a manifest line ({e})") from None
+        if not Path(r.path).is_absolute():
+            r.path = str((base / r.path).resolve())
+        out.append(r)
     if not out:
         raise DatasetError(f"{path}: the manifest holds no recordings")
     return out

@@ -23,7 +23,7 @@ Importing this package needs torch and numpy only.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -312,12 +312,13 @@ class AudioEncoder(nn.Module):
         raise NotImplementedError
 
     def msm_loss(self, logmel: torch.Tensor, mask_ratio: float | None = None,
-                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+                 generator: Generators = None) -> tuple[torch.Tensor, dict[str, Any]]:
         """Masked spectrogram modelling on one chunk per clip, ``[B, n_mels, input_frames]``.
 
         The clip is normalised, a ``mask_ratio`` share of it (default: the config's) hidden, and the
         network reconstructs it; the loss is the MSE on the masked part only. ``generator`` (on the
-        input's device) makes the mask reproducible. Returns ``(loss, info)``; ``info`` holds at least
+        input's device, or one CPU generator per clip: see :func:`random_keep`) makes the mask
+        reproducible. Returns ``(loss, info)``; ``info`` holds at least
         ``mask_ratio``, the share actually masked, and ``mask`` (1 = masked).
         """
         x = self._check(logmel)
@@ -337,16 +338,26 @@ class AudioEncoder(nn.Module):
         return f"name={self.config.name!r}, embed_dim={self.embed_dim}, chunk={self.n_mels}x{self.input_frames}"
 
 
+Generators = "torch.Generator | Sequence[torch.Generator] | None"
+
+
 def random_keep(n: int, length: int, ratio: float, device: torch.device,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+                generator: Generators = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """MAE-style per-sample random masking of ``length`` positions.
 
-    Returns ``(ids_shuffle [n, length], ids_restore [n, length], n_keep)``: the first ``n_keep``
-    positions of ``ids_shuffle`` are kept, ``n_keep = round((1 - ratio) * length)`` (at least 1
-    kept and at least 1 masked).
+    ``generator`` is one generator on ``device`` for the whole batch, or a sequence of ``n`` CPU
+    generators, one per sample (a sample's mask then depends only on its own generator, whatever
+    batch or process it is in). Returns ``(ids_shuffle [n, length], ids_restore [n, length],
+    n_keep)``: the first ``n_keep`` positions of ``ids_shuffle`` are kept,
+    ``n_keep = round((1 - ratio) * length)`` (at least 1 kept and at least 1 masked).
     """
     n_keep = min(max(round((1.0 - ratio) * length), 1), length - 1)
-    noise = torch.rand(n, length, device=device, generator=generator)
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != n:
+            raise AculaError(f"give one generator per sample: {len(generator)} for {n} samples")
+        noise = torch.stack([torch.rand(length, generator=g) for g in generator]).to(device)
+    else:
+        noise = torch.rand(n, length, device=device, generator=generator)
     ids_shuffle = torch.argsort(noise, dim=1)
     ids_restore = torch.argsort(ids_shuffle, dim=1)
     return ids_shuffle, ids_restore, n_keep

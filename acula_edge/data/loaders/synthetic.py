@@ -37,11 +37,7 @@ def load_synthetic(
             f"no synthetic-corpus manifest at {path}; write one with "
             f"`python -m acula_edge.data.synth --out {base} --n 100`"
         )
-    records = read_manifest(path)
-    base = base.resolve()
-    for r in records:
-        p = Path(r.path)
-        r.path = str(p if p.is_absolute() else (base / p).resolve())
+    records = read_manifest(path)  # relative audio paths resolved against the manifest's folder
     if modality is not None:
         wanted = {modality} if isinstance(modality, str) else set(modality)
         kept = [r for r in records if r.modality in wanted]

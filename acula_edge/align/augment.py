@@ -1,0 +1,117 @@
+"""Training augmentations: waveform (time shift, noise, random low-pass, gain) and spectrogram masks.
+
+Every draw comes from a ``numpy.random.Generator`` given by the caller, one per clip, so a clip's
+augmentation depends only on its seed: the same on any number of processes and after a resume.
+
+The random low-pass matters for this field: sources are recorded at different rates (PhysioNet
+2 kHz, SPRSound 8 kHz, phones 16-48 kHz) and an upsampled recording has an empty high band, so a
+model can learn the source from its bandwidth instead of the pathology. Band-limiting training
+clips at random cut-offs takes that cue away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from acula_edge.errors import AculaError
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation settings; a probability or size of 0 switches that augmentation off."""
+
+    shift: float = 0.1  # largest time shift, as a share of the clip (zero filled, not circular)
+    noise_prob: float = 0.5
+    snr_db: tuple[float, float] = (15.0, 40.0)  # white noise at a random SNR in this range
+    lowpass_prob: float = 0.5
+    lowpass_hz: tuple[float, float] = (1000.0, 8000.0)  # random cut-off range (capped at Nyquist)
+    gain_db: float = 6.0  # random gain in [-gain_db, +gain_db]
+    time_masks: int = 2  # spectrogram time masks per clip
+    time_mask_frac: float = 0.1  # widest time mask, as a share of the frames
+    freq_masks: int = 2  # spectrogram frequency masks per clip
+    freq_mask_bins: int = 8  # widest frequency mask, in mel bins
+
+    def __post_init__(self) -> None:
+        ok = (0 <= self.shift < 1 and 0 <= self.noise_prob <= 1 and 0 <= self.lowpass_prob <= 1
+              and self.snr_db[0] <= self.snr_db[1] and 0 < self.lowpass_hz[0] <= self.lowpass_hz[1]
+              and self.gain_db >= 0 and self.time_masks >= 0 and self.freq_masks >= 0
+              and 0 <= self.time_mask_frac < 1 and self.freq_mask_bins >= 0)
+        if not ok:
+            raise AculaError(f"bad augmentation settings: {self}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AugmentConfig":
+        names = {f.name for f in fields(cls)}
+        if set(d) - names:
+            raise AculaError(f"unknown augmentation settings {sorted(set(d) - names)}; known: {sorted(names)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    @classmethod
+    def off(cls) -> "AugmentConfig":
+        """No augmentation at all."""
+        return cls(shift=0.0, noise_prob=0.0, lowpass_prob=0.0, gain_db=0.0, time_masks=0, freq_masks=0)
+
+
+def lowpass(x: np.ndarray, cutoff_hz: float, sample_rate: int, taper: float = 0.1) -> np.ndarray:
+    """Zero-phase FFT low-pass: bins above ``cutoff_hz`` removed, a raised-cosine taper over the
+    ``taper`` share of the cut-off below it (no ringing from a brick wall)."""
+    n = x.shape[-1]
+    spec = np.fft.rfft(x)
+    f = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    lo = cutoff_hz * (1.0 - taper)
+    gain = np.clip((cutoff_hz - f) / max(cutoff_hz - lo, 1e-9), 0.0, 1.0)
+    gain = 0.5 - 0.5 * np.cos(np.pi * gain)
+    return np.fft.irfft(spec * gain, n).astype(np.float32)
+
+
+def augment_waveform(x: np.ndarray, sample_rate: int, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """One clip ``[samples]`` (float32): time shift, noise, low-pass, gain, in that order.
+
+    Noise comes before the low-pass so that band-limiting also removes it from the high band (a
+    band-limited source has no energy there at all).
+    """
+    x = np.asarray(x, np.float32).copy()
+    n = x.shape[0]
+    if cfg.shift > 0:
+        s = int(rng.integers(-int(cfg.shift * n), int(cfg.shift * n) + 1))
+        if s > 0:
+            x = np.concatenate([np.zeros(s, np.float32), x[:-s]])
+        elif s < 0:
+            x = np.concatenate([x[-s:], np.zeros(-s, np.float32)])
+    if cfg.noise_prob > 0 and rng.random() < cfg.noise_prob:
+        power = float(np.mean(x.astype(np.float64) ** 2))
+        snr = rng.uniform(*cfg.snr_db)
+        sigma = np.sqrt(power / 10 ** (snr / 10)) if power > 0 else 1e-4
+        x = x + rng.standard_normal(n).astype(np.float32) * np.float32(sigma)
+    if cfg.lowpass_prob > 0 and rng.random() < cfg.lowpass_prob:
+        top = min(cfg.lowpass_hz[1], sample_rate / 2)
+        bottom = min(cfg.lowpass_hz[0], top)
+        x = lowpass(x, float(rng.uniform(bottom, top)), sample_rate)
+    if cfg.gain_db > 0:
+        x = x * np.float32(10 ** (rng.uniform(-cfg.gain_db, cfg.gain_db) / 20))
+    return x.astype(np.float32)
+
+
+def spec_masks(n_mels: int, n_frames: int, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """A boolean ``[n_mels, n_frames]`` mask (True = hidden) of SpecAugment time and frequency bands."""
+    m = np.zeros((n_mels, n_frames), bool)
+    widest_t = int(cfg.time_mask_frac * n_frames)
+    for _ in range(cfg.time_masks if widest_t > 0 else 0):
+        w = int(rng.integers(1, widest_t + 1))
+        s = int(rng.integers(0, n_frames - w + 1))
+        m[:, s:s + w] = True
+    widest_f = min(cfg.freq_mask_bins, n_mels - 1)
+    for _ in range(cfg.freq_masks if widest_f > 0 else 0):
+        w = int(rng.integers(1, widest_f + 1))
+        s = int(rng.integers(0, n_mels - w + 1))
+        m[s:s + w, :] = True
+    return m
+
+
+__all__ = ["AugmentConfig", "augment_waveform", "lowpass", "spec_masks"]

@@ -1,0 +1,125 @@
+"""``python -m acula_edge.align``: MSM pretraining (``pretrain``) and AcuLa alignment (``train``).
+
+Runs alone or under ``torchrun`` (DDP: NCCL on CUDA, gloo on CPU); ``--batch-size`` is the global
+micro-batch, so the same command trains the same model on any number of processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from acula_edge.cli import Parser, guarded
+from acula_edge.errors import AculaError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--manifest", action="append", default=[], help="JSONL or CSV manifest; repeat")
+    g.add_argument("--data", action="append", default=[], metavar="FORMAT=PATH", help="a dataset folder; repeat")
+    g.add_argument("--split", action="append", default=[],
+                   help="keep only recordings of this split (e.g. train, from `acula_edge.data split`); repeat")
+    g.add_argument("--out", required=True, help="run folder (checkpoint, resume state, logs)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved state")
+    t = p.add_argument_group("training (defaults from --preset)")
+    t.add_argument("--preset", default="cpu-tiny", help="cpu-tiny or gpu-paper (default cpu-tiny)")
+    t.add_argument("--encoder", help="encoder preset when starting from random weights (see list_encoders())")
+    t.add_argument("--init", help="checkpoint (*.safetensors) to start from")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (the schedule ends there)")
+    t.add_argument("--batch-size", type=int, help="global micro-batch (split over torchrun processes)")
+    t.add_argument("--accum", type=int, help="micro-batches per optimizer step")
+    t.add_argument("--lr", type=float)
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--warmup-steps", type=int)
+    t.add_argument("--clip", type=float, help="gradient-norm clip (0: off)")
+    t.add_argument("--mask-ratio", type=float, help="MSM mask ratio (default: the encoder's)")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--save-every", type=int, help="optimizer steps between resume states (and each epoch's end)")
+    t.add_argument("--workers", type=int, help="data-loading processes (0: in the training process)")
+    t.add_argument("--no-augment", action="store_true", help="no waveform augmentation or spectrogram masks")
+    t.add_argument("--no-bf16", action="store_true", help="fp32 on CUDA too")
+    r = p.add_argument_group("machine")
+    r.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available; LOCAL_RANK under torchrun)")
+    r.add_argument("--threads", type=int, help="torch CPU threads per process")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _parser() -> Parser:
+    p = Parser(prog="python -m acula_edge.align", description=__doc__.splitlines()[0])
+    p.add_argument("--list-presets", action="store_true", help="print the presets and exit")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    pre = sub.add_parser("pretrain", prog="python -m acula_edge.align pretrain",
+                         help="masked spectrogram modelling from random weights (labels unused)")
+    _common(pre)
+    tr = sub.add_parser("train", prog="python -m acula_edge.align train",
+                        help="align an encoder with the frozen text teacher (plus MSM)")
+    _common(tr)
+    a = tr.add_argument_group("alignment")
+    a.add_argument("--loss", help="cka (default), cka-feature or infonce")
+    a.add_argument("--lambda-align", type=float)
+    a.add_argument("--lambda-msm", type=float, help="0: alignment only")
+    a.add_argument("--proj-hidden", type=int)
+    a.add_argument("--proj-out", type=int)
+    a.add_argument("--dropout", type=float)
+    a.add_argument("--reports", help="report store (JSONL with id and text); default: template reports")
+    a.add_argument("--report-seed", type=int)
+    a.add_argument("--text-model", help="local text model folder or .gguf (default: packaged all-MiniLM-L6-v2)")
+    a.add_argument("--text-layer", type=int)
+    a.add_argument("--text-pooling", choices=("mean", "cls", "last"))
+    a.add_argument("--text-max-length", type=int)
+    a.add_argument("--text-online", action="store_true", help="run the teacher in the loop (no cache)")
+    c = a.add_mutually_exclusive_group()
+    c.add_argument("--text-cache", help="embedding cache file (default: the user cache)")
+    c.add_argument("--no-text-cache", action="store_true")
+    return p
+
+
+@guarded
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m acula_edge.align``."""
+    from acula_edge.align.trainer import PRESETS, preset_config, train
+    from acula_edge.align.augment import AugmentConfig
+    from acula_edge.align.data import load_sources
+
+    p = _parser()
+    a = p.parse_args(argv)
+    if a.list_presets:
+        print(json.dumps(PRESETS, indent=2))
+        return 0
+    if a.command is None:
+        p.print_help(sys.stderr)
+        return 2
+    mode = "pretrain" if a.command == "pretrain" else "align"
+    overrides = {k: getattr(a, k, None) for k in (
+        "encoder", "init", "epochs", "max_steps", "batch_size", "accum", "lr", "weight_decay", "warmup_steps",
+        "clip", "mask_ratio", "seed", "save_every", "workers", "loss", "lambda_align", "lambda_msm",
+        "proj_hidden", "proj_out", "dropout", "reports", "report_seed", "text_model", "text_layer",
+        "text_pooling", "text_max_length", "text_cache")}
+    if a.no_augment:
+        overrides["augment"] = AugmentConfig.off()
+    if a.no_bf16:
+        overrides["bf16"] = False
+    if getattr(a, "text_online", False):
+        overrides["text_online"] = True
+    if getattr(a, "no_text_cache", False):
+        overrides["text_cache"] = ""
+    if a.init and a.encoder:
+        raise AculaError("give --init (a checkpoint) or --encoder (a preset from random weights), not both")
+    cfg = preset_config(a.preset, mode, **overrides)
+    records = load_sources(a.manifest, a.data, a.split)
+    result = train(cfg, records, a.out, resume=a.resume, device=a.device, threads=a.threads,
+                   progress_bar=not a.quiet)
+    if result.get("final") is not None:
+        f = result["final"]
+        losses = ", ".join(f"{k} {f[k]:.4f}" for k in ("loss", "l_align", "l_msm") if k in f)
+        print(f"{a.command}: {result['steps']} steps ({result['epochs']} epochs) on {result['recordings']} recordings "
+              f"of {result['subjects']} subjects in {result['seconds']:.1f} s; last step: {losses}; "
+              f"checkpoint {a.out}/encoder.safetensors", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -25,7 +25,7 @@ from acula_edge.checkpoint import load_checkpoint, subject_hash
 from acula_edge.data.records import read_manifest, write_manifest
 from acula_edge.data.synth import generate
 from acula_edge.models import create_encoder
-from tests.conftest import ROOT, run_module
+from conftest import ROOT, run_module
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +194,10 @@ def test_resume_after_a_kill_gives_the_same_weights(corpus, cache, tmp_path):
     assert [x["loss"] for x in metrics(cut)] == [x["loss"] for x in metrics(full)]
     changed = align(*args, "--lr", "0.5", "--out", str(cut), "--resume")
     assert changed.returncode == 2 and "different settings" in changed.stderr and "lr" in changed.stderr
+    fewer = tmp_path / "fewer.jsonl"
+    write_manifest(read_manifest(corpus)[:40], fewer)
+    other = align(*[str(fewer) if x == str(corpus) else x for x in args], "--out", str(cut), "--resume")
+    assert other.returncode == 2 and "other training recordings" in other.stderr
 
 
 def test_torchrun_two_cpu_processes_match_one(corpus, cache, tmp_path):
@@ -252,3 +256,24 @@ def test_presets_hold_the_published_settings():
         ("vit-small", 1e-5, 0.01, 400, 1.0, 50, 24, 2, 1024, 512, 0.2, "cka")
     assert (cfg.lambda_align, cfg.lambda_msm) == (1.0, 1.0)
     assert preset_config("cpu-tiny", "pretrain").lambda_align == 0.0
+
+
+def test_precomputed_report_embeddings_train_the_same_model(corpus, cache, tmp_path):
+    """Reports written by the reports CLI and embedded by the text CLI give the same run as the
+    trainer's own template reports through the cache (the teacher is not loaded at all)."""
+    reports, emb = tmp_path / "reports.jsonl", tmp_path / "emb"
+    r = run_module("acula_edge.reports", "--manifest", str(corpus), "--out", str(reports))
+    assert r.returncode == 0, r.stderr
+    r = run_module("acula_edge.text", "embed", "--reports", str(reports), "--out", str(emb), "--cache", cache, "--quiet")
+    assert r.returncode == 0, r.stderr
+    args = ["train", "--manifest", str(corpus), "--encoder", "vit-tiny", "--max-steps", "2", "--batch-size", "8",
+            "--threads", "1", "--quiet"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert align(*args, "--out", str(a), "--text-cache", cache).returncode == 0
+    r = align(*args, "--out", str(b), "--text-embeddings", str(emb))
+    assert r.returncode == 0, r.stderr
+    wa, wb = _weights(a), _weights(b)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert json.loads((b / "encoder.json").read_text())["text_teacher"]["width"] == 384
+    bad = align(*args, "--out", str(tmp_path / "c"), "--text-embeddings", str(tmp_path))
+    assert bad.returncode == 2 and "not an embeddings folder" in bad.stderr

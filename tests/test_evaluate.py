@@ -143,3 +143,36 @@ def test_real_sprsound_random_init_and_hand_made_features(tmp_path):
         assert 0 <= r["ci95"][0] <= r["ci95"][1] <= 1
     assert results["logmel-stats"]["auroc_mean"] > 0.6
     assert p.stdout.count("95% CI") == 2
+
+
+def test_checkpoint_subjects_are_refused_or_left_out(tmp_path):
+    """A checkpoint trained on half the subjects: refused on the task, scored with --unseen-only
+    (every encoder of the run on the same unseen subjects)."""
+    import torch
+
+    from acula_edge.checkpoint import save_checkpoint
+    from acula_edge.data.loaders import load
+    from acula_edge.frontend import FrontendConfig
+    from acula_edge.models import create_encoder
+
+    corpus = tmp_path / "synth"
+    generate(corpus, 160, seed=4)
+    subjects = sorted({r.subject for r in load("synthetic", corpus)})
+    seen = subjects[::2]
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "enc.safetensors", create_encoder("vit-tiny"), FrontendConfig().to_dict(),
+                           subjects=seen)
+    args = ["acula_edge.evaluate", "--encoder", str(ckpt), "--encoder", "logmel-stats", "--task",
+            "synthetic-adventitious", "--data", f"synthetic={corpus}", "--seeds", "2", "--bootstrap", "50"]
+    line = _one_line_error(run_module(*args, "--out", str(tmp_path / "ev")))
+    assert "trained on" in line and "--allow-overlap" in line
+    p = run_module(*args, "--unseen-only", "--out", str(tmp_path / "ev2"))
+    assert p.returncode == 0, p.stderr[-2000:]
+    task = get_task("synthetic-adventitious")
+    in_task = {r.subject for r in load("synthetic", corpus) if task.label(r) is not None}
+    left_out, unseen = len(in_task & set(seen)), len(in_task - set(seen))
+    assert left_out > 0 and f"{left_out} subjects the encoders were trained on left out" in p.stderr
+    results = json.loads((tmp_path / "ev2" / "results.json").read_text())["results"]
+    assert {r["encoder"] for r in results} == {str(ckpt), "logmel-stats"}
+    assert all(r["unseen_only"] and r["test_subject_overlap"] == 0 for r in results)
+    assert [r["subjects"] for r in results] == [unseen, unseen]

@@ -71,6 +71,8 @@ def _parser() -> Parser:
     a.add_argument("--text-pooling", choices=("mean", "cls", "last"))
     a.add_argument("--text-max-length", type=int)
     a.add_argument("--text-online", action="store_true", help="run the teacher in the loop (no cache)")
+    a.add_argument("--text-embeddings", help="folder from `python -m acula_edge.text embed` (report ids = "
+                                             "recording ids): no teacher loaded while training")
     c = a.add_mutually_exclusive_group()
     c.add_argument("--text-cache", help="embedding cache file (default: the user cache)")
     c.add_argument("--no-text-cache", action="store_true")
@@ -97,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "encoder", "init", "epochs", "max_steps", "batch_size", "accum", "lr", "weight_decay", "warmup_steps",
         "clip", "mask_ratio", "seed", "save_every", "workers", "loss", "lambda_align", "lambda_msm",
         "proj_hidden", "proj_out", "dropout", "reports", "report_seed", "text_model", "text_layer",
-        "text_pooling", "text_max_length", "text_cache")}
+        "text_pooling", "text_max_length", "text_cache", "text_embeddings")}
     if a.no_augment:
         overrides["augment"] = AugmentConfig.off()
     if a.no_bf16:

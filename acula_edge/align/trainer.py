@@ -79,6 +79,7 @@ class TrainConfig:
     text_max_length: int = 128
     text_online: bool = False  # run the teacher in the loop instead of once through the cache
     text_cache: str | None = None  # None: the default cache; "" : no cache
+    text_embeddings: str | None = None  # folder from `acula_edge.text embed`: no teacher at training time
     save_every: int = 50
     workers: int = 0
     bf16: bool = True  # autocast to bf16 on CUDA (CPU stays fp32)
@@ -305,6 +306,8 @@ def text_side(cfg: TrainConfig, records: list[Recording], d: Dist):
     """
     from acula_edge.text import EmbeddingCache, TextTeacher, default_cache_path, embed_with_cache
 
+    if cfg.text_embeddings:
+        return None, None, read_embeddings(cfg.text_embeddings, records)
     texts = report_texts(records, cfg.reports, cfg.report_seed)
     teacher = TextTeacher(cfg.text_model, layer=cfg.text_layer, pooling=cfg.text_pooling,
                           device=str(d.device), max_length=cfg.text_max_length)
@@ -326,8 +329,40 @@ def text_side(cfg: TrainConfig, records: list[Recording], d: Dist):
     return teacher, texts, vectors
 
 
+def read_embeddings(folder: str, records: list[Recording]) -> np.ndarray:
+    """Each record's vector from a folder written by ``python -m acula_edge.text embed`` (by report id)."""
+    from acula_edge.text import CONFIG_NAME, EMBEDDINGS_NAME, IDS_NAME
+
+    where = Path(folder)
+    try:
+        ids = json.loads((where / IDS_NAME).read_text(encoding="utf-8"))
+        vectors = np.load(where / EMBEDDINGS_NAME, allow_pickle=False)
+        json.loads((where / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise AculaError(f"{where}: not an embeddings folder from `python -m acula_edge.text embed` ({e})") from None
+    if vectors.ndim != 2 or len(ids) != vectors.shape[0] or not np.isfinite(vectors).all():
+        raise AculaError(f"{where}: {EMBEDDINGS_NAME} does not match {IDS_NAME} or holds non-finite values")
+    row = {rid: i for i, rid in enumerate(ids)}
+    missing = [r.id for r in records if r.id not in row]
+    if missing:
+        raise AculaError(f"{where}: no embedding for {len(missing)} of {len(records)} recordings (first: {missing[0]!r})")
+    return vectors[[row[r.id] for r in records]].astype(np.float32)
+
+
 # --------------------------------------------------------------------------------------------
 # the run
+
+
+def teacher_info(cfg: TrainConfig, teacher) -> dict[str, Any] | None:
+    """The text teacher's description (from the embeddings folder's config when precomputed)."""
+    if teacher is not None:
+        return teacher.describe()
+    if cfg.text_embeddings:
+        from acula_edge.text import CONFIG_NAME
+
+        return {**json.loads((Path(cfg.text_embeddings) / CONFIG_NAME).read_text(encoding="utf-8")),
+                "embeddings": str(cfg.text_embeddings)}
+    return None
 
 
 def _save_resume(path: Path, state: dict[str, Any]) -> None:
@@ -342,6 +377,16 @@ def load_resume(path: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is one clear error
         raise AculaError(f"{path}: not a readable resume state ({type(e).__name__})") from None
+
+
+def records_digest(records: list[Recording]) -> str:
+    """sha256 over the training recordings' ids and paths, in order (a resume must see the same data)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for r in records:
+        h.update(f"{r.id}\t{r.path}\n".encode("utf-8"))
+    return h.hexdigest()
 
 
 def _build_encoder(cfg: TrainConfig):
@@ -373,6 +418,8 @@ def train(cfg: TrainConfig, records: list[Recording], out: str | os.PathLike, re
             raise AculaError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
         state = load_resume(state_path)
         saved = json.loads(state["config"])
+        if state.get("records_sha256") != records_digest(records):
+            raise AculaError(f"--resume with other training recordings than the run in {out} was started on")
         if saved != cfg.to_dict():
             diff = sorted(k for k in set(saved) | set(cfg.to_dict()) if saved.get(k) != cfg.to_dict().get(k))
             raise AculaError(f"--resume with different settings than the run in {out}: {', '.join(diff)}")
@@ -387,7 +434,8 @@ def train(cfg: TrainConfig, records: list[Recording], out: str | os.PathLike, re
     torch.manual_seed(cfg.seed)
     encoder, fe, prior_subjects = _build_encoder(cfg)
     teacher, texts, vectors = text_side(cfg, records, d) if cfg.align else (None, None, None)
-    model = AlignModel(encoder, cfg, teacher.width if teacher else None, d).to(d.device)
+    width = teacher.width if teacher else (vectors.shape[1] if vectors is not None else None)
+    model = AlignModel(encoder, cfg, width, d).to(d.device)
     logmel = LogMel(fe).to(d.device)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
     total = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)
@@ -414,7 +462,7 @@ def train(cfg: TrainConfig, records: list[Recording], out: str | os.PathLike, re
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.json", json.dumps(
             {"training": cfg.to_dict(), "encoder": encoder.config.to_dict(), "frontend": fe.to_dict(),
-             "text_teacher": teacher.describe() if teacher else None, "recordings": len(records),
+             "text_teacher": teacher_info(cfg, teacher), "recordings": len(records),
              "subjects": len(subjects), "world_size": d.world, "device": str(d.device),
              "steps": total, "steps_per_epoch": per_epoch}, indent=2) + "\n")
         _trim_metrics(out / METRICS_NAME, step)
@@ -423,7 +471,8 @@ def train(cfg: TrainConfig, records: list[Recording], out: str | os.PathLike, re
         if d.main:
             _save_resume(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                       "scheduler": sched.state_dict(), "step": step,
-                                      "config": json.dumps(cfg.to_dict()), "subjects_sha256": trained})
+                                      "config": json.dumps(cfg.to_dict()), "subjects_sha256": trained,
+                                      "records_sha256": records_digest(records)})
         d.barrier()
 
     t_start = time.perf_counter()
@@ -485,18 +534,20 @@ def train(cfg: TrainConfig, records: list[Recording], out: str | os.PathLike, re
                     f.write(json.dumps(line) + "\n")
             in_epoch += 1
             sums = {}
-            t0 = time.perf_counter()
             if step % cfg.save_every == 0 or in_epoch == per_epoch or step == total:
                 save_state()
+            t0 = time.perf_counter()  # a step's time covers its data and compute, not the saving
     for _ in bar:  # close the bar
         pass
     seconds = time.perf_counter() - t_start
     result = {"steps": step, "epochs": round(step / per_epoch, 3), "seconds": round(seconds, 2),
               "clips_per_s": round(clips_done / seconds, 2) if clips_done else None,
               "world_size": d.world, "device": str(d.device), "recordings": len(records), "subjects": len(subjects)}
+    if d.device.type == "cuda":
+        result["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated(d.device) / 2**30, 3)
     if d.main:
         modules = {"audio_proj": model.audio_proj, "text_proj": model.text_proj} if cfg.align else None
-        extra = {"text_teacher": teacher.describe() if teacher else None,
+        extra = {"text_teacher": teacher_info(cfg, teacher),
                  "projections": {"audio": model.audio_proj.config(), "text": model.text_proj.config()} if cfg.align else None}
         if isinstance(getattr(model, "align_loss", None), InfoNCELoss):
             extra["logit_scale"] = float(model.align_loss.scale().detach())

@@ -6,9 +6,10 @@
 
 Writes a synthetic corpus (``--clips`` clips, long enough for the encoder's crop) to a temporary
 folder, then for each mode runs the real trainer (data loading, augmentation, front end, text
-teacher, optimizer) for ``--warmup`` + ``--steps`` optimizer steps and reports the median clips
-per second of the timed steps (a step's time covers its data and compute, not checkpoint saving),
-with peak GPU memory on CUDA. Prints and saves JSON with the machine, versions and command.
+teacher, optimizer) ``--repeats`` times for ``--warmup`` + ``--steps`` optimizer steps and reports
+the median over repeats of each run's median clips per second of the timed steps (a step's time
+covers its data and compute, not checkpoint saving), with peak GPU memory on CUDA. Prints and
+saves JSON with the machine, versions and command.
 ``benchmarks/gpu_align.sh`` runs the GPU measurement on a machine with CUDA.
 """
 
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", default="pretrain,align", help="comma-separated: pretrain, align")
     p.add_argument("--steps", type=int, default=30, help="timed optimizer steps per mode (default 30)")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
+    p.add_argument("--repeats", type=int, default=3, help="fresh runs per mode; the median of their medians (default 3)")
     p.add_argument("--clips", type=int, default=192, help="synthetic clips to train on (default 192)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="benchmarks/results/align_speed.json", help="result JSON path")
     a = p.parse_args(argv)
     modes = [m.strip() for m in a.modes.split(",") if m.strip()]
-    if a.steps < 1 or a.warmup < 0 or a.clips < 2 or any(m not in ("pretrain", "align") for m in modes):
+    if a.steps < 1 or a.warmup < 0 or a.repeats < 1 or a.clips < 2 or any(m not in ("pretrain", "align") for m in modes):
         print("error: --steps >= 1, --warmup >= 0, --clips >= 2, --modes from pretrain,align", file=sys.stderr)
         return 2
     import torch
@@ -82,11 +84,19 @@ def main(argv: list[str] | None = None) -> int:
         corpus = Path(a.corpus) if a.corpus else work / "corpus"
         if not a.corpus:
             generate(corpus, a.clips, seed=0, cfg=SynthConfig(duration=seconds))
-        runs = [measure(m, a.preset, corpus / "manifest.jsonl", work, a.steps, a.warmup, a.device,
-                        a.threads, str(work / "text-cache.sqlite"), a.text_embeddings) for m in modes]
+        runs = []
+        for m in modes:
+            reps = [measure(m, a.preset, corpus / "manifest.jsonl", work / f"r{i}", a.steps, a.warmup, a.device,
+                            a.threads, str(work / "text-cache.sqlite"), a.text_embeddings) for i in range(a.repeats)]
+            medians = [r["median_clips_per_s"] for r in reps]
+            runs.append({**reps[len(reps) // 2], "median_clips_per_s": round(statistics.median(medians), 2),
+                         "repeat_medians": medians,
+                         "min_clips_per_s": min(r["min_clips_per_s"] for r in reps),
+                         "max_clips_per_s": max(r["max_clips_per_s"] for r in reps),
+                         "peak_gpu_memory_gib": max((r["peak_gpu_memory_gib"] or 0) for r in reps) or None})
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() and runs[0]["device"].startswith("cuda") else None
     result = {"what": "training throughput: clips per second through the whole step (data, augmentation, front end, "
-                      "forward, backward, optimizer), median over timed steps",
+                      "forward, backward, optimizer): per run the median over timed steps, then the median over repeats",
               "preset": a.preset, "threads": a.threads, "clip_seconds": round(seconds, 2), "runs": runs,
               "gpu": gpu, "machine": machine(), "versions": versions("torch", "numpy")}
     save_result(result, a.out, "benchmarks.align_speed", argv)

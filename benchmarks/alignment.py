@@ -5,7 +5,8 @@
 
 1. Data: a synthetic corpus (``--synthetic`` clips, seed 0) and, when present, the real recordings
    in ``../shared/data`` (SPRSound, PhysioNet 2016; or ``--data FORMAT=PATH``). Each dataset's
-   subjects are split in half, stratified on the task label: encoders train on one half only.
+   subjects are split in half (stratified on the task label for the real datasets): encoders train
+   on one half only.
 2. Training, with the CLIs: ``acula_edge.align pretrain`` (MSM from random weights, the "before"
    encoder), then ``acula_edge.align train`` from it with each alignment loss (template reports
    from the metadata, the packaged all-MiniLM-L6-v2 teacher).
@@ -45,6 +46,16 @@ def run(cmd: list[str], log: list[str], needed: bool = True) -> None:
     r = subprocess.run(cmd)
     if r.returncode != 0:
         raise SystemExit(f"error: command failed ({r.returncode}): {line}")
+
+
+def finished(run_dir: Path, epochs: int, recordings: int) -> bool:
+    """Whether ``run_dir`` holds a finished run with these settings; another finished run is an error."""
+    if not (run_dir / "encoder.safetensors").exists():
+        return False  # not run, or interrupted: the trainer resumes it (and refuses other settings)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    if cfg["training"]["epochs"] != epochs or cfg["recordings"] != recordings:
+        raise SystemExit(f"error: {run_dir} holds a run with other settings; give a fresh --work")
+    return True
 
 
 def encoder_half(records: list[Recording], task: str | None, seed: int) -> list[Recording]:
@@ -137,14 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     common = ["--manifest", str(manifest), "--threads", str(a.threads), "--quiet"]
     msm = work / "msm"
     run(py + ["acula_edge.align", "pretrain", *common, "--out", str(msm), "--epochs", str(a.pretrain_epochs),
-              "--resume"], commands, needed=not (msm / "encoder.safetensors").exists())
+              "--resume"], commands, needed=not finished(msm, a.pretrain_epochs, len(train_records)))
     encoders = ["random-init", "logmel-stats", str(msm / "encoder.safetensors")]
     names = {"random-init": "random-init", "logmel-stats": "logmel-stats", encoders[2]: "MSM only"}
     for loss in LOSSES:
         run_dir = work / f"align-{loss}"
         run(py + ["acula_edge.align", "train", *common, "--init", str(msm / "encoder.safetensors"), "--loss", loss,
                   "--out", str(run_dir), "--epochs", str(a.align_epochs), "--resume"], commands,
-            needed=not (run_dir / "encoder.safetensors").exists())
+            needed=not finished(run_dir, a.align_epochs, len(train_records)))
         encoders.append(str(run_dir / "encoder.safetensors"))
         names[encoders[-1]] = f"MSM + align ({loss})"
     tasks = [t for _, _, ts in sources.values() for t in ts]
@@ -154,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd += [x for fmt, (where, _, _) in sources.items() if fmt != "synthetic" for x in ("--data", f"{fmt}={where}")]
     cmd += [x for e in encoders for x in ("--encoder", e)] + [x for t in tasks for x in ("--task", t)]
     done = ev / "results.json"
-    same = done.exists() and json.loads(done.read_text())["command"] == shlex.join(["python", "-m", *cmd[2:]])
+    same = (done.exists() and json.loads(done.read_text())["command"] == shlex.join(["python", "-m", *cmd[2:]])
+            and all(done.stat().st_mtime > Path(e).stat().st_mtime for e in encoders if e.endswith(".safetensors")))
     run(cmd, commands, needed=not same)
 
     results = json.loads((ev / "results.json").read_text())["results"]
@@ -165,11 +177,14 @@ def main(argv: list[str] | None = None) -> int:
         res = json.loads((run_dir / "result.json").read_text())
         training[run_dir.name] = {k: res.get(k) for k in ("steps", "epochs", "seconds", "clips_per_s", "final")}
     doc = {"question": "does alignment with a frozen text teacher improve linear-probe AUROC over MSM alone?",
-           "protocol": "encoders trained on half of each dataset's subjects (stratified); every encoder probed on "
+           "protocol": "encoders trained on half of each dataset's subjects (stratified on the label for the real "
+                       "datasets); every encoder probed on "
                        "the other half only (evaluate --unseen-only): subject-grouped 60/20/20 splits, L2 logistic "
                        f"probe chosen on validation, {a.seeds} seeds, mean ± std and a subject-bootstrap 95% interval",
            "scale": "vit-tiny (cpu-tiny preset), template reports, all-MiniLM-L6-v2 teacher, 2 CPU cores",
            "synthetic_note": "synthetic-* tasks are on generated audio: they test the machinery, not clinical value",
+           "physionet_note": "PhysioNet 2016 publishes no patient ids: each recording counts as its own subject, so "
+                             "'unseen' there means unseen recordings, possibly of patients seen in training",
            "report_variance": report_variance(train_records, {f: ts for f, (_, _, ts) in sources.items()}),
            "data": data_summary, "training": training, "results": results, "commands": commands,
            "seconds": {"training": round(sum(t["seconds"] for t in training.values()), 1),
@@ -188,7 +203,7 @@ def markdown(doc: dict, encoders: list[str], tasks: list[str]) -> str:
     """The results table (AUROC mean ± std [95% CI]) and each aligned encoder's difference to MSM only."""
     cell = {(r["task"], r["encoder"]): r for r in doc["results"]}
     lines = [f"# Alignment at toy scale\n\n{doc['question']}\n\nProtocol: {doc['protocol']}.\n\nScale: {doc['scale']}. "
-             f"Note: {doc['synthetic_note']}.\n\nMade by `{doc['command']}` (training "
+             f"Note: {doc['synthetic_note']}. {doc['physionet_note']}.\n\nMade by `{doc['command']}` (training "
              f"{doc['seconds']['training'] / 60:.0f} min, evaluation {doc['seconds']['evaluation'] / 60:.0f} min on "
              f"{doc['machine']['logical_cores']} cores).\n",
              "| task | subjects scored | " + " | ".join(encoders) + " |", "|---|---|" + "---|" * len(encoders)]

@@ -17,5 +17,5 @@ extra=()
 if [ -n "${CORPUS:-}" ]; then extra+=(--corpus "$CORPUS"); fi
 if [ -n "${EMB:-}" ]; then extra+=(--text-embeddings "$EMB"); fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-python -m benchmarks.align_speed --preset gpu-paper --device cuda --steps "$STEPS" --warmup 20 --clips 960 \
-  --threads 8 "${extra[@]}" --out "$OUT/gpu_align_speed.json"
+python -m benchmarks.align_speed --preset gpu-paper --device cuda --steps "$STEPS" --warmup 20 --repeats 1 --clips 960 \
+  --threads 8 ${extra[@]+"${extra[@]}"} --out "$OUT/gpu_align_speed.json"

@@ -241,6 +241,17 @@ def test_bad_input_is_one_clear_line(corpus, tmp_path):
          "checkpoint not found"),
         (["train", "--manifest", str(corpus), "--out", str(tmp_path / "g"), "--reports", str(corpus)], "no 'text'"),
     ]
+    # a recording that exists but cannot be decoded, met by a loader worker mid-epoch
+    records = read_manifest(corpus)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 10)
+    records[7].path = str(tmp_path / "bad.wav")
+    write_manifest(records, tmp_path / "bad.jsonl")
+    cases += [
+        (["pretrain", "--manifest", str(tmp_path / "bad.jsonl"), "--out", str(tmp_path / "h"), "--batch-size", "8",
+          "--max-steps", "6", "--workers", "1"], "bad.wav"),
+        (["pretrain", "--manifest", str(corpus), "--out", str(tmp_path / "i"), "--device", "tpu"], "--device is cpu"),
+        (["pretrain", "--manifest", str(corpus), "--out", str(tmp_path / "j"), "--threads", "0"], "--threads must be"),
+    ]
     for args, expect in cases:
         r = align(*args)
         assert r.returncode == 2, (args, r.stderr)
@@ -277,3 +288,15 @@ def test_precomputed_report_embeddings_train_the_same_model(corpus, cache, tmp_p
     assert json.loads((b / "encoder.json").read_text())["text_teacher"]["width"] == 384
     bad = align(*args, "--out", str(tmp_path / "c"), "--text-embeddings", str(tmp_path))
     assert bad.returncode == 2 and "not an embeddings folder" in bad.stderr
+
+
+def test_no_weight_decay_on_biases_norms_and_tokens():
+    from acula_edge.align.trainer import param_groups
+
+    enc = create_encoder("vit-tiny")
+    decay, plain = param_groups(enc, 0.01)
+    names = {id(p): n for n, p in enc.named_parameters()}
+    plain_names = {names[id(p)] for p in plain["params"]}
+    assert {"cls_token", "mask_token"} <= plain_names and all(n.endswith(("bias", "token")) or "norm" in n
+                                                            for n in plain_names)
+    assert all(p.dim() >= 2 for p in decay["params"]) and plain["weight_decay"] == 0.0

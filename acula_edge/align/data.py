@@ -8,6 +8,7 @@ loads it and whether or not the run was resumed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,9 @@ def load_sources(manifests: Sequence[str] = (), data: Sequence[str] = (), splits
         records = [r for r in records if r.split in splits]
         if not records:
             raise AculaError(f"no recording is in split {', '.join(splits)} (the manifests hold: {', '.join(have)})")
+    missing = [r.path for r in records if not Path(r.path).is_file()]
+    if missing:
+        raise AculaError(f"{len(missing)} of {len(records)} training recordings are missing, e.g. {missing[0]}")
     ids = [r.id for r in records]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
@@ -106,16 +110,25 @@ class ClipSet:
         return np.concatenate([x, np.zeros(need - x.shape[0], np.float32)])
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        """The item, or ``{"error": message}`` for a recording that cannot be read (so that a loader
+        worker hands the message back instead of its traceback)."""
         epoch, index = key
         seed = clip_seed(self.seed, epoch, index)
         rng = np.random.default_rng(seed)
-        wave = augment_waveform(self.crop(self.records[index], rng), self.sample_rate, self.augment, rng)
+        try:
+            clip = self.crop(self.records[index], rng)
+        except AculaError as e:
+            return {"error": str(e)}
+        wave = augment_waveform(clip, self.sample_rate, self.augment, rng)
         return {"wave": wave, "mask": spec_masks(self.n_mels, self.frames, self.augment, rng),
                 "seed": seed, "index": index}
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack a list of :class:`ClipSet` items into a batch (numpy arrays)."""
+    """Stack a list of :class:`ClipSet` items into a batch (numpy arrays); ``{"error": ...}`` if any failed."""
+    for i in items:
+        if "error" in i:
+            return {"error": i["error"]}
     return {"wave": np.stack([i["wave"] for i in items]), "mask": np.stack([i["mask"] for i in items]),
             "seed": [i["seed"] for i in items], "index": np.array([i["index"] for i in items])}
 

@@ -5,7 +5,8 @@ One loop serves both: MSM pretraining is the alignment loss with ``lambda_align 
 - **Batches.** ``batch_size`` is the global micro-batch: under ``torchrun`` each of W processes
   takes ``batch_size / W`` clips of it, projections are gathered (with gradients) so the alignment
   loss sees the whole micro-batch, and DDP averages gradients. The same command therefore trains
-  the same model on 1 or W processes (up to float summation order). ``accum`` micro-batches make
+  the same model on 1 or W processes (up to float summation order), except for what each process
+  draws or measures alone: dropout masks and BatchNorm statistics. ``accum`` micro-batches make
   one optimizer step.
 - **Randomness.** A clip's crop, augmentation and MSM mask come from its own seed (run seed,
   epoch, index); dropout is seeded per micro-step (run seed, step, micro-step, rank). With the
@@ -25,6 +26,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,8 @@ from acula_edge.errors import AculaError
 from acula_edge.models.heads import Projection
 
 RESUME_NAME = "resume.pt"
+# Settings a resumed run may change: they do not change what is computed.
+RESUME_FREE = ("save_every", "workers", "text_cache")
 ENCODER_NAME = "encoder.safetensors"
 METRICS_NAME = "metrics.jsonl"
 
@@ -52,7 +56,7 @@ class TrainConfig:
     """Everything that decides what a run computes (saved in ``config.json`` and the checkpoint)."""
 
     mode: str = "align"  # "pretrain" (MSM only) or "align"
-    encoder: str = "vit-tiny"  # preset, when not starting from --init
+    encoder: str | None = "vit-tiny"  # preset, when not starting from --init (None with --init)
     init: str | None = None  # checkpoint to start from
     epochs: int = 10
     max_steps: int | None = None  # stop (and end the schedule) after this many optimizer steps
@@ -91,6 +95,8 @@ class TrainConfig:
         for k in ("epochs", "batch_size", "accum", "save_every", "proj_hidden", "proj_out"):
             if getattr(self, k) < 1:
                 problems.append(f"{k} must be >= 1")
+        if not self.init and not self.encoder:
+            problems.append("give an encoder preset or an --init checkpoint")
         if self.max_steps is not None and self.max_steps < 1:
             problems.append("max_steps must be >= 1")
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup_steps < 0 or self.clip < 0 or self.workers < 0:
@@ -103,6 +109,10 @@ class TrainConfig:
             problems.append("alignment needs lambda_align > 0 (pretrain is the MSM-only command)")
         if self.lambda_align < 0 or self.lambda_msm < 0:
             problems.append("loss weights must be >= 0")
+        from acula_edge.align.losses import list_losses
+
+        if self.loss not in list_losses():
+            problems.append(f"unknown loss {self.loss!r}; choose one of: {', '.join(list_losses())}")
         if self.mask_ratio is not None and not 0 < self.mask_ratio < 1:
             problems.append("mask_ratio must be in (0, 1)")
         if not 0 <= self.dropout < 1:
@@ -157,6 +167,8 @@ def preset_config(preset: str, mode: str, **overrides: Any) -> TrainConfig:
     if mode == "pretrain":
         base.setdefault("lambda_msm", 1.0)
     base.update({k: v for k, v in overrides.items() if v is not None})
+    if base.get("init"):
+        base["encoder"] = None  # the checkpoint decides (its config is in config.json and the sidecar)
     return TrainConfig(mode=mode, **base)
 
 
@@ -188,10 +200,15 @@ def init_distributed(device: str | None = None) -> Dist:
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     want = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if want != "cpu" and not re.fullmatch(r"cuda(:\d+)?", want):
+        raise AculaError(f"--device is cpu, cuda or cuda:N, got {want!r}")
     if want.startswith("cuda"):
         if not torch.cuda.is_available():
             raise AculaError("--device cuda asked for, but torch sees no CUDA device")
-        dev = torch.device("cuda", local if world > 1 else (torch.device(want).index or 0))
+        index = local if world > 1 else int(want.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise AculaError(f"no CUDA device {index}: torch sees {torch.cuda.device_count()}")
+        dev = torch.device("cuda", index)
         torch.cuda.set_device(dev)
     else:
         dev = torch.device("cpu")
@@ -279,9 +296,10 @@ class AlignModel(nn.Module):
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: weight decay on matrices and kernels, none on biases, norms, tokens and scales."""
     decay, plain = [], []
-    for _, p in model.named_parameters():
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.dim() >= 2 else plain).append(p)
+            leaf = name.rsplit(".", 1)[-1]
+            (plain if p.dim() < 2 or leaf.endswith("token") or "pos_embed" in leaf else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
 
 
@@ -380,12 +398,13 @@ def load_resume(path: Path) -> dict[str, Any]:
 
 
 def records_digest(records: list[Recording]) -> str:
-    """sha256 over the training recordings' ids and paths, in order (a resume must see the same data)."""
+    """sha256 over the training recordings' ids, in order (a resume must see the same data; the
+    folder it lives in may move)."""
     import hashlib
 
     h = hashlib.sha256()
     for r in records:
-        h.update(f"{r.id}\t{r.path}\n".encode("utf-8"))
+        h.update(f"{r.id}\n".encode("utf-8"))
     return h.hexdigest()
 
 
@@ -409,7 +428,9 @@ def train(cfg: TrainConfig, records: list[Recording], out: str | os.PathLike, re
 
     out = Path(out)
     d = init_distributed(device)
-    if threads:
+    if threads is not None:
+        if threads < 1:
+            raise AculaError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
     state_path = out / RESUME_NAME
     state = None
@@ -420,8 +441,9 @@ def train(cfg: TrainConfig, records: list[Recording], out: str | os.PathLike, re
         saved = json.loads(state["config"])
         if state.get("records_sha256") != records_digest(records):
             raise AculaError(f"--resume with other training recordings than the run in {out} was started on")
-        if saved != cfg.to_dict():
-            diff = sorted(k for k in set(saved) | set(cfg.to_dict()) if saved.get(k) != cfg.to_dict().get(k))
+        now = cfg.to_dict()
+        diff = sorted(k for k in set(saved) | set(now) if k not in RESUME_FREE and saved.get(k) != now.get(k))
+        if diff:
             raise AculaError(f"--resume with different settings than the run in {out}: {', '.join(diff)}")
     if cfg.batch_size % d.world:
         raise AculaError(f"batch_size {cfg.batch_size} does not split over {d.world} processes")
@@ -490,6 +512,8 @@ def train(cfg: TrainConfig, records: list[Recording], out: str | os.PathLike, re
         t0 = time.perf_counter()
         sums: dict[str, float] = {}
         for k, batch in enumerate(loader):
+            if "error" in batch:  # a recording that cannot be read (from a loader worker, too)
+                raise AculaError(batch["error"])
             micro = k % cfg.accum
             torch.manual_seed(step_seed(cfg.seed, step, micro, d.rank))
             wave = torch.from_numpy(batch["wave"]).to(d.device)
@@ -525,7 +549,7 @@ def train(cfg: TrainConfig, records: list[Recording], out: str | os.PathLike, re
             next(bar, None)
             dt = time.perf_counter() - t0
             clips_done += cfg.batch_size * cfg.accum
-            sums = {k: _mean_over_ranks(v, d) for k, v in sums.items()}
+            sums = _mean_over_ranks(sums, d)
             if d.main:
                 line = {"step": step, "epoch": epoch + (in_epoch + 1) / per_epoch, "lr": lr,
                         **{k: round(v, 6) for k, v in sums.items()}, "grad_norm": round(float(grad_norm), 4),
@@ -561,12 +585,13 @@ def train(cfg: TrainConfig, records: list[Recording], out: str | os.PathLike, re
     return result
 
 
-def _mean_over_ranks(v: float, d: Dist) -> float:
+def _mean_over_ranks(values: dict[str, float], d: Dist) -> dict[str, float]:
+    """Each value averaged over the processes (one all-reduce, on the process group's device)."""
     if d.world == 1:
-        return v
-    t = torch.tensor([v], dtype=torch.float64)
+        return values
+    t = torch.tensor(list(values.values()), dtype=torch.float64, device=d.device)
     dist.all_reduce(t)
-    return float(t) / d.world
+    return {k: float(v) / d.world for k, v in zip(values, t.tolist())}
 
 
 def _loader(clips: ClipSet, keys: list[list[tuple[int, int]]], workers: int):

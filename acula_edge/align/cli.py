@@ -48,7 +48,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> Parser:
-    p = Parser(prog="python -m acula_edge.align", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m acula_edge.align",
+               description="MSM pretraining (pretrain) and AcuLa alignment (train) of an audio encoder.")
     p.add_argument("--list-presets", action="store_true", help="print the presets and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     pre = sub.add_parser("pretrain", prog="python -m acula_edge.align pretrain",

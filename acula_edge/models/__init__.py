@@ -39,6 +39,7 @@ __all__ = [
     "create_encoder",
     "encoder_from_config",
     "list_encoders",
+    "minmax_normalize",
     "num_chunks",
     "register_encoder",
 ]
@@ -117,6 +118,16 @@ def _jsonable(v: Any) -> Any:
 
 def _tupled(v: Any) -> Any:
     return tuple(_tupled(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
+def minmax_normalize(x: torch.Tensor) -> torch.Tensor:
+    """Per-clip min-max scaling of ``[B, n_mels, frames]`` to [0, 1] (a constant clip becomes zeros);
+    plain reductions only, so that it exports to ONNX and TFLite."""
+    b = x.shape[0]
+    flat = x.reshape(b, -1)
+    lo = flat.amin(dim=1).view(b, 1, 1)
+    hi = flat.amax(dim=1).view(b, 1, 1)
+    return (x - lo) / (hi - lo).clamp_min(1e-8)
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,10 +235,7 @@ class AudioEncoder(nn.Module):
         x = self._check(logmel)
         b, _, t = x.shape
         if lengths is None:
-            flat = x.reshape(b, -1)
-            lo = flat.amin(dim=1).view(b, 1, 1)
-            hi = flat.amax(dim=1).view(b, 1, 1)
-            return (x - lo) / (hi - lo).clamp_min(1e-8)
+            return minmax_normalize(x)
         ns = self._lengths(x, lengths)
         valid = torch.arange(t, device=x.device)[None, :] < torch.tensor(ns, device=x.device)[:, None]
         valid = valid[:, None, :]

@@ -1,0 +1,267 @@
+"""Small students: MobileNetV3-style networks on the shared log-mel front end.
+
+The design follows EfficientAT's ``mn`` family (MobileNetV3 on log-mel spectrograms) at the size
+of MobileNetV3-Small, scaled by a width multiplier: presets from about 50k to about 1M
+parameters. A student sees one fixed window of normalised log-mel (``window_frames`` frames: the
+window length is part of its config) and gives
+
+- ``embedding`` ``[B, embed_dim]``: L2-normalised, in the teacher's aligned space (trained to match
+  the teacher's projected audio embedding);
+- ``logits`` ``[B, H]``: one per task head (``heads``, names), sigmoid for probabilities.
+
+``act`` chooses the activation of the deeper blocks: ``hardswish`` (MobileNetV3) or ``relu``
+(simpler to quantize); squeeze-and-excitation uses a hard sigmoid and can be switched off. Every
+op is a plain convolution, BatchNorm, activation, pooling or linear layer, so students export to
+ONNX and TFLite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from acula_edge.errors import AculaError
+from acula_edge.models import minmax_normalize
+from acula_edge.registry import Registry
+
+#: MobileNetV3-Small blocks: (kernel, expanded channels, out channels, squeeze-excite, hard activation, stride).
+SMALL_BLOCKS = ((3, 16, 16, True, False, 2), (3, 72, 24, False, False, 2), (3, 88, 24, False, False, 1),
+                (5, 96, 40, True, True, 2), (5, 240, 40, True, True, 1), (5, 240, 40, True, True, 1),
+                (5, 120, 48, True, True, 1), (5, 144, 48, True, True, 1), (5, 288, 96, True, True, 2),
+                (5, 576, 96, True, True, 1), (5, 576, 96, True, True, 1))
+ACTIVATIONS = ("hardswish", "relu")
+
+
+def make_divisible(v: float, divisor: int = 8) -> int:
+    """MobileNet's channel rounding: a multiple of ``divisor``, never below 90% of ``v``."""
+    n = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return n + divisor if n < 0.9 * v else n
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """A student's architecture; ``name`` is the preset it came from."""
+
+    name: str = "mn-s"
+    n_mels: int = 64
+    window_frames: int = 128  # 4.1 s at the default front end (16 kHz, hop 512)
+    width: float = 0.5
+    stem_channels: int = 16
+    blocks: tuple = SMALL_BLOCKS
+    act: str = "hardswish"
+    se: bool = True
+    feature_dim: int = 256  # 1x1 conv width before pooling (scaled by width)
+    embed_dim: int = 512  # the aligned space
+    heads: tuple = ()
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.act not in ACTIVATIONS:
+            problems.append(f"act is one of {', '.join(ACTIVATIONS)}, got {self.act!r}")
+        if not 0 < self.width <= 4 or min(self.n_mels, self.window_frames, self.stem_channels,
+                                          self.feature_dim, self.embed_dim) < 1:
+            problems.append("width in (0, 4] and positive sizes")
+        if not 0 <= self.dropout < 1:
+            problems.append("dropout in [0, 1)")
+        try:
+            bad = [b for b in self.blocks if len(b) != 6 or int(b[0]) % 2 == 0 or int(b[5]) not in (1, 2)]
+        except (TypeError, ValueError):
+            bad = ["unreadable"]
+        if not self.blocks or bad:
+            problems.append("blocks are (odd kernel, expanded, out, se, hard activation, stride 1 or 2) tuples")
+        if len(set(self.heads)) != len(self.heads) or not all(isinstance(h, str) and h for h in self.heads):
+            problems.append("heads are distinct non-empty names")
+        if problems:
+            raise AculaError(f"bad student config: {'; '.join(problems)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["blocks"] = [list(b) for b in self.blocks]
+        d["heads"] = list(self.heads)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StudentConfig":
+        names = {f.name for f in fields(cls)}
+        if set(d) - names:
+            raise AculaError(f"unknown student config keys {sorted(set(d) - names)}; known: {sorted(names)}")
+        d = dict(d)
+        if "blocks" in d:
+            d["blocks"] = tuple(tuple(b) for b in d["blocks"])
+        if "heads" in d:
+            d["heads"] = tuple(d["heads"])
+        return cls(**d)
+
+
+def _act(hard: bool, cfg: StudentConfig) -> nn.Module:
+    return nn.Hardswish() if hard and cfg.act == "hardswish" else nn.ReLU()
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        squeezed = make_divisible(channels / 4)
+        self.fc1 = nn.Conv2d(channels, squeezed, 1)
+        self.fc2 = nn.Conv2d(squeezed, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean(dim=(2, 3), keepdim=True)
+        return x * F.hardsigmoid(self.fc2(F.relu(self.fc1(s))))
+
+
+class InvertedResidual(nn.Module):
+    """1x1 expansion, depthwise kxk (strided), optional squeeze-excite, 1x1 projection; residual when shapes allow."""
+
+    def __init__(self, cin: int, exp: int, cout: int, kernel: int, stride: int, se: bool, hard: bool,
+                 cfg: StudentConfig):
+        super().__init__()
+        layers: list[nn.Module] = []
+        if exp != cin:
+            layers += [nn.Conv2d(cin, exp, 1, bias=False), nn.BatchNorm2d(exp), _act(hard, cfg)]
+        layers += [nn.Conv2d(exp, exp, kernel, stride, kernel // 2, groups=exp, bias=False), nn.BatchNorm2d(exp),
+                   _act(hard, cfg)]
+        if se and cfg.se:
+            layers.append(SqueezeExcite(exp))
+        layers += [nn.Conv2d(exp, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+class Student(nn.Module):
+    """``forward(logmel [B, n_mels, window_frames]) -> (embedding [B, embed_dim], logits [B, H])``.
+
+    The log-mel is in dB, as :class:`acula_edge.frontend.LogMel` makes it; the student normalises
+    each window (min-max, as the teacher does) itself, so that an exported model holds everything
+    after the front end. :meth:`features` gives the pooled features before the embedding head.
+    """
+
+    def __init__(self, config: StudentConfig):
+        super().__init__()
+        self.config = cfg = config
+        c = make_divisible(cfg.stem_channels * cfg.width)
+        layers: list[nn.Module] = [nn.Conv2d(1, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), _act(True, cfg)]
+        for k, exp, out, se, hard, stride in cfg.blocks:
+            e, o = make_divisible(exp * cfg.width), make_divisible(out * cfg.width)
+            layers.append(InvertedResidual(c, e, o, int(k), int(stride), bool(se), bool(hard), cfg))
+            c = o
+        f = make_divisible(cfg.feature_dim * cfg.width)
+        layers += [nn.Conv2d(c, f, 1, bias=False), nn.BatchNorm2d(f), _act(True, cfg)]
+        self.body = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.embed = nn.Linear(f, cfg.embed_dim)
+        self.heads = nn.Linear(f, len(cfg.heads)) if cfg.heads else None
+        self.feature_width = f
+
+    def _check(self, logmel: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if logmel.dim() != 3 or logmel.shape[1] != cfg.n_mels or logmel.shape[2] != cfg.window_frames:
+            raise AculaError(f"student {cfg.name} takes [batch, {cfg.n_mels}, {cfg.window_frames}] log-mel windows, "
+                             f"got {tuple(logmel.shape)}")
+        return logmel
+
+    def features(self, logmel: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``[B, feature_width]``."""
+        x = minmax_normalize(self._check(logmel)).unsqueeze(1)
+        return self.body(x).mean(dim=(2, 3))
+
+    def raw(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(embedding before L2 normalisation, head logits or None)``: what the losses use."""
+        h = self.dropout(self.features(logmel))
+        return self.embed(h), (self.heads(h) if self.heads is not None else None)
+
+    def forward(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e, logits = self.raw(logmel)
+        if logits is None:
+            logits = e[:, :0]
+        return F.normalize(e, dim=1), logits
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def macs_per_window(self) -> int:
+        """Multiply-accumulates of one window through the network (convolutions and linear layers)."""
+        total = 0
+        hooks = []
+
+        def conv(m: nn.Conv2d, _, out: torch.Tensor) -> None:
+            nonlocal total
+            k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
+            total += out.shape[1] * out.shape[2] * out.shape[3] * k
+
+        def linear(m: nn.Linear, _, out: torch.Tensor) -> None:
+            nonlocal total
+            total += m.in_features * m.out_features
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                hooks.append(m.register_forward_hook(conv))
+            elif isinstance(m, nn.Linear):
+                hooks.append(m.register_forward_hook(linear))
+        was = self.training
+        self.eval()
+        with torch.no_grad():
+            self(torch.zeros(1, self.config.n_mels, self.config.window_frames))
+        self.train(was)
+        for h in hooks:
+            h.remove()
+        return total
+
+    def extra_repr(self) -> str:
+        return f"name={self.config.name!r}, window={self.config.n_mels}x{self.config.window_frames}"
+
+
+# --------------------------------------------------------------------------------------------
+# registry
+
+_STUDENTS: Registry[Callable[..., Student]] = Registry("student")
+
+
+def register_student(name: str, base: StudentConfig) -> None:
+    """Register a preset: ``create_student(name, **overrides)`` builds ``base`` with changes."""
+    _STUDENTS.register(name)(lambda **kw: Student(_replace(dataclasses.replace(base, name=name), kw)))
+
+
+def _replace(cfg: StudentConfig, overrides: dict[str, Any]) -> StudentConfig:
+    names = {f.name for f in fields(cfg)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise AculaError(f"unknown student option(s) {sorted(unknown)}; known: {sorted(names)}")
+    fixed = {k: tuple(v) if k == "heads" else v for k, v in overrides.items()}
+    return dataclasses.replace(cfg, **fixed)
+
+
+def list_students() -> list[str]:
+    """Registered student presets, sorted."""
+    return _STUDENTS.names()
+
+
+def create_student(name: str, **overrides: Any) -> Student:
+    """Build the preset ``name``; ``overrides`` change config fields (``heads=("a", "b")``, ``act="relu"``)."""
+    return _STUDENTS.get(name)(**overrides)
+
+
+def student_from_config(d: dict[str, Any] | StudentConfig) -> Student:
+    """Rebuild a student (fresh weights) from ``student.config.to_dict()``."""
+    return Student(d if isinstance(d, StudentConfig) else StudentConfig.from_dict(d))
+
+
+# Width presets of the MobileNetV3-Small layout, with the 512-d embedding head and no task heads:
+# mn-xs 56k, mn-s 314k, mn-m 689k, mn-l 1.03M parameters (the vit-small encoder: 21.3M, 20.7x mn-l).
+register_student("mn-xs", StudentConfig(width=0.15, feature_dim=256))
+register_student("mn-s", StudentConfig(width=0.5))
+register_student("mn-m", StudentConfig(width=0.75, feature_dim=384))
+register_student("mn-l", StudentConfig(width=1.0, feature_dim=256))
+
+__all__ = ["SMALL_BLOCKS", "Student", "StudentConfig", "create_student", "list_students", "register_student",
+           "student_from_config"]

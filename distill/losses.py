@@ -1,0 +1,116 @@
+"""Distillation losses: the student learns the teacher's aligned embedding, its in-batch geometry,
+the text anchor, and the task labels mixed with the teacher probe's soft targets.
+
+All take the student's raw embedding (before L2 normalisation) ``[B, D]`` and targets of the same
+batch; each returns a 0-d tensor. :func:`distill_loss` combines them with weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.nn import functional as F
+
+from acula_edge.align.losses import linear_cka
+from acula_edge.errors import AculaError
+
+EMBEDDING_KINDS = ("cosine", "mse")
+RELATIONAL_KINDS = ("similarity", "cka")
+
+
+def embedding_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str = "cosine") -> torch.Tensor:
+    """``cosine``: mean ``1 - cos(student, teacher)``; ``mse``: mean squared error of the two
+    L2-normalised embeddings (the aligned space is compared by direction)."""
+    if student.shape != teacher.shape:
+        raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} embeddings differ in shape")
+    if kind == "cosine":
+        return (1.0 - F.cosine_similarity(student, teacher, dim=1)).mean()
+    if kind == "mse":
+        return F.mse_loss(F.normalize(student, dim=1), F.normalize(teacher, dim=1))
+    raise AculaError(f"embedding loss is one of {', '.join(EMBEDDING_KINDS)}, got {kind!r}")
+
+
+def relational_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str = "similarity") -> torch.Tensor:
+    """In-batch geometry: ``similarity``: MSE between the two cosine-similarity matrices; ``cka``:
+    ``1 - linear CKA`` between the batches (pairing-aware, invariant to rotation and scale)."""
+    if student.shape[0] != teacher.shape[0] or student.shape[0] < 2:
+        raise ValueError("relational distillation needs the same batch of at least 2 on both sides")
+    if kind == "similarity":
+        s, t = F.normalize(student, dim=1), F.normalize(teacher, dim=1)
+        return F.mse_loss(s @ s.T, t @ t.T)
+    if kind == "cka":
+        return 1.0 - linear_cka(student, teacher)
+    raise AculaError(f"relational loss is one of {', '.join(RELATIONAL_KINDS)}, got {kind!r}")
+
+
+def text_anchor_loss(student: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    """Mean ``1 - cos(student, projected report embedding)``: keeps the student where its report is."""
+    return embedding_loss(student, text, "cosine")
+
+
+def head_loss(logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None = None,
+              label_weight: float = 0.5) -> torch.Tensor:
+    """``label_weight * BCE(labels) + (1 - label_weight) * BCE(teacher soft targets)``.
+
+    ``labels`` and ``soft`` are ``[B, H]`` in [0, 1]; a NaN label (the task does not apply to that
+    recording, e.g. a heart head on a lung sound) leaves that entry out of both terms.
+    """
+    if logits.shape != labels.shape or (soft is not None and soft.shape != labels.shape):
+        raise ValueError("logits, labels and soft targets must have the same [batch, heads] shape")
+    if not 0.0 <= label_weight <= 1.0:
+        raise AculaError(f"label_weight must be in [0, 1], got {label_weight}")
+    known = ~torch.isnan(labels)
+    if not bool(known.any()):
+        return logits.sum() * 0.0
+    loss = F.binary_cross_entropy_with_logits(logits[known], labels[known])
+    if soft is not None and label_weight < 1.0:
+        soft_loss = F.binary_cross_entropy_with_logits(logits[known], soft[known])
+        loss = label_weight * loss + (1.0 - label_weight) * soft_loss
+    return loss
+
+
+@dataclass(frozen=True)
+class DistillWeights:
+    """Weights of the terms of :func:`distill_loss` (0 leaves a term out)."""
+
+    embedding: float = 1.0
+    embedding_kind: str = "cosine"
+    relational: float = 0.5
+    relational_kind: str = "similarity"
+    text: float = 0.1
+    heads: float = 1.0
+    label_weight: float = 0.5  # lambda: labels against the teacher probe's soft targets
+
+    def __post_init__(self) -> None:
+        if min(self.embedding, self.relational, self.text, self.heads) < 0:
+            raise AculaError("distillation loss weights must be >= 0")
+        if self.embedding_kind not in EMBEDDING_KINDS or self.relational_kind not in RELATIONAL_KINDS:
+            raise AculaError(f"embedding_kind in {EMBEDDING_KINDS}, relational_kind in {RELATIONAL_KINDS}")
+        if not 0.0 <= self.label_weight <= 1.0:
+            raise AculaError("label_weight must be in [0, 1]")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, w: DistillWeights, text: torch.Tensor | None = None,
+                 logits: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                 soft: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The weighted sum of the terms that have a weight and their inputs; ``(loss, {term: value})``."""
+    terms: dict[str, torch.Tensor] = {}
+    if w.embedding:
+        terms["embedding"] = w.embedding * embedding_loss(student, teacher, w.embedding_kind)
+    if w.relational and student.shape[0] >= 2:
+        terms["relational"] = w.relational * relational_loss(student, teacher, w.relational_kind)
+    if w.text and text is not None:
+        terms["text"] = w.text * text_anchor_loss(student, text)
+    if w.heads and logits is not None and labels is not None:
+        terms["heads"] = w.heads * head_loss(logits, labels, soft, w.label_weight)
+    if not terms:
+        raise AculaError("no distillation term has both a weight and its inputs")
+    total = sum(terms.values())
+    return total, {k: float(v.detach()) for k, v in terms.items()}
+
+
+__all__ = ["DistillWeights", "distill_loss", "embedding_loss", "head_loss", "relational_loss", "text_anchor_loss"]

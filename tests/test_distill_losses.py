@@ -1,0 +1,76 @@
+"""Distillation losses: values at known points, invariances, masking of missing labels, and that
+descending them moves a student toward its targets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from acula_edge.errors import AculaError
+from distill.losses import (DistillWeights, distill_loss, embedding_loss, head_loss, relational_loss,
+                            text_anchor_loss)
+
+
+def test_embedding_and_text_losses():
+    torch.manual_seed(0)
+    t = torch.randn(8, 16)
+    assert float(embedding_loss(t * 3.0, t)) == pytest.approx(0.0, abs=1e-6)  # direction only
+    assert float(embedding_loss(-t, t)) == pytest.approx(2.0, abs=1e-6)
+    assert float(embedding_loss(t, t, "mse")) == pytest.approx(0.0, abs=1e-7)
+    assert float(embedding_loss(torch.randn(8, 16), t, "mse")) > 0.05
+    assert float(text_anchor_loss(t, t)) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(AculaError):
+        embedding_loss(t, t, "l1")
+    with pytest.raises(ValueError):
+        embedding_loss(t[:, :8], t)
+
+
+def test_relational_losses_see_geometry_not_rotation():
+    torch.manual_seed(1)
+    t = torch.randn(10, 12)
+    q, _ = torch.linalg.qr(torch.randn(12, 12))
+    for kind in ("similarity", "cka"):
+        assert float(relational_loss(t @ q, t, kind)) == pytest.approx(0.0, abs=1e-5)  # rotated: same geometry
+        assert float(relational_loss(t[torch.randperm(10)], t, kind)) > 0.01  # other pairing: different
+    with pytest.raises(ValueError):
+        relational_loss(t[:1], t[:1])
+
+
+def test_head_loss_mixes_labels_and_soft_targets_and_skips_missing():
+    logits = torch.tensor([[2.0, 0.0], [-1.0, 1.0]])
+    labels = torch.tensor([[1.0, float("nan")], [0.0, 1.0]])
+    soft = torch.tensor([[0.7, 0.5], [0.2, 0.6]])
+    known = ~torch.isnan(labels)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    want_hard = bce(logits[known], labels[known])
+    want_soft = bce(logits[known], soft[known])
+    assert float(head_loss(logits, labels)) == pytest.approx(float(want_hard))
+    assert float(head_loss(logits, labels, soft, 0.3)) == pytest.approx(float(0.3 * want_hard + 0.7 * want_soft))
+    assert float(head_loss(logits, labels, soft, 1.0)) == pytest.approx(float(want_hard))
+    assert float(head_loss(logits, torch.full_like(labels, float("nan")))) == 0.0
+
+
+def test_descending_the_combined_loss_moves_a_student_toward_the_teacher():
+    torch.manual_seed(2)
+    teacher = torch.nn.functional.normalize(torch.randn(16, 8), dim=1)
+    text = teacher + 0.1 * torch.randn(16, 8)
+    labels = (teacher[:, :1] > 0).float()
+    x = torch.randn(16, 32)  # wide enough to fit the targets exactly
+    lin = torch.nn.Linear(32, 8)
+    head = torch.nn.Linear(32, 1)
+    opt = torch.optim.Adam([*lin.parameters(), *head.parameters()], lr=0.05)
+    w = DistillWeights(relational_kind="cka")
+    first = None
+    for _ in range(200):
+        loss, parts = distill_loss(lin(x), teacher, w, text, head(x), labels, torch.sigmoid(4 * teacher[:, :1]))
+        first = first if first is not None else parts
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert set(parts) == {"embedding", "relational", "text", "heads"}
+    assert all(parts[k] < 0.2 * first[k] for k in ("embedding", "relational", "text")), (first, parts)
+    assert parts["heads"] < 0.8 * first["heads"]  # soft targets leave an entropy floor
+    with pytest.raises(AculaError, match="no distillation term"):
+        distill_loss(lin(x), teacher, DistillWeights(embedding=0, relational=0, text=0, heads=0))
+    with pytest.raises(AculaError):
+        DistillWeights(embedding_kind="kl")

@@ -90,3 +90,27 @@ def load_checkpoint(path: str | Path):
         raise AculaError(f"{path}: weights do not fit the {meta['encoder'].get('name')} encoder "
                          f"(missing {len(result.missing_keys)}, unexpected {len(result.unexpected_keys)} tensors)")
     return model.eval(), meta
+
+
+def load_projections(path: str | Path) -> dict[str, Any]:
+    """The projection heads saved beside an aligned encoder: ``{"audio": Projection, "text": Projection}``
+    in eval mode (empty for an MSM-only checkpoint)."""
+    from safetensors.torch import load_file
+
+    from acula_edge.models.heads import Projection
+
+    meta = read_sidecar(path)
+    configs = meta.get("projections") or {}
+    if not configs:
+        return {}
+    state = load_file(str(path))
+    out = {}
+    for name, cfg in configs.items():
+        head = Projection(**cfg)
+        prefix = f"{name}_proj."
+        result = head.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
+                                      strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise AculaError(f"{path}: the {name} projection's weights do not fit its config")
+        out[name] = head.eval()
+    return out

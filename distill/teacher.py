@@ -1,0 +1,139 @@
+"""Teacher targets computed once: the aligned teacher's embedding of fixed windows of every recording.
+
+As EfficientAT stores its teacher's logits, distillation runs the (large) teacher once per window
+instead of once per step: ``OUT/targets.npy`` (``[N, D]`` float32, L2-normalised, the teacher's
+projected audio embedding in the aligned space), ``OUT/windows.json`` (recording id and start
+sample of each row) and ``OUT/targets.json`` (teacher checkpoint sha256, front end, window and hop,
+a digest of the recordings). The teacher sees clean audio; the student later sees the same window
+augmented, so that it learns to give the clean answer from a degraded microphone signal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from acula_edge.data.records import Recording, atomic_write, atomic_write_text
+from acula_edge.errors import AculaError
+from acula_edge.progress import progress
+
+TARGETS_NAME, WINDOWS_NAME, CONFIG_NAME = "targets.npy", "windows.json", "targets.json"
+
+
+def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
+    """Start samples of the windows of a recording: every ``hop`` while a whole window fits, plus one
+    ending at the last sample when the tail is at least half a window; ``[0]`` (padded) when short."""
+    if n_samples <= window:
+        return [0]
+    starts = list(range(0, n_samples - window + 1, hop))
+    tail = n_samples - (starts[-1] + window)
+    if 2 * tail >= window:
+        starts.append(n_samples - window)
+    return starts
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class TeacherTargets:
+    """Rows of teacher embeddings and the (recording id, start sample) each belongs to."""
+
+    vectors: np.ndarray
+    windows: list[tuple[str, int]]
+    config: dict
+
+    def rows_of(self) -> dict[str, list[int]]:
+        """Recording id -> its row numbers."""
+        out: dict[str, list[int]] = {}
+        for i, (rid, _) in enumerate(self.windows):
+            out.setdefault(rid, []).append(i)
+        return out
+
+
+def _describe(teacher: str | Path, records: Sequence[Recording], window_s: float, hop_s: float) -> dict:
+    from acula_edge.checkpoint import read_sidecar
+
+    meta = read_sidecar(teacher)
+    ids = hashlib.sha256("\n".join(r.id for r in records).encode("utf-8")).hexdigest()
+    return {"teacher": str(teacher), "teacher_sha256": file_sha256(teacher), "frontend": meta["frontend"],
+            "window_s": window_s, "hop_s": hop_s, "records_sha256": ids, "recordings": len(records)}
+
+
+def read_targets(out: str | Path) -> TeacherTargets:
+    out = Path(out)
+    try:
+        config = json.loads((out / CONFIG_NAME).read_text(encoding="utf-8"))
+        windows = [tuple(w) for w in json.loads((out / WINDOWS_NAME).read_text(encoding="utf-8"))]
+        vectors = np.load(out / TARGETS_NAME, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise AculaError(f"{out}: not a teacher-targets folder ({e})") from None
+    if vectors.shape[0] != len(windows):
+        raise AculaError(f"{out}: {TARGETS_NAME} and {WINDOWS_NAME} disagree")
+    return TeacherTargets(vectors, windows, config)
+
+
+def teacher_targets(teacher: str | Path, records: Sequence[Recording], out: str | Path, window_s: float,
+                    hop_s: float | None = None, batch: int = 16, threads: int = 1,
+                    show_progress: bool = True) -> TeacherTargets:
+    """The teacher's aligned embedding of every window (``window_s`` long, every ``hop_s``, default
+    half a window) of every recording; read from ``out`` when it already holds them for the same
+    teacher file, recordings, front end and windows, else computed and written there atomically."""
+    import torch
+
+    from acula_edge.audio import load
+    from acula_edge.checkpoint import load_checkpoint, load_projections
+    from acula_edge.evaluate import torch_threads
+    from acula_edge.frontend import FrontendConfig, LogMel
+
+    hop_s = hop_s or window_s / 2
+    if window_s <= 0 or hop_s <= 0:
+        raise AculaError("the window and hop must be positive")
+    out = Path(out)
+    want = _describe(teacher, records, window_s, hop_s)
+    if (out / CONFIG_NAME).exists():
+        have = read_targets(out)
+        if have.config == want:
+            return have
+    encoder, _ = load_checkpoint(teacher)
+    heads = load_projections(teacher)
+    if "audio" not in heads:
+        raise AculaError(f"{teacher}: not an aligned checkpoint (no audio projection); distil from "
+                         "`python -m acula_edge.align train` output")
+    fe = FrontendConfig.from_dict(want["frontend"])
+    logmel = LogMel(fe)
+    window, hop = int(round(window_s * fe.sample_rate)), int(round(hop_s * fe.sample_rate))
+    rows: list[np.ndarray] = []
+    windows: list[tuple[str, int]] = []
+    with torch.inference_mode(), torch_threads(threads):
+        for r in progress(records, desc="teacher targets", enabled=show_progress):
+            x = load(r.path, sample_rate=fe.sample_rate)[0]
+            starts = window_starts(x.shape[0], window, hop)
+            clips = np.zeros((len(starts), window), np.float32)
+            for i, s in enumerate(starts):
+                piece = x[s:s + window]
+                clips[i, :piece.shape[0]] = piece
+            for k in range(0, len(starts), batch):
+                z = heads["audio"](encoder.features(logmel(torch.from_numpy(clips[k:k + batch]))))
+                rows.append(torch.nn.functional.normalize(z, dim=1).float().numpy())
+            windows += [(r.id, s) for s in starts]
+    vectors = np.concatenate(rows).astype(np.float32)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONFIG_NAME).unlink(missing_ok=True)  # the set is incomplete until the config is back
+    atomic_write(out / TARGETS_NAME, lambda f: np.save(f, vectors))
+    atomic_write_text(out / WINDOWS_NAME, json.dumps([list(w) for w in windows]) + "\n")
+    atomic_write_text(out / CONFIG_NAME, json.dumps(want, indent=2) + "\n")  # last: marks the set complete
+    return TeacherTargets(vectors, windows, want)
+
+
+__all__ = ["TeacherTargets", "read_targets", "teacher_targets", "window_starts"]

@@ -1,0 +1,62 @@
+"""Zero-shot probabilities, prompt embeddings in an aligned checkpoint's space, operating points."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from acula_edge.errors import AculaError
+from acula_edge.zeroshot import embed_prompts, operating_point, rates_at, zero_shot_probabilities
+from conftest import run_module
+
+
+def test_zero_shot_probabilities():
+    rng = np.random.default_rng(0)
+    prompts = rng.standard_normal((2, 16))
+    audio = np.concatenate([prompts[0] + 0.3 * rng.standard_normal((20, 16)),
+                            prompts[1] + 0.3 * rng.standard_normal((20, 16))]) * 5.0  # scale does not matter
+    pr = zero_shot_probabilities(audio, prompts)
+    assert pr.shape == (40, 2) and np.allclose(pr.sum(1), 1.0, atol=1e-6)
+    assert (pr[:20, 0] > 0.5).all() and (pr[20:, 1] > 0.5).all()
+    warm, cold = (zero_shot_probabilities(audio, prompts, temperature=t)[:, 1] for t in (0.5, 1.0))
+    assert np.array_equal(np.argsort(warm), np.argsort(cold))  # temperature keeps the ranking
+    for bad in [(audio[:, :8], prompts), (audio, prompts[:1])]:
+        with pytest.raises(AculaError):
+            zero_shot_probabilities(*bad)
+
+
+def test_operating_point_is_the_most_specific_threshold_reaching_the_target():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    p = np.round(y * 0.3 + rng.uniform(0, 1, 200), 2)  # ties included
+    for target in (0.8, 0.9, 0.95, 1.0):
+        op = operating_point(y, p, target)
+        assert op["sensitivity"] >= target and (op["positives"], op["negatives"]) == (int(y.sum()), int((1 - y).sum()))
+        feasible = [rates_at(y, p, t) for t in np.unique(p)]
+        best_spec = max(spec for sens, spec in feasible if sens >= target)
+        assert op["specificity"] == pytest.approx(best_spec, abs=1e-4)
+        assert rates_at(y, p, op["threshold"]) == pytest.approx((op["sensitivity"], op["specificity"]), abs=1e-4)
+    with pytest.raises(AculaError, match="both classes"):
+        operating_point(np.ones(5), np.arange(5.0))
+    with pytest.raises(AculaError):
+        operating_point(y, p, 0.0)
+
+
+def test_prompts_embed_into_an_aligned_checkpoints_space(tmp_path):
+    from acula_edge.data.synth import generate
+
+    generate(tmp_path / "corpus", 16, seed=2)
+    run = tmp_path / "run"
+    r = run_module("acula_edge.align", "train", "--manifest", str(tmp_path / "corpus" / "manifest.jsonl"),
+                   "--encoder", "vit-tiny", "--max-steps", "1", "--batch-size", "8", "--out", str(run),
+                   "--text-cache", str(tmp_path / "c.sqlite"), "--threads", "1", "--quiet")
+    assert r.returncode == 0, r.stderr
+    prompts = ["Normal lung sounds.", "Wheezes are heard.", "Crackles are heard."]
+    e = embed_prompts(str(run / "encoder.safetensors"), prompts)
+    assert e.shape == (3, 512) and np.allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    assert all(float(e[i] @ e[j]) < 0.9999 for i, j in itertools.combinations(range(3), 2))
+    assert np.array_equal(e, embed_prompts(str(run / "encoder.safetensors"), prompts))
+    with pytest.raises(AculaError, match="non-empty"):
+        embed_prompts(str(run / "encoder.safetensors"), ["", "x"])

@@ -20,7 +20,8 @@ import torch
 from safetensors.torch import load_file
 
 from acula_edge.align.augment import AugmentConfig, augment_waveform, lowpass, spec_masks
-from acula_edge.align.data import ClipSet, clip_seed, load_sources, micro_batches
+from acula_edge.align.data import ClipSet, load_sources
+from acula_edge.training import clip_seed, micro_batches
 from acula_edge.checkpoint import load_checkpoint, subject_hash
 from acula_edge.data.records import read_manifest, write_manifest
 from acula_edge.data.synth import generate
@@ -197,7 +198,7 @@ def test_resume_after_a_kill_gives_the_same_weights(corpus, cache, tmp_path):
     fewer = tmp_path / "fewer.jsonl"
     write_manifest(read_manifest(corpus)[:40], fewer)
     other = align(*[str(fewer) if x == str(corpus) else x for x in args], "--out", str(cut), "--resume")
-    assert other.returncode == 2 and "other training recordings" in other.stderr
+    assert other.returncode == 2 and "other training data" in other.stderr
 
 
 def test_torchrun_two_cpu_processes_match_one(corpus, cache, tmp_path):
@@ -291,7 +292,7 @@ def test_precomputed_report_embeddings_train_the_same_model(corpus, cache, tmp_p
 
 
 def test_no_weight_decay_on_biases_norms_and_tokens():
-    from acula_edge.align.trainer import param_groups
+    from acula_edge.training import param_groups
 
     enc = create_encoder("vit-tiny")
     decay, plain = param_groups(enc, 0.01)

@@ -16,11 +16,7 @@ import numpy as np
 from acula_edge.align.augment import AugmentConfig, augment_waveform, spec_masks
 from acula_edge.data.records import Recording, read_manifest
 from acula_edge.errors import AculaError
-
-
-def clip_seed(seed: int, epoch: int, index: int) -> int:
-    """A 63-bit seed for one clip of one epoch."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+from acula_edge.training import clip_seed
 
 
 def load_sources(manifests: Sequence[str] = (), data: Sequence[str] = (), splits: Sequence[str] = ()) -> list[Recording]:
@@ -133,17 +129,9 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
             "seed": [i["seed"] for i in items], "index": np.array([i["index"] for i in items])}
 
 
-def micro_batches(n: int, batch: int, epoch: int, seed: int) -> list[np.ndarray]:
-    """An epoch's micro-batches of record indices: a seeded permutation cut into full batches."""
-    if n < batch:
-        raise AculaError(f"{n} training recordings are fewer than one batch of {batch}: lower --batch-size")
-    perm = np.random.default_rng([seed, epoch, 7]).permutation(n)
-    return [perm[k * batch:(k + 1) * batch] for k in range(n // batch)]
-
-
 def subjects_of(records: Sequence[Recording]) -> list[str]:
     """Distinct subject ids, sorted."""
     return sorted({r.subject for r in records})
 
 
-__all__ = ["ClipSet", "clip_seed", "collate", "load_sources", "micro_batches", "report_texts", "subjects_of"]
+__all__ = ["ClipSet", "collate", "load_sources", "report_texts", "subjects_of"]

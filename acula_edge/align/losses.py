@@ -29,7 +29,6 @@ wanted; InfoNCE likewise only uses in-batch negatives.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 from collections.abc import Callable, Iterator
 from typing import Any

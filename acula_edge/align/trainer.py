@@ -1,54 +1,36 @@
-"""The training loop behind ``python -m acula_edge.align pretrain`` and ``train``.
+"""MSM pretraining and AcuLa alignment: ``python -m acula_edge.align pretrain`` and ``train``.
 
-One loop serves both: MSM pretraining is the alignment loss with ``lambda_align = 0`` and no text.
-
-- **Batches.** ``batch_size`` is the global micro-batch: under ``torchrun`` each of W processes
-  takes ``batch_size / W`` clips of it, projections are gathered (with gradients) so the alignment
-  loss sees the whole micro-batch, and DDP averages gradients. The same command therefore trains
-  the same model on 1 or W processes (up to float summation order), except for what each process
-  draws or measures alone: dropout masks and BatchNorm statistics. ``accum`` micro-batches make
-  one optimizer step.
-- **Randomness.** A clip's crop, augmentation and MSM mask come from its own seed (run seed,
-  epoch, index); dropout is seeded per micro-step (run seed, step, micro-step, rank). With the
-  step counters saved, resuming replays exactly what the uninterrupted run would have done.
-- **State.** ``OUT/resume.pt`` (model, optimizer, scheduler, counters, config; tensors and plain
-  values only, read with ``weights_only=True``) is written atomically every ``save_every``
-  optimizer steps and at the end of each epoch; ``OUT/encoder.safetensors`` (+ JSON sidecar) at
-  the end, with the projection heads for alignment runs, and the hashed subject ids trained on.
-- **Logs.** ``OUT/metrics.jsonl`` (a line per optimizer step), ``OUT/config.json``,
-  ``OUT/result.json``, and a progress bar.
+One job serves both: MSM pretraining is the alignment loss with ``lambda_align = 0`` and no text.
+The loop, resume, ``torchrun`` and logs are :mod:`acula_edge.training`'s; this module adds the
+configuration and presets, the model (encoder, projection heads, loss; the projections are
+gathered over processes so that the alignment loss sees the whole micro-batch), the text side
+and the outputs: ``OUT/encoder.safetensors`` (+ JSON sidecar) with the projection heads for
+alignment runs and the hashed subject ids trained on. A clip's crop, augmentation and MSM mask
+come from its own seed (run seed, epoch, index).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import json
 import os
-import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from acula_edge.align.augment import AugmentConfig
-from acula_edge.align.data import ClipSet, collate, micro_batches, report_texts, subjects_of
+from acula_edge.align.data import ClipSet, collate, report_texts, subjects_of
 from acula_edge.align.losses import DEFAULT_LOSS, InfoNCELoss, create_loss, msm_align_loss
-from acula_edge.data.records import Recording, atomic_write, atomic_write_text, read_jsonl
+from acula_edge.data.records import Recording
 from acula_edge.errors import AculaError
 from acula_edge.models.heads import Projection
+from acula_edge.training import Dist, Job, gather, prepare, run, steps_per_epoch
 
-RESUME_NAME = "resume.pt"
-# Settings a resumed run may change: they do not change what is computed.
-RESUME_FREE = ("save_every", "workers", "text_cache")
 ENCODER_NAME = "encoder.safetensors"
-METRICS_NAME = "metrics.jsonl"
 
 
 @dataclass(frozen=True)
@@ -173,78 +155,6 @@ def preset_config(preset: str, mode: str, **overrides: Any) -> TrainConfig:
 
 
 # --------------------------------------------------------------------------------------------
-# distributed helpers
-
-
-@dataclass
-class Dist:
-    """This process's place in a ``torchrun`` job (world 1 when run plainly)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-
-def init_distributed(device: str | None = None) -> Dist:
-    """Join the ``torchrun`` job from the environment (NCCL on CUDA, gloo on CPU), or run alone."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    want = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if want != "cpu" and not re.fullmatch(r"cuda(:\d+)?", want):
-        raise AculaError(f"--device is cpu, cuda or cuda:N, got {want!r}")
-    if want.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise AculaError("--device cuda asked for, but torch sees no CUDA device")
-        index = local if world > 1 else int(want.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise AculaError(f"no CUDA device {index}: torch sees {torch.cuda.device_count()}")
-        dev = torch.device("cuda", index)
-        torch.cuda.set_device(dev)
-    else:
-        dev = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    return Dist(rank, world, local, dev)
-
-
-class _Gather(torch.autograd.Function):
-    """All-gather along rows whose backward sums every process's gradient and returns this process's
-    rows (each process computes the loss on the whole batch, so the sum is that loss's gradient)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x.contiguous())
-        ctx.rows, ctx.rank = x.shape[0], dist.get_rank()
-        return torch.cat(parts, dim=0)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous()
-        dist.all_reduce(grad)
-        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
-
-
-def gather(x: torch.Tensor, d: Dist) -> torch.Tensor:
-    """Concatenate every process's rows in rank order, keeping gradients to each process's own rows."""
-    return x if d.world == 1 else _Gather.apply(x)
-
-
-def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
-    return int(np.random.SeedSequence([seed, step, micro, rank, 1]).generate_state(1)[0])
-
-
-# --------------------------------------------------------------------------------------------
 # model
 
 
@@ -291,25 +201,6 @@ class AlignModel(nn.Module):
             l_align = self.align_loss(a.float(), t.float())
             parts["l_align"] = float(l_align.detach())
         return msm_align_loss(l_align, l_msm, cfg.lambda_align, cfg.lambda_msm), parts
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: weight decay on matrices and kernels, none on biases, norms, tokens and scales."""
-    decay, plain = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            leaf = name.rsplit(".", 1)[-1]
-            (plain if p.dim() < 2 or leaf.endswith("token") or "pos_embed" in leaf else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
-
-
-def linear_schedule(warmup: int, total: int):
-    """Linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total``."""
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
-    return f
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,31 +274,6 @@ def teacher_info(cfg: TrainConfig, teacher) -> dict[str, Any] | None:
     return None
 
 
-def _save_resume(path: Path, state: dict[str, Any]) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
-
-
-def load_resume(path: Path) -> dict[str, Any]:
-    """A run's resume state (tensors and plain values only; never unpickles objects)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is one clear error
-        raise AculaError(f"{path}: not a readable resume state ({type(e).__name__})") from None
-
-
-def records_digest(records: list[Recording]) -> str:
-    """sha256 over the training recordings' ids, in order (a resume must see the same data; the
-    folder it lives in may move)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for r in records:
-        h.update(f"{r.id}\n".encode("utf-8"))
-    return h.hexdigest()
-
-
 def _build_encoder(cfg: TrainConfig):
     from acula_edge.checkpoint import load_checkpoint
     from acula_edge.frontend import FrontendConfig
@@ -419,196 +285,73 @@ def _build_encoder(cfg: TrainConfig):
     return create_encoder(cfg.encoder), FrontendConfig(), set()
 
 
+class AlignJob(Job):
+    """MSM pretraining or alignment as a :class:`acula_edge.training.Job` over random crops of recordings."""
+
+    unit = "clips"
+
+    def __init__(self, cfg: TrainConfig, records: list[Recording], d: Dist):
+        from acula_edge.frontend import LogMel
+
+        self.cfg, self.records, self.d = cfg, records, d
+        self.name = cfg.mode
+        self.ids = [r.id for r in records]
+        torch.manual_seed(cfg.seed)
+        self.encoder, self.fe, self.prior_subjects = _build_encoder(cfg)
+        self.teacher, self.texts, self.vectors = text_side(cfg, records, d) if cfg.align else (None, None, None)
+        width = self.teacher.width if self.teacher else (self.vectors.shape[1] if self.vectors is not None else None)
+        self.model = AlignModel(self.encoder, cfg, width, d)
+        self.logmel = LogMel(self.fe).to(d.device)
+        enc = self.encoder
+        self.dataset = ClipSet(records, self.fe.sample_rate, self.fe.num_samples(enc.input_frames), enc.n_mels,
+                               enc.input_frames, cfg.augment, cfg.seed)
+        self.collate = collate
+        self.subjects = subjects_of(records)
+
+    def inputs(self, batch: dict[str, Any], d: Dist) -> tuple:
+        with torch.no_grad():
+            x = self.logmel(torch.from_numpy(batch["wave"]).to(d.device))
+        mask = text = None
+        if self.cfg.align:
+            mask = torch.from_numpy(batch["mask"]).to(d.device)
+            idx = batch["index"]
+            v = self.vectors[idx] if self.vectors is not None else self.teacher.embed([self.texts[i] for i in idx])
+            text = torch.from_numpy(np.ascontiguousarray(v)).to(d.device)
+        gens = [torch.Generator().manual_seed(int(s)) for s in batch["seed"]]
+        return x, mask, text, gens
+
+    def after_step(self) -> None:
+        if isinstance(getattr(self.model, "align_loss", None), InfoNCELoss):
+            self.model.align_loss.clamp_logit_scale_()
+
+    def describe(self) -> dict[str, Any]:
+        return {"encoder": self.encoder.config.to_dict(), "frontend": self.fe.to_dict(),
+                "text_teacher": teacher_info(self.cfg, self.teacher), "recordings": len(self.records),
+                "subjects": len(self.subjects)}
+
+    def finish(self, out: Path, step: int) -> dict[str, Any]:
+        from acula_edge.checkpoint import save_checkpoint
+
+        cfg, model = self.cfg, self.model
+        modules = {"audio_proj": model.audio_proj, "text_proj": model.text_proj} if cfg.align else None
+        extra = {"text_teacher": teacher_info(cfg, self.teacher),
+                 "projections": {"audio": model.audio_proj.config(), "text": model.text_proj.config()}
+                 if cfg.align else None, "trained_subjects_count": len(self.subjects)}
+        if isinstance(getattr(model, "align_loss", None), InfoNCELoss):
+            extra["logit_scale"] = float(model.align_loss.scale().detach())
+        save_checkpoint(out / ENCODER_NAME, self.encoder, self.fe.to_dict(), {**cfg.to_dict(), "steps": step},
+                        subjects=self.subjects, extra=extra, modules=modules, subject_hashes=self.prior_subjects)
+        return {"recordings": len(self.records), "subjects": len(self.subjects)}
+
+
 def train(cfg: TrainConfig, records: list[Recording], out: str | os.PathLike, resume: bool = False,
           device: str | None = None, threads: int | None = None, progress_bar: bool = True) -> dict[str, Any]:
     """Run (or resume) a training run into folder ``out``; returns the result (also ``out/result.json``)."""
-    from acula_edge.checkpoint import save_checkpoint, subject_hash
-    from acula_edge.frontend import LogMel
-    from acula_edge.progress import progress
-
     out = Path(out)
-    d = init_distributed(device)
-    if threads is not None:
-        if threads < 1:
-            raise AculaError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
-    state_path = out / RESUME_NAME
-    state = None
-    if state_path.exists():
-        if not resume:
-            raise AculaError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-        state = load_resume(state_path)
-        saved = json.loads(state["config"])
-        if state.get("records_sha256") != records_digest(records):
-            raise AculaError(f"--resume with other training recordings than the run in {out} was started on")
-        now = cfg.to_dict()
-        diff = sorted(k for k in set(saved) | set(now) if k not in RESUME_FREE and saved.get(k) != now.get(k))
-        if diff:
-            raise AculaError(f"--resume with different settings than the run in {out}: {', '.join(diff)}")
-    if cfg.batch_size % d.world:
-        raise AculaError(f"batch_size {cfg.batch_size} does not split over {d.world} processes")
-    local_b = cfg.batch_size // d.world
-    per_epoch = len(records) // cfg.batch_size // cfg.accum
-    if per_epoch < 1:
-        raise AculaError(f"{len(records)} recordings do not fill one optimizer step of "
-                         f"{cfg.batch_size} x {cfg.accum} clips: lower --batch-size or --accum")
-
-    torch.manual_seed(cfg.seed)
-    encoder, fe, prior_subjects = _build_encoder(cfg)
-    teacher, texts, vectors = text_side(cfg, records, d) if cfg.align else (None, None, None)
-    width = teacher.width if teacher else (vectors.shape[1] if vectors is not None else None)
-    model = AlignModel(encoder, cfg, width, d).to(d.device)
-    logmel = LogMel(fe).to(d.device)
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
-    total = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(min(cfg.warmup_steps, total), total))
-    step = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        step = int(state["step"])
-    ddp = model
-    if d.world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        ddp = DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
-    clips = ClipSet(records, fe.sample_rate, fe.num_samples(encoder.input_frames), encoder.n_mels,
-                    encoder.input_frames, cfg.augment, cfg.seed)
-    subjects = subjects_of(records)
-    trained = sorted(prior_subjects | {subject_hash(s) for s in subjects})
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (d.device.type == "cuda" and cfg.bf16) \
-        else contextlib.nullcontext()
-
-    if d.main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.json", json.dumps(
-            {"training": cfg.to_dict(), "encoder": encoder.config.to_dict(), "frontend": fe.to_dict(),
-             "text_teacher": teacher_info(cfg, teacher), "recordings": len(records),
-             "subjects": len(subjects), "world_size": d.world, "device": str(d.device),
-             "steps": total, "steps_per_epoch": per_epoch}, indent=2) + "\n")
-        _trim_metrics(out / METRICS_NAME, step)
-
-    def save_state() -> None:
-        if d.main:
-            _save_resume(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                      "scheduler": sched.state_dict(), "step": step,
-                                      "config": json.dumps(cfg.to_dict()), "subjects_sha256": trained,
-                                      "records_sha256": records_digest(records)})
-        d.barrier()
-
-    t_start = time.perf_counter()
-    clips_done = 0
-    model.train()
-    steps_bar = progress(range(step, total), total=total - step, desc=cfg.mode, enabled=progress_bar and d.main)
-    bar = iter(steps_bar)
-    while step < total:
-        epoch, in_epoch = divmod(step, per_epoch)
-        batches = micro_batches(len(records), cfg.batch_size, epoch, cfg.seed)
-        todo = batches[in_epoch * cfg.accum: per_epoch * cfg.accum]
-        todo = todo[: (total - step) * cfg.accum]
-        loader = _loader(clips, [[(epoch, int(i)) for i in b[d.rank * local_b:(d.rank + 1) * local_b]] for b in todo],
-                         cfg.workers)
-        t0 = time.perf_counter()
-        sums: dict[str, float] = {}
-        for k, batch in enumerate(loader):
-            if "error" in batch:  # a recording that cannot be read (from a loader worker, too)
-                raise AculaError(batch["error"])
-            micro = k % cfg.accum
-            torch.manual_seed(step_seed(cfg.seed, step, micro, d.rank))
-            wave = torch.from_numpy(batch["wave"]).to(d.device)
-            with torch.no_grad():
-                x = logmel(wave)
-            mask = torch.from_numpy(batch["mask"]).to(d.device) if cfg.align else None
-            text = None
-            if cfg.align:
-                idx = batch["index"]
-                v = vectors[idx] if vectors is not None else teacher.embed([texts[i] for i in idx])
-                text = torch.from_numpy(np.ascontiguousarray(v)).to(d.device)
-            gens = [torch.Generator().manual_seed(int(s)) for s in batch["seed"]]
-            last = micro == cfg.accum - 1
-            sync = contextlib.nullcontext() if (last or d.world == 1) else ddp.no_sync()
-            with sync:
-                with autocast:
-                    loss, parts = ddp(x, mask, text, gens)
-                (loss / cfg.accum).backward()
-            for name, v in {"loss": float(loss.detach()), **parts}.items():
-                sums[name] = sums.get(name, 0.0) + v / cfg.accum
-            if not last:
-                continue
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip if cfg.clip > 0 else float("inf"))
-            if not torch.isfinite(grad_norm):
-                raise AculaError(f"step {step}: the loss or gradients became non-finite (lower --lr?)")
-            opt.step()
-            if isinstance(getattr(model, "align_loss", None), InfoNCELoss):
-                model.align_loss.clamp_logit_scale_()
-            opt.zero_grad(set_to_none=True)
-            lr = sched.get_last_lr()[0]
-            sched.step()
-            step += 1
-            next(bar, None)
-            dt = time.perf_counter() - t0
-            clips_done += cfg.batch_size * cfg.accum
-            sums = _mean_over_ranks(sums, d)
-            if d.main:
-                line = {"step": step, "epoch": epoch + (in_epoch + 1) / per_epoch, "lr": lr,
-                        **{k: round(v, 6) for k, v in sums.items()}, "grad_norm": round(float(grad_norm), 4),
-                        "clips_per_s": round(cfg.batch_size * cfg.accum / dt, 2), "seconds": round(dt, 4)}
-                with open(out / METRICS_NAME, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(line) + "\n")
-            in_epoch += 1
-            sums = {}
-            if step % cfg.save_every == 0 or in_epoch == per_epoch or step == total:
-                save_state()
-            t0 = time.perf_counter()  # a step's time covers its data and compute, not the saving
-    for _ in bar:  # close the bar
-        pass
-    seconds = time.perf_counter() - t_start
-    result = {"steps": step, "epochs": round(step / per_epoch, 3), "seconds": round(seconds, 2),
-              "clips_per_s": round(clips_done / seconds, 2) if clips_done else None,
-              "world_size": d.world, "device": str(d.device), "recordings": len(records), "subjects": len(subjects)}
-    if d.device.type == "cuda":
-        result["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated(d.device) / 2**30, 3)
-    if d.main:
-        modules = {"audio_proj": model.audio_proj, "text_proj": model.text_proj} if cfg.align else None
-        extra = {"text_teacher": teacher_info(cfg, teacher),
-                 "projections": {"audio": model.audio_proj.config(), "text": model.text_proj.config()} if cfg.align else None}
-        if isinstance(getattr(model, "align_loss", None), InfoNCELoss):
-            extra["logit_scale"] = float(model.align_loss.scale().detach())
-        save_checkpoint(out / ENCODER_NAME, encoder, fe.to_dict(), {**cfg.to_dict(), "steps": step},
-                        subjects=subjects, extra={**extra, "trained_subjects_count": len(subjects)},
-                        modules=modules, subject_hashes=prior_subjects)
-        tail = list(read_jsonl(out / METRICS_NAME, "metrics log", tolerate_cut_tail=True))[-1:] if (out / METRICS_NAME).exists() else []
-        result["final"] = tail[0][1] if tail else None
-        atomic_write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
-    d.barrier()
-    return result
+    d, state = prepare(out, resume, cfg, [r.id for r in records], device, threads)
+    steps_per_epoch(len(records), cfg, "recordings")  # fail before the teacher loads
+    job = AlignJob(cfg, records, d)
+    return run(job, out, d, state, progress_bar)
 
 
-def _mean_over_ranks(values: dict[str, float], d: Dist) -> dict[str, float]:
-    """Each value averaged over the processes (one all-reduce, on the process group's device)."""
-    if d.world == 1:
-        return values
-    t = torch.tensor(list(values.values()), dtype=torch.float64, device=d.device)
-    dist.all_reduce(t)
-    return {k: float(v) / d.world for k, v in zip(values, t.tolist())}
-
-
-def _loader(clips: ClipSet, keys: list[list[tuple[int, int]]], workers: int):
-    """Batches of the given keys in order; ``workers`` processes decode ahead when > 0."""
-    if workers == 0:
-        return (collate([clips[k] for k in b]) for b in keys)
-    from torch.utils.data import DataLoader
-
-    return DataLoader(clips, batch_sampler=keys, num_workers=workers, collate_fn=collate, persistent_workers=False)
-
-
-def _trim_metrics(path: Path, step: int) -> None:
-    """Keep the metrics of steps up to ``step`` (a resumed run rewrites what came after its state)."""
-    if not path.exists():
-        return
-    keep = [json.dumps(o) for _, o in read_jsonl(path, "metrics log", tolerate_cut_tail=True) if o.get("step", 0) <= step]
-    atomic_write_text(path, "".join(k + "\n" for k in keep))
-
-
-__all__ = ["PRESETS", "AlignModel", "TrainConfig", "init_distributed", "preset_config", "train"]
+__all__ = ["PRESETS", "AlignJob", "AlignModel", "TrainConfig", "preset_config", "train"]

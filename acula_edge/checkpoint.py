@@ -32,12 +32,14 @@ def sidecar_path(path: str | Path) -> Path:
 
 def save_checkpoint(path: str | Path, model, frontend: dict[str, Any], training: dict[str, Any] | None = None,
                     subjects: Iterable[str] = (), extra: dict[str, Any] | None = None,
-                    modules: dict[str, Any] | None = None, subject_hashes: Iterable[str] = ()) -> Path:
+                    modules: dict[str, Any] | None = None, subject_hashes: Iterable[str] = (),
+                    kind: str = "encoder") -> Path:
     """Write ``model``'s weights (as ``encoder.*``) and the sidecar; ``model.config.to_dict()`` rebuilds it.
 
     ``subjects`` are the ids trained on (stored hashed); ``subject_hashes`` adds already-hashed
     ones (those of the checkpoint a run started from). ``modules`` (e.g. projection heads) are
-    stored beside the encoder under their own name prefixes.
+    stored beside the encoder under their own name prefixes. ``kind`` names the main model (its
+    weights' prefix and its config's key in the sidecar): ``encoder``, or ``student``.
     """
     from safetensors.torch import save
 
@@ -45,10 +47,10 @@ def save_checkpoint(path: str | Path, model, frontend: dict[str, Any], training:
     if path.suffix != ".safetensors":
         raise AculaError(f"a checkpoint path ends in .safetensors: {path}")
     state = {}
-    for prefix, module in {"encoder": model, **(modules or {})}.items():
+    for prefix, module in {kind: model, **(modules or {})}.items():
         state.update({f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()})
     atomic_write(path, lambda f: f.write(save(state)))
-    meta = {"schema": SCHEMA, "code_version": __version__, "encoder": model.config.to_dict(),
+    meta = {"schema": SCHEMA, "code_version": __version__, "kind": kind, kind: model.config.to_dict(),
             "frontend": frontend, "training": training or {},
             "trained_subjects_sha256": sorted({subject_hash(s) for s in subjects} | set(subject_hashes)), **(extra or {})}
     atomic_write_text(sidecar_path(path), json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -66,51 +68,45 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
         meta = json.loads(side.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise AculaError(f"{side}: not a checkpoint sidecar ({type(e).__name__})") from None
-    missing = [k for k in ("schema", "encoder", "frontend") if k not in meta]
+    missing = [k for k in ("schema", meta.get("kind", "encoder"), "frontend") if k not in meta]
     if missing:
         raise AculaError(f"{side}: sidecar lacks {', '.join(missing)}")
     return meta
 
 
-def load_checkpoint(path: str | Path):
-    """``(encoder, sidecar)``: the encoder rebuilt from its config with the saved weights, in eval mode."""
+def load_weights(path: str | Path, module, prefix: str, what: str):
+    """Load the tensors under ``prefix.`` of checkpoint ``path`` into ``module`` (all must fit)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from acula_edge.models import encoder_from_config
-
-    meta = read_sidecar(path)
-    model = encoder_from_config(meta["encoder"])
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise AculaError(f"{path}: not a readable safetensors file ({e})") from None
-    result = model.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("encoder.")}, strict=False)
+    p = prefix + "."
+    result = module.load_state_dict({k[len(p):]: v for k, v in state.items() if k.startswith(p)}, strict=False)
     if result.missing_keys or result.unexpected_keys:
-        raise AculaError(f"{path}: weights do not fit the {meta['encoder'].get('name')} encoder "
-                         f"(missing {len(result.missing_keys)}, unexpected {len(result.unexpected_keys)} tensors)")
-    return model.eval(), meta
+        raise AculaError(f"{path}: weights do not fit the {what} (missing {len(result.missing_keys)}, "
+                         f"unexpected {len(result.unexpected_keys)} tensors)")
+    return module.eval()
+
+
+def load_checkpoint(path: str | Path):
+    """``(encoder, sidecar)``: the encoder rebuilt from its config with the saved weights, in eval mode."""
+    from acula_edge.models import encoder_from_config
+
+    meta = read_sidecar(path)
+    if meta.get("kind", "encoder") != "encoder":
+        raise AculaError(f"{path} holds a {meta['kind']}, not an audio encoder")
+    model = encoder_from_config(meta["encoder"])
+    return load_weights(path, model, "encoder", f"{meta['encoder'].get('name')} encoder"), meta
 
 
 def load_projections(path: str | Path) -> dict[str, Any]:
     """The projection heads saved beside an aligned encoder: ``{"audio": Projection, "text": Projection}``
     in eval mode (empty for an MSM-only checkpoint)."""
-    from safetensors.torch import load_file
-
     from acula_edge.models.heads import Projection
 
-    meta = read_sidecar(path)
-    configs = meta.get("projections") or {}
-    if not configs:
-        return {}
-    state = load_file(str(path))
-    out = {}
-    for name, cfg in configs.items():
-        head = Projection(**cfg)
-        prefix = f"{name}_proj."
-        result = head.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
-                                      strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise AculaError(f"{path}: the {name} projection's weights do not fit its config")
-        out[name] = head.eval()
-    return out
+    configs = read_sidecar(path).get("projections") or {}
+    return {name: load_weights(path, Projection(**cfg), f"{name}_proj", f"{name} projection")
+            for name, cfg in configs.items()}

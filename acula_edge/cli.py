@@ -17,6 +17,7 @@ STAGES = {
     "reports": ("acula_edge.reports.cli", "write clinical reports from recordings' metadata"),
     "text": ("acula_edge.text", "embed reports with the frozen text teacher (cached)"),
     "align": ("acula_edge.align.cli", "MSM pretraining and AcuLa alignment of an audio encoder"),
+    "distill": ("distill.cli", "distil an aligned teacher into a small student"),
     "evaluate": ("acula_edge.evaluate", "linear-probe AUROC of frozen encoders, with intervals"),
 }
 

@@ -50,6 +50,33 @@ METRICS_NAME = "metrics.jsonl"
 RESUME_FREE = ("save_every", "workers", "text_cache")
 
 
+@dataclass(frozen=True)
+class LoopConfig:
+    """The loop's settings; every stage's config extends it."""
+
+    epochs: int = 10
+    max_steps: int | None = None  # stop (and end the schedule) after this many optimizer steps
+    batch_size: int = 16  # global micro-batch, split over processes
+    accum: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 10
+    clip: float = 1.0  # gradient-norm clip (0: off)
+    seed: int = 0
+    save_every: int = 50
+    workers: int = 0
+    bf16: bool = True  # autocast to bf16 on CUDA (CPU stays fp32)
+
+    def loop_problems(self) -> list[str]:
+        """What is wrong with the loop settings (empty when valid)."""
+        problems = [f"{k} must be >= 1" for k in ("epochs", "batch_size", "accum", "save_every") if getattr(self, k) < 1]
+        if self.max_steps is not None and self.max_steps < 1:
+            problems.append("max_steps must be >= 1")
+        if self.lr <= 0 or self.weight_decay < 0 or self.warmup_steps < 0 or self.clip < 0 or self.workers < 0:
+            problems.append("lr > 0, weight_decay, warmup_steps, clip and workers >= 0")
+        return problems
+
+
 @dataclass
 class Dist:
     """This process's place in a ``torchrun`` job (world 1 when run plainly)."""
@@ -389,5 +416,5 @@ def run(job: Job, out: Path, d: Dist, state: dict[str, Any] | None, progress_bar
     return result
 
 
-__all__ = ["Dist", "Job", "clip_seed", "gather", "init_distributed", "load_resume", "micro_batches", "param_groups", "prepare", "run",
+__all__ = ["Dist", "Job", "LoopConfig", "clip_seed", "gather", "init_distributed", "load_resume", "micro_batches", "param_groups", "prepare", "run",
            "steps_per_epoch"]

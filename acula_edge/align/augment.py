@@ -1,4 +1,4 @@
-"""Training augmentations: waveform (time shift, noise, random low-pass, gain) and spectrogram masks.
+"""Training augmentations: waveform (time shift, noise, random low-pass, reverberation, gain, clipping) and spectrogram masks.
 
 Every draw comes from a ``numpy.random.Generator`` given by the caller, one per clip, so a clip's
 augmentation depends only on its seed: the same on any number of processes and after a resume.
@@ -33,12 +33,18 @@ class AugmentConfig:
     time_mask_frac: float = 0.1  # widest time mask, as a share of the frames
     freq_masks: int = 2  # spectrogram frequency masks per clip
     freq_mask_bins: int = 8  # widest frequency mask, in mel bins
+    clip_prob: float = 0.0  # hard clipping at a random share of the clip's peak (cheap microphones)
+    clip_level: tuple[float, float] = (0.3, 0.9)
+    reverb_prob: float = 0.0  # a short synthetic room: exponentially decaying noise impulse response
+    reverb_s: tuple[float, float] = (0.05, 0.3)  # decay time (to -60 dB) range
 
     def __post_init__(self) -> None:
         ok = (0 <= self.shift < 1 and 0 <= self.noise_prob <= 1 and 0 <= self.lowpass_prob <= 1
               and self.snr_db[0] <= self.snr_db[1] and 0 < self.lowpass_hz[0] <= self.lowpass_hz[1]
               and self.gain_db >= 0 and self.time_masks >= 0 and self.freq_masks >= 0
-              and 0 <= self.time_mask_frac < 1 and self.freq_mask_bins >= 0)
+              and 0 <= self.time_mask_frac < 1 and self.freq_mask_bins >= 0
+              and 0 <= self.clip_prob <= 1 and 0 < self.clip_level[0] <= self.clip_level[1] <= 1
+              and 0 <= self.reverb_prob <= 1 and 0 < self.reverb_s[0] <= self.reverb_s[1])
         if not ok:
             raise AculaError(f"bad augmentation settings: {self}")
 
@@ -51,6 +57,12 @@ class AugmentConfig:
         if set(d) - names:
             raise AculaError(f"unknown augmentation settings {sorted(set(d) - names)}; known: {sorted(names)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    @classmethod
+    def microphone(cls) -> "AugmentConfig":
+        """Stronger settings for students that must survive real microphones (clipping, rooms)."""
+        return cls(noise_prob=0.6, snr_db=(5.0, 40.0), lowpass_prob=0.5, gain_db=12.0, clip_prob=0.2,
+                   reverb_prob=0.3, time_masks=0, freq_masks=0)
 
     @classmethod
     def off(cls) -> "AugmentConfig":
@@ -71,7 +83,7 @@ def lowpass(x: np.ndarray, cutoff_hz: float, sample_rate: int, taper: float = 0.
 
 
 def augment_waveform(x: np.ndarray, sample_rate: int, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """One clip ``[samples]`` (float32): time shift, noise, low-pass, gain, in that order.
+    """One clip ``[samples]`` (float32): time shift, noise, low-pass, reverberation, gain, clipping.
 
     Noise comes before the low-pass so that band-limiting also removes it from the high band (a
     band-limited source has no energy there at all).
@@ -93,9 +105,28 @@ def augment_waveform(x: np.ndarray, sample_rate: int, cfg: AugmentConfig, rng: n
         top = min(cfg.lowpass_hz[1], sample_rate / 2)
         bottom = min(cfg.lowpass_hz[0], top)
         x = lowpass(x, float(rng.uniform(bottom, top)), sample_rate)
+    if cfg.reverb_prob > 0 and rng.random() < cfg.reverb_prob:
+        x = reverberate(x, sample_rate, float(rng.uniform(*cfg.reverb_s)), rng)
     if cfg.gain_db > 0:
         x = x * np.float32(10 ** (rng.uniform(-cfg.gain_db, cfg.gain_db) / 20))
+    if cfg.clip_prob > 0 and rng.random() < cfg.clip_prob:
+        peak = float(np.abs(x).max())
+        if peak > 0:
+            level = np.float32(peak * rng.uniform(*cfg.clip_level))
+            x = np.clip(x, -level, level)
     return x.astype(np.float32)
+
+
+def reverberate(x: np.ndarray, sample_rate: int, rt60: float, rng: np.random.Generator) -> np.ndarray:
+    """Convolve with a decaying-noise impulse response (``rt60`` seconds to -60 dB), direct path first,
+    scaled back to the input's RMS."""
+    n = max(1, int(rt60 * sample_rate))
+    t = np.arange(n) / sample_rate
+    ir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)
+    ir[0] = 1.0
+    y = np.fft.irfft(np.fft.rfft(x, x.size + n) * np.fft.rfft(ir, x.size + n), x.size + n)[: x.size]
+    rms_in, rms_out = float(np.sqrt(np.mean(x ** 2))), float(np.sqrt(np.mean(y ** 2)))
+    return (y * (rms_in / rms_out if rms_out > 0 else 1.0)).astype(np.float32)
 
 
 def spec_masks(n_mels: int, n_frames: int, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
@@ -114,4 +145,4 @@ def spec_masks(n_mels: int, n_frames: int, cfg: AugmentConfig, rng: np.random.Ge
     return m
 
 
-__all__ = ["AugmentConfig", "augment_waveform", "lowpass", "spec_masks"]
+__all__ = ["AugmentConfig", "augment_waveform", "lowpass", "reverberate", "spec_masks"]

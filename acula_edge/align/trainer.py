@@ -28,35 +28,15 @@ from acula_edge.align.losses import DEFAULT_LOSS, InfoNCELoss, create_loss, msm_
 from acula_edge.data.records import Recording
 from acula_edge.errors import AculaError
 from acula_edge.models.heads import Projection
-from acula_edge.training import Dist, Job, gather, prepare, run, steps_per_epoch
+from acula_edge.training import Dist, Job, LoopConfig, gather, prepare, run, steps_per_epoch
 
 ENCODER_NAME = "encoder.safetensors"
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides what a run computes (saved in ``config.json`` and the checkpoint)."""
+class TextSource:
+    """Where each recording's report and its teacher embedding come from (alignment, text anchors)."""
 
-    mode: str = "align"  # "pretrain" (MSM only) or "align"
-    encoder: str | None = "vit-tiny"  # preset, when not starting from --init (None with --init)
-    init: str | None = None  # checkpoint to start from
-    epochs: int = 10
-    max_steps: int | None = None  # stop (and end the schedule) after this many optimizer steps
-    batch_size: int = 16  # global micro-batch, split over processes
-    accum: int = 1
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 10
-    clip: float = 1.0  # gradient-norm clip (0: off)
-    loss: str = DEFAULT_LOSS
-    lambda_align: float = 1.0
-    lambda_msm: float = 1.0
-    mask_ratio: float | None = None  # default: the encoder's
-    proj_hidden: int = 1024
-    proj_out: int = 512
-    dropout: float = 0.2
-    seed: int = 0
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
     reports: str | None = None  # report store (JSONL); None: template reports from the metadata
     report_seed: int = 0
     text_model: str | None = None  # local folder or .gguf; None: the packaged all-MiniLM-L6-v2
@@ -66,23 +46,32 @@ class TrainConfig:
     text_online: bool = False  # run the teacher in the loop instead of once through the cache
     text_cache: str | None = None  # None: the default cache; "" : no cache
     text_embeddings: str | None = None  # folder from `acula_edge.text embed`: no teacher at training time
-    save_every: int = 50
-    workers: int = 0
-    bf16: bool = True  # autocast to bf16 on CUDA (CPU stays fp32)
+
+
+@dataclass(frozen=True)
+class TrainConfig(LoopConfig, TextSource):
+    """Everything that decides what a run computes (saved in ``config.json`` and the checkpoint)."""
+
+    mode: str = "align"  # "pretrain" (MSM only) or "align"
+    encoder: str | None = "vit-tiny"  # preset, when not starting from --init (None with --init)
+    init: str | None = None  # checkpoint to start from
+    loss: str = DEFAULT_LOSS
+    lambda_align: float = 1.0
+    lambda_msm: float = 1.0
+    mask_ratio: float | None = None  # default: the encoder's
+    proj_hidden: int = 1024
+    proj_out: int = 512
+    dropout: float = 0.2
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = self.loop_problems()
         if self.mode not in ("pretrain", "align"):
             problems.append(f"mode is pretrain or align, got {self.mode!r}")
-        for k in ("epochs", "batch_size", "accum", "save_every", "proj_hidden", "proj_out"):
-            if getattr(self, k) < 1:
-                problems.append(f"{k} must be >= 1")
+        if self.proj_hidden < 1 or self.proj_out < 1:
+            problems.append("proj_hidden and proj_out must be >= 1")
         if not self.init and not self.encoder:
             problems.append("give an encoder preset or an --init checkpoint")
-        if self.max_steps is not None and self.max_steps < 1:
-            problems.append("max_steps must be >= 1")
-        if self.lr <= 0 or self.weight_decay < 0 or self.warmup_steps < 0 or self.clip < 0 or self.workers < 0:
-            problems.append("lr > 0, weight_decay, warmup_steps, clip and workers >= 0")
         if self.mode == "align" and self.batch_size < 2:
             problems.append("alignment needs batch_size >= 2 (the losses compare clips within a batch)")
         if self.mode == "pretrain" and self.lambda_msm <= 0:
@@ -354,4 +343,4 @@ def train(cfg: TrainConfig, records: list[Recording], out: str | os.PathLike, re
     return run(job, out, d, state, progress_bar)
 
 
-__all__ = ["PRESETS", "AlignJob", "AlignModel", "TrainConfig", "preset_config", "train"]
+__all__ = ["PRESETS", "AlignJob", "AlignModel", "TextSource", "TrainConfig", "preset_config", "train"]

@@ -1,0 +1,96 @@
+"""``python -m distill``: distil an aligned teacher into a small student (see :mod:`distill.trainer`)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from acula_edge.cli import Parser, guarded
+from acula_edge.errors import AculaError
+
+
+def _parser() -> Parser:
+    p = Parser(prog="python -m distill", description="Distil an aligned teacher checkpoint into a small student.")
+    p.add_argument("--list-students", action="store_true", help="print the student presets and exit")
+    p.add_argument("--teacher", help="aligned checkpoint from `python -m acula_edge.align train`")
+    p.add_argument("--student", default="mn-s", help="student preset (default mn-s; see --list-students)")
+    p.add_argument("--act", choices=("hardswish", "relu"), help="student activation (default the preset's)")
+    p.add_argument("--head", action="append", default=[], help="a task head (evaluate task name); repeat")
+    g = p.add_argument_group("data")
+    g.add_argument("--manifest", action="append", default=[], help="JSONL or CSV manifest; repeat")
+    g.add_argument("--data", action="append", default=[], metavar="FORMAT=PATH", help="a dataset folder; repeat")
+    g.add_argument("--split", action="append", default=[], help="keep only recordings of this split; repeat")
+    g.add_argument("--out", help="run folder (student, teacher targets, resume state, logs)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t = p.add_argument_group("training")
+    for flag, typ in (("--epochs", int), ("--max-steps", int), ("--batch-size", int), ("--accum", int),
+                      ("--lr", float), ("--weight-decay", float), ("--warmup-steps", int), ("--clip", float),
+                      ("--seed", int), ("--save-every", int), ("--workers", int)):
+        t.add_argument(flag, type=typ)
+    t.add_argument("--hop", type=float, help="seconds between teacher windows (default half a window)")
+    t.add_argument("--no-augment", action="store_true", help="train on clean windows only")
+    w = p.add_argument_group("loss weights")
+    w.add_argument("--w-embedding", type=float)
+    w.add_argument("--embedding-kind", choices=("cosine", "mse"))
+    w.add_argument("--w-relational", type=float)
+    w.add_argument("--relational-kind", choices=("similarity", "cka"))
+    w.add_argument("--w-text", type=float, help="text anchor (0: off, no text model loaded)")
+    w.add_argument("--w-heads", type=float)
+    w.add_argument("--label-weight", type=float, help="lambda: labels against the teacher probe's soft targets")
+    x = p.add_argument_group("text anchor")
+    x.add_argument("--reports", help="report store (JSONL); default: template reports")
+    x.add_argument("--text-model", help="the teacher's text model (default: the packaged all-MiniLM-L6-v2)")
+    x.add_argument("--text-cache", help="embedding cache file")
+    x.add_argument("--text-embeddings", help="folder from `python -m acula_edge.text embed`")
+    m = p.add_argument_group("machine")
+    m.add_argument("--device", help="cpu, cuda or cuda:N")
+    m.add_argument("--threads", type=int, help="torch CPU threads per process")
+    m.add_argument("--quiet", action="store_true")
+    return p
+
+
+@guarded
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m distill``."""
+    import dataclasses
+
+    from acula_edge.align.augment import AugmentConfig
+    from acula_edge.align.data import load_sources
+    from distill.losses import DistillWeights
+    from distill.students import create_student, list_students
+    from distill.trainer import DistillConfig, distill
+
+    a = _parser().parse_args(argv)
+    if a.list_students:
+        for name in list_students():
+            s = create_student(name)
+            print(f"{name:<6} {s.num_parameters():>9,} parameters  {s.macs_per_window() / 1e6:6.2f} M MACs per "
+                  f"{s.config.window_frames}-frame window")
+        return 0
+    if not a.teacher or not a.out:
+        raise AculaError("give --teacher CHECKPOINT and --out DIR (and data: --manifest or --data)")
+    weights = {k: v for k, v in {"embedding": a.w_embedding, "embedding_kind": a.embedding_kind,
+                                 "relational": a.w_relational, "relational_kind": a.relational_kind,
+                                 "text": a.w_text, "heads": a.w_heads, "label_weight": a.label_weight}.items()
+               if v is not None}
+    fields = {k: getattr(a, k) for k in ("epochs", "max_steps", "batch_size", "accum", "lr", "weight_decay",
+                                          "warmup_steps", "clip", "seed", "save_every", "workers", "reports",
+                                          "text_model", "text_cache", "text_embeddings", "act")
+              if getattr(a, k) is not None}
+    cfg = DistillConfig(teacher=a.teacher, student=a.student, heads=tuple(a.head), hop_s=a.hop,
+                        weights=dataclasses.replace(DistillWeights(), **weights),
+                        **({"augment": AugmentConfig.off()} if a.no_augment else {}), **fields)
+    create_student(cfg.student)  # an unknown preset fails before the teacher runs
+    records = load_sources(a.manifest, a.data, a.split)
+    result = distill(cfg, records, a.out, resume=a.resume, device=a.device, threads=a.threads,
+                     progress_bar=not a.quiet)
+    f = result.get("final")
+    if f:
+        terms = ", ".join(f"{k} {f[k]:.4f}" for k in ("loss", "embedding", "relational", "text", "heads") if k in f)
+        print(f"distill: {result['steps']} steps on {result['windows']} windows of {result['recordings']} recordings "
+              f"in {result['seconds']:.1f} s; last step: {terms}; student {a.out}/student.safetensors", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,278 @@
+"""Distillation of an aligned teacher into a student: ``python -m distill``.
+
+The teacher's aligned embedding of fixed windows of every recording is computed once
+(:mod:`distill.teacher`); each step then shows the student augmented versions of those windows
+(microphone-like: noise, band limits, reverberation, gain, clipping, time shifts) and asks for the
+teacher's clean answer. Terms (:mod:`distill.losses`): embedding distillation, in-batch relational
+distillation, a text anchor (the report's embedding through the teacher's text projection) and,
+for each head, BCE on the label mixed with the soft target of a logistic probe fitted on the
+teacher's window embeddings. The loop, resume, ``torchrun`` and logs are
+:mod:`acula_edge.training`'s. Output: ``OUT/student.safetensors`` + sidecar.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from acula_edge.align.augment import AugmentConfig, augment_waveform
+from acula_edge.data.records import Recording
+from acula_edge.errors import AculaError
+from acula_edge.align.trainer import TextSource
+from acula_edge.training import Dist, Job, LoopConfig, clip_seed, gather, prepare, run, steps_per_epoch
+from distill.losses import DistillWeights, distill_loss
+from distill.students import Student, create_student
+from distill.teacher import TeacherTargets, file_sha256, teacher_targets
+
+STUDENT_NAME = "student.safetensors"
+
+
+@dataclass(frozen=True)
+class DistillConfig(LoopConfig, TextSource):
+    """Everything that decides what a distillation run computes."""
+
+    teacher: str = ""
+    student: str = "mn-s"
+    act: str | None = None  # student activation override (hardswish, relu)
+    heads: tuple = ()  # evaluate task names, one head each
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup_steps: int = 20
+    hop_s: float | None = None  # teacher windows every hop (default half a window)
+    weights: DistillWeights = field(default_factory=DistillWeights)
+    augment: AugmentConfig = field(default_factory=AugmentConfig.microphone)
+    soft_l2: float = 0.01  # L2 of the teacher probes that give the soft targets
+
+    def __post_init__(self) -> None:
+        problems = self.loop_problems()
+        if not self.teacher:
+            problems.append("give the aligned teacher checkpoint (--teacher)")
+        if self.batch_size < 2 or self.soft_l2 <= 0:
+            problems.append("batch_size >= 2 and soft_l2 > 0")
+        if len(set(self.heads)) != len(self.heads):
+            problems.append("each head (task) once")
+        if self.text_online:
+            problems.append("the text anchor uses cached or precomputed report embeddings, not text_online")
+        if problems:
+            raise AculaError("bad distillation config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["heads"] = list(self.heads)
+        d["weights"] = self.weights.to_dict()
+        d["augment"] = self.augment.to_dict()
+        return d
+
+
+def head_labels(records: list[Recording], heads: tuple) -> np.ndarray:
+    """``[N, H]`` float labels (NaN where a head's task does not apply to a recording)."""
+    from acula_edge.evaluate import get_task
+
+    out = np.full((len(records), len(heads)), np.nan, np.float32)
+    for j, name in enumerate(heads):
+        task = get_task(name)
+        for i, r in enumerate(records):
+            if task.dataset.startswith("manifest:") or r.dataset == task.dataset:
+                y = task.label(r)
+                if y in (0, 1):
+                    out[i, j] = float(y)
+        if len(np.unique(out[~np.isnan(out[:, j]), j])) < 2:
+            raise AculaError(f"head {name}: the training data hold fewer than two of its classes")
+    return out
+
+
+class WindowSet:
+    """Augmented teacher windows: key ``(epoch, row)`` -> ``{"wave", "row"}`` (or ``{"error"}``)."""
+
+    def __init__(self, records: list[Recording], targets: TeacherTargets, sample_rate: int, samples: int,
+                 augment: AugmentConfig, seed: int):
+        self.by_id = {r.id: r for r in records}
+        self.windows = targets.windows
+        self.sample_rate, self.samples, self.augment, self.seed = sample_rate, samples, augment, seed
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        from acula_edge.audio import load
+
+        epoch, row = key
+        rid, start = self.windows[row]
+        rng = np.random.default_rng(clip_seed(self.seed, epoch, row))
+        try:
+            x, _ = load(self.by_id[rid].path, sample_rate=self.sample_rate, offset=start / self.sample_rate,
+                        duration=self.samples / self.sample_rate + 0.05)
+        except AculaError as e:
+            return {"error": f"recording {rid}: {e}"}
+        x = x[: self.samples]
+        if x.shape[0] < self.samples:
+            x = np.concatenate([x, np.zeros(self.samples - x.shape[0], np.float32)])
+        return {"wave": augment_waveform(x, self.sample_rate, self.augment, rng), "row": row}
+
+
+def collate_windows(items: list[dict[str, Any]]) -> dict[str, Any]:
+    for i in items:
+        if "error" in i:
+            return {"error": i["error"]}
+    return {"wave": np.stack([i["wave"] for i in items]), "row": np.array([i["row"] for i in items])}
+
+
+class DistillModel(nn.Module):
+    """Student plus the combined loss; targets of the whole micro-batch are gathered over processes."""
+
+    def __init__(self, student: Student, weights: DistillWeights, d: Dist):
+        super().__init__()
+        self.student, self.weights, self.d = student, weights, d
+
+    def forward(self, logmel, teacher, text, labels, soft):
+        emb, logits = self.student.raw(logmel)
+        g = lambda t: None if t is None else gather(t, self.d)  # noqa: E731
+        return distill_loss(g(emb), g(teacher), self.weights, g(text), g(logits), g(labels), g(soft))
+
+
+class DistillJob(Job):
+    name = "distill"
+    unit = "windows"
+
+    def __init__(self, cfg: DistillConfig, records: list[Recording], targets: TeacherTargets, d: Dist):
+        from acula_edge.checkpoint import load_projections, read_sidecar
+        from acula_edge.frontend import FrontendConfig, LogMel
+
+        self.cfg, self.records, self.targets, self.d = cfg, records, targets, d
+        self.fe = FrontendConfig.from_dict(targets.config["frontend"])
+        torch.manual_seed(cfg.seed)
+        opts = {"heads": tuple(cfg.heads), **({"act": cfg.act} if cfg.act else {})}
+        self.student = create_student(cfg.student, **opts)
+        self.model = DistillModel(self.student, cfg.weights, d)
+        self.logmel = LogMel(self.fe).to(d.device)
+        self.ids = [f"{rid}@{start}" for rid, start in targets.windows]
+        index = {r.id: i for i, r in enumerate(records)}
+        self.record_of_row = np.array([index[rid] for rid, _ in targets.windows])
+        samples = self.fe.num_samples(self.student.config.window_frames)
+        self.dataset = WindowSet(records, targets, self.fe.sample_rate, samples, cfg.augment, cfg.seed)
+        self.collate = collate_windows
+        self.teacher_meta = read_sidecar(cfg.teacher)
+        self.text = None
+        if cfg.weights.text:
+            from acula_edge.align.trainer import text_side
+
+            _, _, vectors = text_side(cfg, records, d)
+            proj = load_projections(cfg.teacher)["text"]
+            if vectors.shape[1] != proj.in_dim:
+                raise AculaError(f"the text model gives {vectors.shape[1]}-d embeddings but the teacher's text "
+                                 f"projection takes {proj.in_dim}: give the teacher's --text-model")
+            with torch.no_grad():
+                self.text = torch.nn.functional.normalize(proj(torch.from_numpy(vectors)), dim=1).numpy()
+        self.labels = head_labels(records, tuple(cfg.heads)) if cfg.heads else None
+        self.soft = self._soft_targets() if cfg.heads else None
+
+    def _soft_targets(self) -> np.ndarray:
+        """``[rows, H]``: each head's teacher probe (logistic regression on the teacher's window
+        embeddings of the labelled recordings) applied to every window."""
+        from acula_edge.evaluate import fit_probe, torch_threads
+
+        rows_labels = self.labels[self.record_of_row]
+        out = np.full(rows_labels.shape, np.nan, np.float32)
+        x = self.targets.vectors.astype(np.float64)
+        for j in range(rows_labels.shape[1]):
+            known = ~np.isnan(rows_labels[:, j])
+            with torch_threads(1):
+                probe = fit_probe(x[known], rows_labels[known, j].astype(int), 2, self.cfg.soft_l2)
+            out[:, j] = probe(x)[:, 1]
+        return out
+
+    def inputs(self, batch: dict[str, Any], d: Dist) -> tuple:
+        rows = batch["row"]
+        rec = self.record_of_row[rows]
+        with torch.no_grad():
+            x = self.logmel(torch.from_numpy(batch["wave"]).to(d.device))
+        as_t = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(d.device)  # noqa: E731
+        return (x, as_t(self.targets.vectors[rows]), as_t(None if self.text is None else self.text[rec]),
+                as_t(None if self.labels is None else self.labels[rec]),
+                as_t(None if self.soft is None else self.soft[rows]))
+
+    def describe(self) -> dict[str, Any]:
+        s = self.student
+        return {"student": s.config.to_dict(), "parameters": s.num_parameters(), "frontend": self.fe.to_dict(),
+                "teacher": self.cfg.teacher, "recordings": len(self.records)}
+
+    def finish(self, out: Path, step: int) -> dict[str, Any]:
+        from acula_edge.checkpoint import save_checkpoint
+
+        cfg = self.cfg
+        subjects = sorted({r.subject for r in self.records})
+        heads = [{"name": h, "task": h} for h in cfg.heads]
+        extra = {"teacher": {"path": cfg.teacher, "sha256": file_sha256(cfg.teacher),
+                             "encoder": self.teacher_meta.get("encoder"),
+                             "text_teacher": self.teacher_meta.get("text_teacher")},
+                 "heads": heads, "window_s": self.targets.config["window_s"], "parameters": self.student.num_parameters(),
+                 "trained_subjects_count": len(subjects)}
+        save_checkpoint(out / STUDENT_NAME, self.student, self.fe.to_dict(), {**cfg.to_dict(), "steps": step},
+                        subjects=subjects, extra=extra, kind="student",
+                        subject_hashes=self.teacher_meta.get("trained_subjects_sha256", ()))
+        return {"recordings": len(self.records), "subjects": len(subjects)}
+
+
+def distill(cfg: DistillConfig, records: list[Recording], out: str | Path, resume: bool = False,
+            device: str | None = None, threads: int | None = None, progress_bar: bool = True) -> dict[str, Any]:
+    """Compute (or reuse) the teacher targets, then train the student into ``out``."""
+    out = Path(out)
+    student_cfg = create_student(cfg.student).config
+    from acula_edge.frontend import FrontendConfig
+    from acula_edge.checkpoint import read_sidecar
+
+    fe = FrontendConfig.from_dict(read_sidecar(cfg.teacher)["frontend"])
+    window_s = fe.num_samples(student_cfg.window_frames) / fe.sample_rate
+    targets = teacher_targets(cfg.teacher, records, out / "teacher-targets", window_s, cfg.hop_s,
+                              show_progress=progress_bar, threads=threads or 1)
+    ids = [f"{rid}@{start}" for rid, start in targets.windows]
+    d, state = prepare(out, resume, cfg, ids, device, threads)
+    steps_per_epoch(len(ids), cfg, "windows")
+    return run(DistillJob(cfg, records, targets, d), out, d, state, progress_bar)
+
+
+def load_student(path: str | Path) -> tuple[Student, dict[str, Any]]:
+    """``(student, sidecar)`` from a distillation checkpoint, in eval mode."""
+    from acula_edge.checkpoint import load_weights, read_sidecar
+    from distill.students import student_from_config
+
+    meta = read_sidecar(path)
+    if meta.get("kind") != "student":
+        raise AculaError(f"{path} is not a student checkpoint")
+    return load_weights(path, student_from_config(meta["student"]), "student", "student"), meta
+
+
+def agreement(student: Student, targets: TeacherTargets, records: list[Recording], fe_dict: dict,
+              batch: int = 32) -> float:
+    """Mean cosine between the student's embedding and the teacher's of the same clean windows."""
+    from acula_edge.audio import load
+    from acula_edge.frontend import FrontendConfig, LogMel
+
+    fe = FrontendConfig.from_dict(fe_dict)
+    logmel = LogMel(fe)
+    samples = fe.num_samples(student.config.window_frames)
+    by_id = {r.id: r for r in records}
+    cache: dict[str, np.ndarray] = {}
+    sims = []
+    was = student.training
+    student.eval()
+    with torch.no_grad():
+        for k in range(0, len(targets.windows), batch):
+            clips = []
+            for rid, start in targets.windows[k:k + batch]:
+                if rid not in cache:
+                    cache = {rid: load(by_id[rid].path, sample_rate=fe.sample_rate)[0]}
+                x = cache[rid][start:start + samples]
+                clips.append(np.pad(x, (0, samples - x.shape[0])))
+            emb, _ = student(logmel(torch.from_numpy(np.stack(clips))))
+            t = torch.from_numpy(targets.vectors[k:k + batch])
+            sims.append(torch.nn.functional.cosine_similarity(emb, t, dim=1).numpy())
+    student.train(was)
+    return float(np.concatenate(sims).mean())
+
+
+__all__ = ["DistillConfig", "DistillJob", "agreement", "distill", "load_student"]

@@ -237,7 +237,7 @@ BASELINES = ("random-init", "logmel-stats")
 
 
 def make_encoder(spec: str, threads: int = 1) -> Encoder:
-    """``random-init[:ARCH]``, ``logmel-stats``, or a checkpoint ``*.safetensors``."""
+    """``random-init[:ARCH]``, ``logmel-stats``, or a checkpoint ``*.safetensors`` (an encoder or a student)."""
     if spec == "logmel-stats":
         return LogMelStats()
     if spec == "random-init" or spec.startswith("random-init:"):
@@ -250,9 +250,16 @@ def make_encoder(spec: str, threads: int = 1) -> Encoder:
         return TorchEncoder(spec, create_encoder(arch), threads=threads)
     p = Path(spec)
     if p.suffix == ".safetensors":
-        from acula_edge.checkpoint import load_checkpoint
+        from acula_edge.checkpoint import load_checkpoint, read_sidecar
 
-        model, meta = load_checkpoint(p)
+        if read_sidecar(p).get("kind") == "student":
+            from distill.students import WindowedStudent
+            from distill.trainer import load_student
+
+            student, meta = load_student(p)
+            model = WindowedStudent(student)
+        else:
+            model, meta = load_checkpoint(p)
         return TorchEncoder(str(p), model, meta["frontend"], meta.get("trained_subjects_sha256", ()), threads)
     if p.is_dir() and (p / "bundle.json").exists():
         raise AculaError(f"{p}: bundles can be evaluated once the export stage exists; give a checkpoint")

@@ -221,6 +221,27 @@ class Student(nn.Module):
         return f"name={self.config.name!r}, window={self.config.n_mels}x{self.config.window_frames}"
 
 
+class WindowedStudent(nn.Module):
+    """A student over whole recordings: ``features(logmel [B, n_mels, T])`` cuts each clip into the
+    student's windows (the encoders' chunk rule) and averages the L2-normalised window embeddings."""
+
+    def __init__(self, student: Student):
+        super().__init__()
+        self.student = student
+
+    def features(self, logmel: torch.Tensor) -> torch.Tensor:
+        from acula_edge.models import chunk_frames
+
+        cfg = self.student.config
+        if logmel.dim() != 3 or logmel.shape[1] != cfg.n_mels:
+            raise AculaError(f"log-mel must be [batch, {cfg.n_mels}, frames], got {tuple(logmel.shape)}")
+        windows, owner = chunk_frames(logmel, [logmel.shape[2]] * logmel.shape[0], cfg.window_frames)
+        emb, _ = self.student(windows)
+        b = logmel.shape[0]
+        total = torch.zeros(b, emb.shape[1], dtype=emb.dtype).index_add(0, owner, emb)
+        return total / torch.bincount(owner, minlength=b).to(emb.dtype).unsqueeze(1)
+
+
 # --------------------------------------------------------------------------------------------
 # registry
 
@@ -263,5 +284,5 @@ register_student("mn-s", StudentConfig(width=0.5))
 register_student("mn-m", StudentConfig(width=0.75, feature_dim=384))
 register_student("mn-l", StudentConfig(width=1.0, feature_dim=256))
 
-__all__ = ["SMALL_BLOCKS", "Student", "StudentConfig", "create_student", "list_students", "register_student",
+__all__ = ["SMALL_BLOCKS", "Student", "StudentConfig", "WindowedStudent", "create_student", "list_students", "register_student",
            "student_from_config"]

@@ -59,6 +59,23 @@ def test_distillation_raises_student_teacher_agreement(setup):
     assert meta["parameters"] == student.num_parameters() < 100_000
     emb, logits = student(torch.randn(2, 64, 128))
     assert emb.shape == (2, 512) and logits.shape == (2, 2)
+    # evaluate takes a student checkpoint (windows averaged over each recording); it saw every subject
+    ev = run_module("acula_edge.evaluate", "--encoder", str(out / "student.safetensors"), "--task", HEADS[0],
+                    "--data", f"synthetic={manifest.parent}", "--allow-overlap", "--seeds", "1", "--bootstrap", "20",
+                    "--out", str(root / "ev"))
+    assert ev.returncode == 0 and "AUROC" in ev.stdout, ev.stderr[-1500:]
+
+
+def test_windowed_student_averages_its_windows():
+    from distill.students import WindowedStudent
+
+    torch.manual_seed(0)
+    s = create_student("mn-xs").eval()
+    x = torch.randn(1, 64, 256) * 10 - 40
+    with torch.no_grad():
+        whole = WindowedStudent(s).features(x)
+        parts = torch.stack([s(x[:, :, :128])[0][0], s(x[:, :, 128:])[0][0]]).mean(0)
+    assert torch.allclose(whole[0], parts, atol=1e-6)
 
 
 def test_distill_bad_input_is_one_clear_line(setup, tmp_path):

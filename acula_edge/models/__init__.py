@@ -36,6 +36,7 @@ from acula_edge.registry import Registry
 __all__ = [
     "AudioEncoder",
     "EncoderConfig",
+    "chunk_frames",
     "create_encoder",
     "encoder_from_config",
     "list_encoders",
@@ -147,6 +148,23 @@ def num_chunks(n_frames: int, chunk_frames: int) -> int:
     return max(n, 1)
 
 
+def chunk_frames(x: torch.Tensor, lengths: list[int], frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(chunks [N, n_mels, frames], owner [N])`` of clips ``x [B, n_mels, T]`` with ``lengths`` valid
+    frames each, by the :func:`num_chunks` rule; a partial chunk is padded with its clip's minimum."""
+    pieces, owner = [], []
+    for i, n in enumerate(lengths):
+        clip = x[i, :, :n]
+        k = num_chunks(n, frames)
+        need = k * frames
+        if need > n:
+            clip = torch.cat([clip, clip.amin().expand(clip.shape[0], need - n)], dim=1)
+        else:
+            clip = clip[:, :need]
+        pieces.append(clip.reshape(clip.shape[0], k, frames).transpose(0, 1))
+        owner += [i] * k
+    return torch.cat(pieces), torch.tensor(owner, dtype=torch.long, device=x.device)
+
+
 # --------------------------------------------------------------------------------------------
 # Base class
 
@@ -254,21 +272,7 @@ class AudioEncoder(nn.Module):
         clip's minimum value (0 after :meth:`normalize`).
         """
         x = self._check(logmel)
-        ns = self._lengths(x, lengths)
-        f = self.input_frames
-        pieces, owner = [], []
-        for i, n in enumerate(ns):
-            clip = x[i, :, :n]
-            k = num_chunks(n, f)
-            need = k * f
-            if need > n:
-                fill = clip.amin()
-                clip = torch.cat([clip, fill.expand(clip.shape[0], need - n)], dim=1)
-            else:
-                clip = clip[:, :need]
-            pieces.append(clip.reshape(clip.shape[0], k, f).transpose(0, 1))
-            owner += [i] * k
-        return torch.cat(pieces), torch.tensor(owner, dtype=torch.long, device=x.device)
+        return chunk_frames(x, self._lengths(x, lengths), self.input_frames)
 
     def crop(self, logmel: torch.Tensor, lengths: Any = None,
              generator: torch.Generator | None = None) -> torch.Tensor:

@@ -37,3 +37,22 @@ def run_module(*args: str, cwd: Path | None = None) -> subprocess.CompletedProce
     """Run ``python -m <args>`` in a subprocess, capturing text output."""
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
                           cwd=cwd or ROOT, timeout=300)
+
+
+def kill_after_steps(module_args: list[str], run_dir: Path, steps: int, timeout: float = 240) -> None:
+    """Start ``python -m <module_args>``, SIGKILL it once ``run_dir/metrics.jsonl`` has ``steps`` lines,
+    and check that it was killed (not finished)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", *module_args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    log = run_dir / "metrics.jsonl"
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= steps:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ from acula_edge.checkpoint import load_checkpoint, subject_hash
 from acula_edge.data.records import read_manifest, write_manifest
 from acula_edge.data.synth import generate
 from acula_edge.models import create_encoder
-from conftest import ROOT, run_module
+from conftest import ROOT, kill_after_steps, run_module
 
 
 @pytest.fixture(scope="module")
@@ -171,16 +169,7 @@ def test_resume_after_a_kill_gives_the_same_weights(corpus, cache, tmp_path):
     r = align(*args, "--out", str(full))
     assert r.returncode == 0, r.stderr
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "acula_edge.align", *args, "--out", str(cut)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if (cut / "metrics.jsonl").exists() and len((cut / "metrics.jsonl").read_text().splitlines()) >= 4:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    kill_after_steps(["acula_edge.align", *args, "--out", str(cut)], cut, 4)
     assert not (cut / "encoder.safetensors").exists()
     saved = torch.load(cut / "resume.pt", weights_only=True)["step"]
     assert 3 <= saved < 30

@@ -10,7 +10,7 @@ import torch
 
 from acula_edge.data.records import read_manifest
 from acula_edge.data.synth import generate
-from conftest import run_module
+from conftest import kill_after_steps, run_module
 from distill.students import create_student
 from distill.teacher import read_targets
 from distill.trainer import agreement, load_student
@@ -91,3 +91,19 @@ def test_distill_bad_input_is_one_clear_line(setup, tmp_path):
     for args, expect in cases:
         r = run_module("distill", *args)
         assert r.returncode == 2 and expect in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
+
+
+def test_distill_resumes_after_a_kill_to_the_same_student(setup, tmp_path):
+    root, manifest, cache = setup
+    args = ["distill", "--teacher", str(root / "teacher" / "encoder.safetensors"), "--student", "mn-xs",
+            "--head", HEADS[0], "--manifest", str(manifest), "--max-steps", "24", "--batch-size", "8",
+            "--save-every", "1", "--text-cache", cache, "--threads", "1", "--quiet"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    r = run_module(*args, "--out", str(full))
+    assert r.returncode == 0, r.stderr
+    kill_after_steps([*args, "--out", str(cut)], cut, 4)
+    assert not (cut / "student.safetensors").exists()
+    r = run_module(*args, "--out", str(cut), "--resume")
+    assert r.returncode == 0, r.stderr
+    a, b = (load_student(d / "student.safetensors")[0].state_dict() for d in (full, cut))
+    assert all(torch.equal(a[k], b[k]) for k in a), "the resumed student differs from the uninterrupted one"

@@ -52,6 +52,51 @@ def guarded(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[s
     return wrapper
 
 
+# The training loop's flags (acula_edge.training.LoopConfig), shared by every training CLI.
+LOOP_FLAGS: dict[str, tuple[type, str | None]] = {
+    "epochs": (int, None),
+    "max_steps": (int, "stop after this many optimizer steps (the schedule ends there)"),
+    "batch_size": (int, "global micro-batch (split over torchrun processes)"),
+    "accum": (int, "micro-batches per optimizer step"),
+    "lr": (float, None),
+    "weight_decay": (float, None),
+    "warmup_steps": (int, None),
+    "clip": (float, "gradient-norm clip (0: off)"),
+    "seed": (int, None),
+    "save_every": (int, "optimizer steps between resume states (and each epoch's end)"),
+    "workers": (int, "data-loading processes (0: in the training process)"),
+}
+
+
+def add_run_arguments(p: argparse.ArgumentParser, out_required: bool = True) -> argparse._ArgumentGroup:
+    """Data, loop and machine flags of a training CLI; returns the training group for the stage's own."""
+    g = p.add_argument_group("data")
+    g.add_argument("--manifest", action="append", default=[], help="JSONL or CSV manifest; repeat")
+    g.add_argument("--data", action="append", default=[], metavar="FORMAT=PATH", help="a dataset folder; repeat")
+    g.add_argument("--split", action="append", default=[],
+                   help="keep only recordings of this split (e.g. train, from `acula_edge.data split`); repeat")
+    g.add_argument("--out", required=out_required, help="run folder (outputs, resume state, logs)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved state")
+    t = p.add_argument_group("training")
+    for name, (typ, text) in LOOP_FLAGS.items():
+        t.add_argument("--" + name.replace("_", "-"), type=typ, help=text)
+    t.add_argument("--no-augment", action="store_true", help="no augmentation")
+    t.add_argument("--no-bf16", action="store_true", help="fp32 on CUDA too")
+    m = p.add_argument_group("machine")
+    m.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available; LOCAL_RANK under torchrun)")
+    m.add_argument("--threads", type=int, help="torch CPU threads per process")
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    return t
+
+
+def loop_overrides(a: argparse.Namespace) -> dict:
+    """The loop settings given on the command line (``--no-bf16`` included)."""
+    out = {k: getattr(a, k) for k in LOOP_FLAGS if getattr(a, k, None) is not None}
+    if getattr(a, "no_bf16", False):
+        out["bf16"] = False
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``acula-edge <stage> [options]``: run one stage of the toolkit."""
     args = list(sys.argv[1:] if argv is None else argv)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from acula_edge.cli import Parser, guarded
+from acula_edge.cli import Parser, add_run_arguments, guarded, loop_overrides
 from acula_edge.errors import AculaError
 
 
@@ -16,19 +16,8 @@ def _parser() -> Parser:
     p.add_argument("--student", default="mn-s", help="student preset (default mn-s; see --list-students)")
     p.add_argument("--act", choices=("hardswish", "relu"), help="student activation (default the preset's)")
     p.add_argument("--head", action="append", default=[], help="a task head (evaluate task name); repeat")
-    g = p.add_argument_group("data")
-    g.add_argument("--manifest", action="append", default=[], help="JSONL or CSV manifest; repeat")
-    g.add_argument("--data", action="append", default=[], metavar="FORMAT=PATH", help="a dataset folder; repeat")
-    g.add_argument("--split", action="append", default=[], help="keep only recordings of this split; repeat")
-    g.add_argument("--out", help="run folder (student, teacher targets, resume state, logs)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out")
-    t = p.add_argument_group("training")
-    for flag, typ in (("--epochs", int), ("--max-steps", int), ("--batch-size", int), ("--accum", int),
-                      ("--lr", float), ("--weight-decay", float), ("--warmup-steps", int), ("--clip", float),
-                      ("--seed", int), ("--save-every", int), ("--workers", int)):
-        t.add_argument(flag, type=typ)
+    t = add_run_arguments(p, out_required=False)
     t.add_argument("--hop", type=float, help="seconds between teacher windows (default half a window)")
-    t.add_argument("--no-augment", action="store_true", help="train on clean windows only")
     w = p.add_argument_group("loss weights")
     w.add_argument("--w-embedding", type=float)
     w.add_argument("--embedding-kind", choices=("cosine", "mse"))
@@ -42,10 +31,6 @@ def _parser() -> Parser:
     x.add_argument("--text-model", help="the teacher's text model (default: the packaged all-MiniLM-L6-v2)")
     x.add_argument("--text-cache", help="embedding cache file")
     x.add_argument("--text-embeddings", help="folder from `python -m acula_edge.text embed`")
-    m = p.add_argument_group("machine")
-    m.add_argument("--device", help="cpu, cuda or cuda:N")
-    m.add_argument("--threads", type=int, help="torch CPU threads per process")
-    m.add_argument("--quiet", action="store_true")
     return p
 
 
@@ -62,9 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     a = _parser().parse_args(argv)
     if a.list_students:
+        from acula_edge.models import create_encoder
+
+        teacher = create_encoder("vit-small").num_parameters("encoder")
         for name in list_students():
             s = create_student(name)
-            print(f"{name:<6} {s.num_parameters():>9,} parameters  {s.macs_per_window() / 1e6:6.2f} M MACs per "
+            print(f"{name:<6} {s.num_parameters():>9,} parameters ({teacher / s.num_parameters():5.1f}x fewer than "
+                  f"the vit-small encoder)  {s.macs_per_window() / 1e6:6.2f} M MACs per "
                   f"{s.config.window_frames}-frame window")
         return 0
     if not a.teacher or not a.out:
@@ -73,10 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  "relational": a.w_relational, "relational_kind": a.relational_kind,
                                  "text": a.w_text, "heads": a.w_heads, "label_weight": a.label_weight}.items()
                if v is not None}
-    fields = {k: getattr(a, k) for k in ("epochs", "max_steps", "batch_size", "accum", "lr", "weight_decay",
-                                          "warmup_steps", "clip", "seed", "save_every", "workers", "reports",
-                                          "text_model", "text_cache", "text_embeddings", "act")
+    fields = {k: getattr(a, k) for k in ("reports", "text_model", "text_cache", "text_embeddings", "act")
               if getattr(a, k) is not None}
+    fields.update(loop_overrides(a))
     cfg = DistillConfig(teacher=a.teacher, student=a.student, heads=tuple(a.head), hop_s=a.hop,
                         weights=dataclasses.replace(DistillWeights(), **weights),
                         **({"augment": AugmentConfig.off()} if a.no_augment else {}), **fields)

@@ -10,7 +10,6 @@ augmented, so that it learns to give the clean answer from a degraded microphone
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +37,10 @@ def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
 
 
 def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """sha256 of a checkpoint file (memoised by path, size and times, as for text models)."""
+    from acula_edge.text import file_digests
+
+    return file_digests([Path(path)])[Path(path)]
 
 
 @dataclass
@@ -65,7 +63,9 @@ def _describe(teacher: str | Path, records: Sequence[Recording], window_s: float
     from acula_edge.checkpoint import read_sidecar
 
     meta = read_sidecar(teacher)
-    ids = hashlib.sha256("\n".join(r.id for r in records).encode("utf-8")).hexdigest()
+    from acula_edge.training import data_digest
+
+    ids = data_digest([r.id for r in records])
     return {"teacher": str(teacher), "teacher_sha256": file_sha256(teacher), "frontend": meta["frontend"],
             "window_s": window_s, "hop_s": hop_s, "records_sha256": ids, "recordings": len(records)}
 

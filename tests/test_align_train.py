@@ -208,6 +208,7 @@ def test_torchrun_two_cpu_processes_match_one(corpus, cache, tmp_path):
     a, b = _weights(one), _weights(two)
     assert a.keys() == b.keys()
     worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    print(f"torchrun 2 processes against 1: largest weight difference {worst:.1e}")
     assert worst < 1e-4, worst
     moved = max(float((a[k] - _init(k)).abs().max()) for k in a if k.startswith("encoder.blocks.0.attn"))
     assert moved > 10 * max(worst, 1e-7)  # training moved the weights far more than the two runs differ

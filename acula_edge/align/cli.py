@@ -11,40 +11,16 @@ import json
 import sys
 from typing import Sequence
 
-from acula_edge.cli import Parser, guarded
+from acula_edge.cli import Parser, add_run_arguments, guarded, loop_overrides
 from acula_edge.errors import AculaError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--manifest", action="append", default=[], help="JSONL or CSV manifest; repeat")
-    g.add_argument("--data", action="append", default=[], metavar="FORMAT=PATH", help="a dataset folder; repeat")
-    g.add_argument("--split", action="append", default=[],
-                   help="keep only recordings of this split (e.g. train, from `acula_edge.data split`); repeat")
-    g.add_argument("--out", required=True, help="run folder (checkpoint, resume state, logs)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved state")
-    t = p.add_argument_group("training (defaults from --preset)")
-    t.add_argument("--preset", default="cpu-tiny", help="cpu-tiny or gpu-paper (default cpu-tiny)")
+    t = add_run_arguments(p)
+    t.add_argument("--preset", default="cpu-tiny", help="cpu-tiny or gpu-paper (defaults of the flags above)")
     t.add_argument("--encoder", help="encoder preset when starting from random weights (see list_encoders())")
     t.add_argument("--init", help="checkpoint (*.safetensors) to start from")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (the schedule ends there)")
-    t.add_argument("--batch-size", type=int, help="global micro-batch (split over torchrun processes)")
-    t.add_argument("--accum", type=int, help="micro-batches per optimizer step")
-    t.add_argument("--lr", type=float)
-    t.add_argument("--weight-decay", type=float)
-    t.add_argument("--warmup-steps", type=int)
-    t.add_argument("--clip", type=float, help="gradient-norm clip (0: off)")
     t.add_argument("--mask-ratio", type=float, help="MSM mask ratio (default: the encoder's)")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--save-every", type=int, help="optimizer steps between resume states (and each epoch's end)")
-    t.add_argument("--workers", type=int, help="data-loading processes (0: in the training process)")
-    t.add_argument("--no-augment", action="store_true", help="no waveform augmentation or spectrogram masks")
-    t.add_argument("--no-bf16", action="store_true", help="fp32 on CUDA too")
-    r = p.add_argument_group("machine")
-    r.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available; LOCAL_RANK under torchrun)")
-    r.add_argument("--threads", type=int, help="torch CPU threads per process")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _parser() -> Parser:
@@ -97,14 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     mode = "pretrain" if a.command == "pretrain" else "align"
     overrides = {k: getattr(a, k, None) for k in (
-        "encoder", "init", "epochs", "max_steps", "batch_size", "accum", "lr", "weight_decay", "warmup_steps",
-        "clip", "mask_ratio", "seed", "save_every", "workers", "loss", "lambda_align", "lambda_msm",
-        "proj_hidden", "proj_out", "dropout", "reports", "report_seed", "text_model", "text_layer",
-        "text_pooling", "text_max_length", "text_cache", "text_embeddings")}
+        "encoder", "init", "mask_ratio", "loss", "lambda_align", "lambda_msm", "proj_hidden", "proj_out",
+        "dropout", "reports", "report_seed", "text_model", "text_layer", "text_pooling", "text_max_length",
+        "text_cache", "text_embeddings")}
+    overrides.update(loop_overrides(a))
     if a.no_augment:
         overrides["augment"] = AugmentConfig.off()
-    if a.no_bf16:
-        overrides["bf16"] = False
     if getattr(a, "text_online", False):
         overrides["text_online"] = True
     if getattr(a, "no_text_cache", False):

@@ -350,7 +350,7 @@ class AudioEncoder(nn.Module):
         return f"name={self.config.name!r}, embed_dim={self.embed_dim}, chunk={self.n_mels}x{self.input_frames}"
 
 
-Generators = "torch.Generator | Sequence[torch.Generator] | None"
+Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
 def random_keep(n: int, length: int, ratio: float, device: torch.device,

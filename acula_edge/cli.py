@@ -19,6 +19,7 @@ STAGES = {
     "align": ("acula_edge.align.cli", "MSM pretraining and AcuLa alignment of an audio encoder"),
     "distill": ("distill.cli", "distil an aligned teacher into a small student"),
     "evaluate": ("acula_edge.evaluate", "linear-probe AUROC of frozen encoders, with intervals"),
+    "zeroshot": ("acula_edge.zeroshot", "score recordings against free-text prompts (no retraining)"),
 }
 
 

@@ -35,16 +35,19 @@ class Task:
     dataset: str
     label: Callable[[Recording], Any]
     description: str
+    prompts: tuple[str, ...] | None = None  # zero-shot question: one text per class, negative first
 
 
 _TASKS: dict[str, Task] = {}
 
 
-def register_task(name: str, dataset: str, description: str) -> Callable[[Callable], Callable]:
-    """Register ``fn(record) -> class or None`` as task ``name`` on ``dataset``."""
+def register_task(name: str, dataset: str, description: str,
+                  prompts: tuple[str, ...] | None = None) -> Callable[[Callable], Callable]:
+    """Register ``fn(record) -> class or None`` as task ``name`` on ``dataset``; ``prompts`` (one
+    text per class, class 0 first) make it a zero-shot question."""
 
     def deco(fn: Callable[[Recording], Any]) -> Callable:
-        _TASKS[name] = Task(name, dataset, fn, description)
+        _TASKS[name] = Task(name, dataset, fn, description, prompts)
         return fn
 
     return deco
@@ -63,29 +66,39 @@ def _label(name: str, positive: set = frozenset({1}), negative: set = frozenset(
     return lambda r: _binary(r.labels.get(name), positive, negative)
 
 
+#: Zero-shot questions in the words of the clinical reports (acula_edge.reports): normal answer first.
+LUNG_PROMPTS = ("Lung auscultation. Normal lung sounds with no adventitious sounds.",
+                "Lung auscultation. Adventitious sounds are heard: wheezes or crackles.")
+HEART_PROMPTS = ("Phonocardiogram. The heart sounds were classified as normal.",
+                 "Phonocardiogram. The heart sounds were classified as abnormal.")
+COUGH_PROMPTS = ("Cough recording. The cough sounds dry.", "Cough recording. The cough sounds wet.")
+
 for _n in ("adventitious", "cas", "das"):
-    register_task(f"sprsound-{_n}", "sprsound",
-                  f"SPRSound record-level {_n} (0/1); Poor Quality recordings left out")(_label(_n))
-register_task("physionet2016-abnormal", "physionet2016", "PhysioNet 2016 abnormal vs normal heart sounds")(
-    _label("abnormal", {"abnormal"}, {"normal"}))
-register_task("synthetic-adventitious", "synthetic", "synthetic lung clips with wheezes or crackles")(
-    _label("adventitious"))
+    register_task(f"sprsound-{_n}", "sprsound", f"SPRSound record-level {_n} (0/1); Poor Quality recordings left out",
+                  LUNG_PROMPTS if _n == "adventitious" else None)(_label(_n))
+register_task("physionet2016-abnormal", "physionet2016", "PhysioNet 2016 abnormal vs normal heart sounds",
+              HEART_PROMPTS)(_label("abnormal", {"abnormal"}, {"normal"}))
+register_task("synthetic-adventitious", "synthetic", "synthetic lung clips with wheezes or crackles",
+              LUNG_PROMPTS)(_label("adventitious"))
 register_task("synthetic-wheeze", "synthetic", "synthetic lung clips with wheezes")(_label("wheeze"))
 register_task("synthetic-crackle", "synthetic", "synthetic lung clips with crackles")(_label("crackle"))
-register_task("synthetic-abnormal-heart", "synthetic", "synthetic heart clips, abnormal vs normal")(
+register_task("synthetic-abnormal-heart", "synthetic", "synthetic heart clips, abnormal vs normal", HEART_PROMPTS)(
     _label("abnormal", {"abnormal"}, {"normal"}))
-register_task("synthetic-wet-cough", "synthetic", "synthetic coughs, wet vs dry")(_label("cough_type", {"wet"}, {"dry"}))
+register_task("synthetic-wet-cough", "synthetic", "synthetic coughs, wet vs dry", COUGH_PROMPTS)(
+    _label("cough_type", {"wet"}, {"dry"}))
 register_task("icbhi-copd", "icbhi", "ICBHI recordings of COPD patients vs all others")(
     lambda r: None if r.labels.get("diagnosis") is None else int(r.labels["diagnosis"] == "COPD"))
 register_task("kauh-obstructive", "kauh", "KAUH obstructive disease (asthma, COPD) vs normal")(
     lambda r: _binary(r.labels.get("diagnosis"), {"Asthma", "COPD"}, {"Normal"}))
-register_task("circor-murmur", "circor", "CirCor murmur heard at this location (present vs absent)")(
+register_task("circor-murmur", "circor", "CirCor murmur heard at this location (present vs absent)",
+              ("Cardiac auscultation. There is no murmur at this site.", "Cardiac auscultation. A murmur is heard."))(
     _label("murmur_at_location", {"Present"}, {"Absent"}))
 register_task("coswara-smoker", "coswara", "Coswara smokers vs non-smokers, heavy-cough recordings")(
     lambda r: None if r.metadata.get("sound") != "cough-heavy" else _binary(r.metadata.get("smoker"), {True}, {False}))
 register_task("coswara-sex", "coswara", "Coswara sex (female vs male), heavy-cough recordings")(
     lambda r: None if r.metadata.get("sound") != "cough-heavy" else _binary(r.metadata.get("sex"), {"female"}, {"male"}))
-register_task("coughvid-covid", "coughvid", "COUGHVID self-reported COVID-19 vs healthy")(
+register_task("coughvid-covid", "coughvid", "COUGHVID self-reported COVID-19 vs healthy",
+              ("Cough recording. No known disease (healthy).", "Cough recording. Diagnosis: COVID-19."))(
     _label("status", {"COVID-19"}, {"healthy"}))
 register_task("coughvid-sex", "coughvid", "COUGHVID sex (female vs male)")(
     lambda r: _binary(r.metadata.get("sex"), {"female"}, {"male"}))
@@ -118,6 +131,17 @@ def data_root(fmt: str, overrides: dict[str, str], root: str | None = None) -> P
         if c and Path(c).exists():
             return Path(c)
     return None
+
+
+def data_overrides(items: Sequence[str]) -> dict[str, str]:
+    """``--data FORMAT=PATH`` arguments as ``{format: path}``."""
+    out = {}
+    for d in items:
+        fmt, sep, path = d.partition("=")
+        if not sep or not path:
+            raise AculaError(f"--data wants FORMAT=PATH, got {d!r}")
+        out[fmt] = path
+    return out
 
 
 def load_task_records(task: Task, overrides: dict[str, str], root: str | None, out: Path) -> list[Recording]:
@@ -206,7 +230,7 @@ class TorchEncoder(Encoder):
     """A registered audio encoder (random initialisation or a checkpoint) over the shared front end."""
 
     def __init__(self, name: str, model, frontend: dict[str, Any] | None = None, trained: Sequence[str] = (),
-                 threads: int = 1):
+                 threads: int = 1, show_progress: bool = True):
         import torch
 
         from acula_edge.frontend import FrontendConfig, LogMel
@@ -216,28 +240,54 @@ class TorchEncoder(Encoder):
         self.fe = FrontendConfig.from_dict(frontend) if frontend else FrontendConfig()
         self.logmel = LogMel(self.fe)
         self.trained_subjects = set(trained)
-        self.threads = threads
+        self.threads, self.show_progress = threads, show_progress
         self._torch = torch
 
     def embed(self, records: list[Recording]) -> np.ndarray:
+        return self.run(records, self.model.features)
+
+    def run(self, records: list[Recording], fn: Callable) -> np.ndarray:
+        """``fn(logmel [1, n_mels, T]) -> [1, K]`` of every recording, stacked ``[N, K]``."""
         from acula_edge.audio import load
 
         torch = self._torch
         out = []
         with torch.inference_mode(), torch_threads(self.threads):
-            for r in progress(records, desc=self.name):
+            for r in progress(records, desc=self.name, enabled=self.show_progress):
                 x = torch.from_numpy(load(r.path, sample_rate=self.fe.sample_rate)[0])[None]
                 if x.shape[1] < self.fe.n_fft:
                     x = torch.nn.functional.pad(x, (0, self.fe.n_fft - x.shape[1]))
-                out.append(self.model.features(self.logmel(x))[0].float().numpy())
+                out.append(fn(self.logmel(x))[0].float().numpy())
         return np.asarray(out, np.float32)
 
 
 BASELINES = ("random-init", "logmel-stats")
 
 
-def make_encoder(spec: str, threads: int = 1) -> Encoder:
-    """``random-init[:ARCH]``, ``logmel-stats``, or a checkpoint ``*.safetensors`` (an encoder or a student)."""
+class AlignedEncoder:
+    """An aligned encoder's recording embedding in the shared audio-text space:
+    ``features(logmel)`` = the L2-normalised audio projection of the encoder's features."""
+
+    def __init__(self, encoder, projection):
+        self.encoder, self.projection = encoder, projection
+
+    def eval(self) -> "AlignedEncoder":
+        self.encoder.eval(), self.projection.eval()
+        return self
+
+    def features(self, logmel):
+        import torch
+
+        return torch.nn.functional.normalize(self.projection(self.encoder.features(logmel)), dim=1)
+
+
+def make_encoder(spec: str, threads: int = 1, aligned: bool = False) -> Encoder:
+    """``random-init[:ARCH]``, ``logmel-stats``, or a checkpoint ``*.safetensors`` (an encoder or a student).
+
+    ``aligned``: embed in the audio-text space (a student's embedding, an encoder's audio
+    projection), as zero-shot scoring needs; an encoder without projections is then an error."""
+    if aligned and not spec.endswith(".safetensors"):
+        raise AculaError(f"{spec}: only aligned checkpoints embed in the audio-text space")
     if spec == "logmel-stats":
         return LogMelStats()
     if spec == "random-init" or spec.startswith("random-init:"):
@@ -260,6 +310,13 @@ def make_encoder(spec: str, threads: int = 1) -> Encoder:
             model = WindowedStudent(student)
         else:
             model, meta = load_checkpoint(p)
+            if aligned:
+                from acula_edge.checkpoint import load_projections
+
+                proj = load_projections(p).get("audio")
+                if proj is None:
+                    raise AculaError(f"{p}: not an aligned checkpoint (no audio projection)")
+                model = AlignedEncoder(model, proj)
         return TorchEncoder(str(p), model, meta["frontend"], meta.get("trained_subjects_sha256", ()), threads)
     if p.is_dir() and (p / "bundle.json").exists():
         raise AculaError(f"{p}: bundles can be evaluated once the export stage exists; give a checkpoint")
@@ -431,12 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise AculaError("give at least one --encoder and one --task (see --list-tasks)")
     if a.seeds < 1 or a.bootstrap < 1:
         raise AculaError("--seeds and --bootstrap must be positive")
-    overrides = {}
-    for d in a.data:
-        fmt, sep, path = d.partition("=")
-        if not sep or not path:
-            raise AculaError(f"--data wants FORMAT=PATH, got {d!r}")
-        overrides[fmt] = path
+    overrides = data_overrides(a.data)
     out = Path(a.out)
     tasks = [get_task(t) for t in a.task]
     encoders = [make_encoder(e, a.threads) for e in a.encoder]

@@ -1,5 +1,8 @@
 """Zero-shot screening through the aligned space, and operating points for screening heads.
 
+    python -m acula_edge.zeroshot --checkpoint CKPT --prompt "normal ..." --prompt "wheezes ..." FILE...
+    python -m acula_edge.zeroshot --checkpoint CKPT --task sprsound-adventitious [--data sprsound=PATH]
+
 A screening question is a set of free-text prompts, one per answer (for example
 ``["normal lung sounds", "wheezes heard"]``). The text teacher embeds them and the aligned
 checkpoint's text projection maps them into the audio encoder's space (:func:`embed_prompts`, needs
@@ -13,11 +16,16 @@ without retraining.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from acula_edge.cli import Parser, guarded
 from acula_edge.errors import AculaError
+
+DEFAULT_TEMPERATURE = 0.05
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -25,7 +33,8 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def zero_shot_probabilities(audio: np.ndarray, prompts: np.ndarray, temperature: float = 0.05) -> np.ndarray:
+def zero_shot_probabilities(audio: np.ndarray, prompts: np.ndarray,
+                            temperature: float = DEFAULT_TEMPERATURE) -> np.ndarray:
     """``[N, K]`` softmax over the cosine similarities of ``audio`` ``[N, D]`` to ``prompts`` ``[K, D]``.
 
     ``temperature`` scales the similarities before the softmax (an aligned model's learned InfoNCE
@@ -113,4 +122,94 @@ def operating_point(y: np.ndarray, p: np.ndarray, min_sensitivity: float = 0.9) 
             "target_sensitivity": min_sensitivity, "positives": int(y.sum()), "negatives": int((~y).sum())}
 
 
-__all__ = ["embed_prompts", "operating_point", "rates_at", "zero_shot_probabilities"]
+def temperature_of(checkpoint: str) -> float:
+    """The checkpoint's learned InfoNCE temperature (``1 / logit_scale``) where it has one, else the default."""
+    from acula_edge.checkpoint import read_sidecar
+
+    scale = read_sidecar(checkpoint).get("logit_scale")
+    return 1.0 / scale if scale else DEFAULT_TEMPERATURE
+
+
+def score_records(checkpoint: str, records: list, prompts: Sequence[str], threads: int = 1,
+                  text_model: str | None = None) -> np.ndarray:
+    """``[N, K]`` zero-shot probabilities of ``records`` for ``prompts`` under an aligned encoder or student."""
+    from acula_edge.evaluate import make_encoder
+
+    vectors = embed_prompts(checkpoint, prompts, text_model)
+    audio = make_encoder(checkpoint, threads, aligned=True).embed(records)
+    return zero_shot_probabilities(audio, vectors, temperature_of(checkpoint))
+
+
+def task_auroc(checkpoint: str, task: str, records: list, prompts: Sequence[str] | None = None, threads: int = 1,
+               text_model: str | None = None, n_boot: int = 1000) -> dict[str, Any]:
+    """Zero-shot AUROC of ``checkpoint`` on ``task``'s labelled ``records`` (label in ``labels["_task"]``,
+    as :func:`acula_edge.evaluate.load_task_records` gives them), with a subject-bootstrap 95% interval."""
+    from acula_edge.evaluate import auroc, bootstrap_ci, get_task
+
+    prompts = tuple(prompts or get_task(task).prompts or ())
+    if not prompts:
+        raise AculaError(f"task {task} has no registered prompts: give --prompt, one per class (class 0 first)")
+    y = np.array([r.labels["_task"] for r in records])
+    classes = sorted(set(y.tolist()))
+    if len(classes) != len(prompts):
+        raise AculaError(f"task {task} has {len(classes)} classes ({classes}) but {len(prompts)} prompts were given")
+    yi = np.searchsorted(np.array(classes), y)
+    p = score_records(checkpoint, records, prompts, threads, text_model)
+    lo, hi = bootstrap_ci(yi, p, np.array([r.subject for r in records]), n_boot)
+    return {"task": task, "checkpoint": checkpoint, "auroc": round(auroc(yi, p), 4), "ci95": [round(lo, 4), round(hi, 4)],
+            "recordings": len(records), "subjects": len({r.subject for r in records}), "prompts": list(prompts),
+            "classes": [str(c) for c in classes]}
+
+
+@guarded
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m acula_edge.zeroshot``."""
+    from acula_edge.data.records import Recording, atomic_write_text
+    from acula_edge.evaluate import data_overrides, get_task, load_task_records, make_encoder, unseen
+
+    p = Parser(prog="python -m acula_edge.zeroshot",
+               description="Score recordings against free-text prompts through an aligned checkpoint (encoder or student).")
+    p.add_argument("files", nargs="*", help="audio files to score")
+    p.add_argument("--checkpoint", required=True, help="aligned encoder or student checkpoint (*.safetensors)")
+    p.add_argument("--prompt", action="append", default=[], help="one answer's text; repeat (at least two)")
+    p.add_argument("--task", help="score a task's recordings instead of files: zero-shot AUROC (subjects the "
+                                  "checkpoint was trained on are left out, since their reports stated the answer)")
+    p.add_argument("--data", action="append", default=[], metavar="FORMAT=PATH", help="where a dataset lives; repeat")
+    p.add_argument("--text-model", help="the checkpoint's text model (default: the one it was aligned with)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", help="write the result as JSON here")
+    a = p.parse_args(argv)
+    if bool(a.files) == bool(a.task):
+        raise AculaError("give audio files or --task, not both")
+    if a.task:
+        if not (a.prompt or get_task(a.task).prompts):
+            raise AculaError(f"task {a.task} has no registered prompts: give --prompt, one per class (class 0 first)")
+        records = load_task_records(get_task(a.task), data_overrides(a.data), None, Path("runs/zeroshot"))
+        records = unseen(records, [make_encoder(a.checkpoint)], a.task)
+        doc: dict[str, Any] = task_auroc(a.checkpoint, a.task, records, a.prompt or None, a.threads, a.text_model)
+        print(f"{a.task} | {a.checkpoint}: zero-shot AUROC {doc['auroc']:.3f} (95% CI {doc['ci95'][0]:.2f}–"
+              f"{doc['ci95'][1]:.2f}; {doc['recordings']} recordings of {doc['subjects']} unseen subjects)")
+    else:
+        if len(a.prompt) < 2:
+            raise AculaError("give at least two --prompt texts (one per answer)")
+        missing = [f for f in a.files if not Path(f).is_file()]
+        if missing:
+            raise AculaError(f"audio file not found: {missing[0]}")
+        records = [Recording(id=f, path=f, dataset="files", subject=f, modality="unknown") for f in a.files]
+        probs = score_records(a.checkpoint, records, a.prompt, a.threads, a.text_model)
+        doc = {"checkpoint": a.checkpoint, "prompts": a.prompt,
+               "files": [{"path": f, "probabilities": [round(float(v), 4) for v in row]} for f, row in zip(a.files, probs)]}
+        for f, row in zip(a.files, probs):
+            best = int(row.argmax())
+            print(f"{f}: " + ", ".join(f"{v:.3f}" for v in row) + f"  -> {a.prompt[best]}")
+    if a.out:
+        atomic_write_text(a.out, json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["embed_prompts", "operating_point", "rates_at", "score_records", "task_auroc", "temperature_of",
+           "zero_shot_probabilities"]

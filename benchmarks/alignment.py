@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from acula_edge.data.records import Recording, atomic_write_text, write_manifest
 from acula_edge.provenance import machine, versions
+from benchmarks.common import evaluate_once, finished, run, subject_parts
 
 LOSSES = ("cka", "cka-feature", "infonce")
 # dataset -> (task whose label stratifies the subject split, tasks scored)
@@ -36,38 +36,9 @@ REAL = {"sprsound": ("sprsound-adventitious", ["sprsound-adventitious"]),
 SYNTHETIC_TASKS = ["synthetic-adventitious", "synthetic-abnormal-heart", "synthetic-wet-cough"]
 
 
-def run(cmd: list[str], log: list[str], needed: bool = True) -> None:
-    """Log a command; run it (printed) when ``needed`` (its output is not in the work folder yet)."""
-    line = shlex.join(["python", *cmd[1:]] if cmd[0] == sys.executable else cmd)
-    log.append(line)
-    if not needed:
-        return
-    print(f"$ {line}", file=sys.stderr, flush=True)
-    r = subprocess.run(cmd)
-    if r.returncode != 0:
-        raise SystemExit(f"error: command failed ({r.returncode}): {line}")
-
-
-def finished(run_dir: Path, epochs: int, recordings: int) -> bool:
-    """Whether ``run_dir`` holds a finished run with these settings; another finished run is an error."""
-    if not (run_dir / "encoder.safetensors").exists():
-        return False  # not run, or interrupted: the trainer resumes it (and refuses other settings)
-    cfg = json.loads((run_dir / "config.json").read_text())
-    if cfg["training"]["epochs"] != epochs or cfg["recordings"] != recordings:
-        raise SystemExit(f"error: {run_dir} holds a run with other settings; give a fresh --work")
-    return True
-
-
 def encoder_half(records: list[Recording], task: str | None, seed: int) -> list[Recording]:
     """The records of half the subjects (stratified on ``task``'s label where given)."""
-    from acula_edge.data.splits import split_subjects
-    from acula_edge.evaluate import get_task
-
-    labelled = []
-    for r in records:
-        y = get_task(task).label(r) if task else None
-        labelled.append(Recording(**{**r.to_dict(), "labels": {**r.labels, "_strat": str(y)}}))
-    assign = split_subjects(labelled, "_strat", {"encoder": 0.5, "held_out": 0.5}, seed)
+    assign = subject_parts(records, task, {"encoder": 0.5, "held_out": 0.5}, seed)
     return [r for r in records if assign[r.subject] == "encoder"]
 
 
@@ -164,10 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--out", str(ev), "--data", f"synthetic={corpus}"]
     cmd += [x for fmt, (where, _, _) in sources.items() if fmt != "synthetic" for x in ("--data", f"{fmt}={where}")]
     cmd += [x for e in encoders for x in ("--encoder", e)] + [x for t in tasks for x in ("--task", t)]
-    done = ev / "results.json"
-    same = (done.exists() and json.loads(done.read_text())["command"] == shlex.join(["python", "-m", *cmd[2:]])
-            and all(done.stat().st_mtime > Path(e).stat().st_mtime for e in encoders if e.endswith(".safetensors")))
-    run(cmd, commands, needed=not same)
+    done = evaluate_once(cmd, ev, encoders, commands)
 
     results = json.loads((ev / "results.json").read_text())["results"]
     for r in results:

@@ -16,11 +16,15 @@ def _parser() -> Parser:
     p.add_argument("--student", default="mn-s", help="student preset (default mn-s; see --list-students)")
     p.add_argument("--act", choices=("hardswish", "relu"), help="student activation (default the preset's)")
     p.add_argument("--head", action="append", default=[], help="a task head (evaluate task name); repeat")
+    p.add_argument("--calibrate-split", metavar="SPLIT",
+                   help="choose each head's threshold on the recordings of this split of the same data "
+                        "(e.g. val; other subjects than the training ones)")
+    p.add_argument("--sensitivity", type=float, help="the heads' operating point (default 0.9)")
     t = add_run_arguments(p, out_required=False)
     t.add_argument("--hop", type=float, help="seconds between teacher windows (default half a window)")
     w = p.add_argument_group("loss weights")
     w.add_argument("--w-embedding", type=float)
-    w.add_argument("--embedding-kind", choices=("cosine", "mse"))
+    w.add_argument("--embedding-kind", choices=("centred", "cosine", "mse"))
     w.add_argument("--w-relational", type=float)
     w.add_argument("--relational-kind", choices=("similarity", "cka"))
     w.add_argument("--w-text", type=float, help="text anchor (0: off, no text model loaded)")
@@ -62,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  "relational": a.w_relational, "relational_kind": a.relational_kind,
                                  "text": a.w_text, "heads": a.w_heads, "label_weight": a.label_weight}.items()
                if v is not None}
-    fields = {k: getattr(a, k) for k in ("reports", "text_model", "text_cache", "text_embeddings", "act")
+    fields = {k: getattr(a, k) for k in ("reports", "text_model", "text_cache", "text_embeddings", "act", "sensitivity")
               if getattr(a, k) is not None}
     fields.update(loop_overrides(a))
     cfg = DistillConfig(teacher=a.teacher, student=a.student, heads=tuple(a.head), hop_s=a.hop,
@@ -70,13 +74,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         **({"augment": AugmentConfig.off()} if a.no_augment else {}), **fields)
     create_student(cfg.student)  # an unknown preset fails before the teacher runs
     records = load_sources(a.manifest, a.data, a.split)
+    calibration = load_sources(a.manifest, a.data, [a.calibrate_split]) if a.calibrate_split else []
     result = distill(cfg, records, a.out, resume=a.resume, device=a.device, threads=a.threads,
-                     progress_bar=not a.quiet)
+                     progress_bar=not a.quiet, calibration=calibration)
     f = result.get("final")
     if f:
         terms = ", ".join(f"{k} {f[k]:.4f}" for k in ("loss", "embedding", "relational", "text", "heads") if k in f)
         print(f"distill: {result['steps']} steps on {result['windows']} windows of {result['recordings']} recordings "
               f"in {result['seconds']:.1f} s; last step: {terms}; student {a.out}/student.safetensors", file=sys.stderr)
+    for name, c in (result.get("heads") or {}).items():
+        print(f"head {name}: " + (c if isinstance(c, str) else
+              f"threshold for sensitivity >= {cfg.sensitivity}: sensitivity {c['sensitivity']:.2f}, specificity "
+              f"{c['specificity']:.2f} on {c['positives'] + c['negatives']} calibration recordings "
+              f"(AUROC {c['auroc']:.3f})"), file=sys.stderr)
     return 0
 
 

@@ -15,15 +15,25 @@ from torch.nn import functional as F
 from acula_edge.align.losses import linear_cka
 from acula_edge.errors import AculaError
 
-EMBEDDING_KINDS = ("cosine", "mse")
+EMBEDDING_KINDS = ("centred", "cosine", "mse")
 RELATIONAL_KINDS = ("similarity", "cka")
 
 
-def embedding_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str = "cosine") -> torch.Tensor:
+def embedding_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str = "cosine",
+                   mean: torch.Tensor | None = None) -> torch.Tensor:
     """``cosine``: mean ``1 - cos(student, teacher)``; ``mse``: mean squared error of the two
-    L2-normalised embeddings (the aligned space is compared by direction)."""
+    L2-normalised embeddings (the aligned space is compared by direction); ``centred``: ``cosine``
+    plus ``1 - cos`` of the two normalised embeddings minus ``mean`` (the teacher's mean embedding).
+
+    An aligned space can share a large common direction (CKA alignment ignores offsets): there a
+    constant output already scores a high cosine, and the centred term asks for how windows differ."""
     if student.shape != teacher.shape:
         raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} embeddings differ in shape")
+    if kind == "centred":
+        if mean is None:
+            raise ValueError("the centred embedding loss needs the teacher's mean embedding")
+        s = F.normalize(student, dim=1)
+        return embedding_loss(s, teacher) + (1.0 - F.cosine_similarity(s - mean, teacher - mean, dim=1)).mean()
     if kind == "cosine":
         return (1.0 - F.cosine_similarity(student, teacher, dim=1)).mean()
     if kind == "mse":
@@ -75,9 +85,9 @@ class DistillWeights:
     """Weights of the terms of :func:`distill_loss` (0 leaves a term out)."""
 
     embedding: float = 1.0
-    embedding_kind: str = "cosine"
+    embedding_kind: str = "centred"
     relational: float = 0.5
-    relational_kind: str = "similarity"
+    relational_kind: str = "cka"
     text: float = 0.1
     heads: float = 1.0
     label_weight: float = 0.5  # lambda: labels against the teacher probe's soft targets
@@ -96,11 +106,13 @@ class DistillWeights:
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, w: DistillWeights, text: torch.Tensor | None = None,
                  logits: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                 soft: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """The weighted sum of the terms that have a weight and their inputs; ``(loss, {term: value})``."""
+                 soft: torch.Tensor | None = None, mean: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+    """The weighted sum of the terms that have a weight and their inputs; ``(loss, {term: value})``.
+    ``mean``: the teacher's mean embedding (for the centred embedding loss)."""
     terms: dict[str, torch.Tensor] = {}
     if w.embedding:
-        terms["embedding"] = w.embedding * embedding_loss(student, teacher, w.embedding_kind)
+        terms["embedding"] = w.embedding * embedding_loss(student, teacher, w.embedding_kind, mean)
     if w.relational and student.shape[0] >= 2:
         terms["relational"] = w.relational * relational_loss(student, teacher, w.relational_kind)
     if w.text and text is not None:

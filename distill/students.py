@@ -190,56 +190,47 @@ class Student(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def macs_per_window(self) -> int:
-        """Multiply-accumulates of one window through the network (convolutions and linear layers)."""
-        total = 0
-        hooks = []
+        """Multiply-accumulates of one window through the network (convolutions and matrix products)."""
+        from acula_edge.models import count_macs
 
-        def conv(m: nn.Conv2d, _, out: torch.Tensor) -> None:
-            nonlocal total
-            k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
-            total += out.shape[1] * out.shape[2] * out.shape[3] * k
-
-        def linear(m: nn.Linear, _, out: torch.Tensor) -> None:
-            nonlocal total
-            total += m.in_features * m.out_features
-
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                hooks.append(m.register_forward_hook(conv))
-            elif isinstance(m, nn.Linear):
-                hooks.append(m.register_forward_hook(linear))
-        was = self.training
-        self.eval()
-        with torch.no_grad():
-            self(torch.zeros(1, self.config.n_mels, self.config.window_frames))
-        self.train(was)
-        for h in hooks:
-            h.remove()
-        return total
+        return count_macs(self, torch.zeros(1, self.config.n_mels, self.config.window_frames))
 
     def extra_repr(self) -> str:
         return f"name={self.config.name!r}, window={self.config.n_mels}x{self.config.window_frames}"
 
 
 class WindowedStudent(nn.Module):
-    """A student over whole recordings: ``features(logmel [B, n_mels, T])`` cuts each clip into the
-    student's windows (the encoders' chunk rule) and averages the L2-normalised window embeddings."""
+    """A student over whole recordings: each clip is cut into the student's windows (the encoders'
+    chunk rule); ``features`` averages the L2-normalised window embeddings, ``scores`` the heads'
+    window probabilities."""
 
     def __init__(self, student: Student):
         super().__init__()
         self.student = student
 
-    def features(self, logmel: torch.Tensor) -> torch.Tensor:
+    def _per_clip(self, logmel: torch.Tensor, output: int) -> torch.Tensor:
         from acula_edge.models import chunk_frames
 
         cfg = self.student.config
         if logmel.dim() != 3 or logmel.shape[1] != cfg.n_mels:
             raise AculaError(f"log-mel must be [batch, {cfg.n_mels}, frames], got {tuple(logmel.shape)}")
         windows, owner = chunk_frames(logmel, [logmel.shape[2]] * logmel.shape[0], cfg.window_frames)
-        emb, _ = self.student(windows)
+        values = self.student(windows)[output]
+        if output == 1:
+            values = torch.sigmoid(values)
         b = logmel.shape[0]
-        total = torch.zeros(b, emb.shape[1], dtype=emb.dtype).index_add(0, owner, emb)
-        return total / torch.bincount(owner, minlength=b).to(emb.dtype).unsqueeze(1)
+        total = torch.zeros(b, values.shape[1], dtype=values.dtype).index_add(0, owner, values)
+        return total / torch.bincount(owner, minlength=b).to(values.dtype).unsqueeze(1)
+
+    def features(self, logmel: torch.Tensor) -> torch.Tensor:
+        """``[B, embed_dim]``: the mean window embedding of each clip."""
+        return self._per_clip(logmel, 0)
+
+    def scores(self, logmel: torch.Tensor) -> torch.Tensor:
+        """``[B, H]``: each head's mean window probability."""
+        if not self.student.config.heads:
+            raise AculaError("this student has no task heads")
+        return self._per_clip(logmel, 1)
 
 
 # --------------------------------------------------------------------------------------------

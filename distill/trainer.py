@@ -49,6 +49,7 @@ class DistillConfig(LoopConfig, TextSource):
     weights: DistillWeights = field(default_factory=DistillWeights)
     augment: AugmentConfig = field(default_factory=AugmentConfig.microphone)
     soft_l2: float = 0.01  # L2 of the teacher probes that give the soft targets
+    sensitivity: float = 0.9  # operating point of each head, chosen on calibration recordings
 
     def __post_init__(self) -> None:
         problems = self.loop_problems()
@@ -56,6 +57,8 @@ class DistillConfig(LoopConfig, TextSource):
             problems.append("give the aligned teacher checkpoint (--teacher)")
         if self.batch_size < 2 or self.soft_l2 <= 0:
             problems.append("batch_size >= 2 and soft_l2 > 0")
+        if not 0 < self.sensitivity <= 1:
+            problems.append("sensitivity in (0, 1]")
         if len(set(self.heads)) != len(self.heads):
             problems.append("each head (task) once")
         if self.text_online:
@@ -71,8 +74,9 @@ class DistillConfig(LoopConfig, TextSource):
         return d
 
 
-def head_labels(records: list[Recording], heads: tuple) -> np.ndarray:
-    """``[N, H]`` float labels (NaN where a head's task does not apply to a recording)."""
+def head_labels(records: list[Recording], heads: tuple, need_both: bool = True) -> np.ndarray:
+    """``[N, H]`` float labels (NaN where a head's task does not apply to a recording); with
+    ``need_both``, a head whose recordings lack a class is an error."""
     from acula_edge.evaluate import get_task
 
     out = np.full((len(records), len(heads)), np.nan, np.float32)
@@ -83,7 +87,7 @@ def head_labels(records: list[Recording], heads: tuple) -> np.ndarray:
                 y = task.label(r)
                 if y in (0, 1):
                     out[i, j] = float(y)
-        if len(np.unique(out[~np.isnan(out[:, j]), j])) < 2:
+        if need_both and len(np.unique(out[~np.isnan(out[:, j]), j])) < 2:
             raise AculaError(f"head {name}: the training data hold fewer than two of its classes")
     return out
 
@@ -124,30 +128,34 @@ def collate_windows(items: list[dict[str, Any]]) -> dict[str, Any]:
 class DistillModel(nn.Module):
     """Student plus the combined loss; targets of the whole micro-batch are gathered over processes."""
 
-    def __init__(self, student: Student, weights: DistillWeights, d: Dist):
+    def __init__(self, student: Student, weights: DistillWeights, d: Dist, teacher_mean: np.ndarray):
         super().__init__()
         self.student, self.weights, self.d = student, weights, d
+        self.register_buffer("teacher_mean", torch.from_numpy(teacher_mean.astype(np.float32)), persistent=False)
 
     def forward(self, logmel, teacher, text, labels, soft):
         emb, logits = self.student.raw(logmel)
         g = lambda t: None if t is None else gather(t, self.d)  # noqa: E731
-        return distill_loss(g(emb), g(teacher), self.weights, g(text), g(logits), g(labels), g(soft))
+        return distill_loss(g(emb), g(teacher), self.weights, g(text), g(logits), g(labels), g(soft),
+                            self.teacher_mean)
 
 
 class DistillJob(Job):
     name = "distill"
     unit = "windows"
 
-    def __init__(self, cfg: DistillConfig, records: list[Recording], targets: TeacherTargets, d: Dist):
+    def __init__(self, cfg: DistillConfig, records: list[Recording], targets: TeacherTargets, d: Dist,
+                 calibration: list[Recording] = (), show_progress: bool = True):
         from acula_edge.checkpoint import load_projections, read_sidecar
         from acula_edge.frontend import FrontendConfig, LogMel
 
         self.cfg, self.records, self.targets, self.d = cfg, records, targets, d
+        self.calibration, self.show_progress = list(calibration), show_progress
         self.fe = FrontendConfig.from_dict(targets.config["frontend"])
         torch.manual_seed(cfg.seed)
         opts = {"heads": tuple(cfg.heads), **({"act": cfg.act} if cfg.act else {})}
         self.student = create_student(cfg.student, **opts)
-        self.model = DistillModel(self.student, cfg.weights, d)
+        self.model = DistillModel(self.student, cfg.weights, d, targets.vectors.mean(0))
         self.logmel = LogMel(self.fe).to(d.device)
         self.ids = [f"{rid}@{start}" for rid, start in targets.windows]
         index = {r.id: i for i, r in enumerate(records)}
@@ -157,11 +165,12 @@ class DistillJob(Job):
         self.collate = collate_windows
         self.teacher_meta = read_sidecar(cfg.teacher)
         self.text = None
+        self.text_proj = load_projections(cfg.teacher).get("text")  # saved with the student: prompts need it
         if cfg.weights.text:
             from acula_edge.align.trainer import text_side
 
             _, _, vectors = text_side(cfg, records, d)
-            proj = load_projections(cfg.teacher)["text"]
+            proj = self.text_proj
             if vectors.shape[1] != proj.in_dim:
                 raise AculaError(f"the text model gives {vectors.shape[1]}-d embeddings but the teacher's text "
                                  f"projection takes {proj.in_dim}: give the teacher's --text-model")
@@ -200,27 +209,64 @@ class DistillJob(Job):
         return {"student": s.config.to_dict(), "parameters": s.num_parameters(), "frontend": self.fe.to_dict(),
                 "teacher": self.cfg.teacher, "recordings": len(self.records)}
 
+    def operating_points(self) -> list[dict[str, Any]]:
+        """Each head's threshold for ``cfg.sensitivity``, chosen on the calibration recordings (whole
+        recordings, window probabilities averaged), with the sensitivity and specificity reached there."""
+        from acula_edge.evaluate import TorchEncoder, auroc
+        from acula_edge.zeroshot import operating_point
+        from distill.students import WindowedStudent
+
+        heads: list[dict[str, Any]] = [{"name": h, "task": h, "threshold": None} for h in self.cfg.heads]
+        if not self.calibration or not heads:
+            return heads
+        enc = TorchEncoder("calibration", WindowedStudent(self.student), self.fe.to_dict(),
+                           threads=torch.get_num_threads(), show_progress=self.show_progress)
+        p = enc.run(self.calibration, enc.model.scores)
+        y = head_labels(self.calibration, tuple(self.cfg.heads), need_both=False)
+        for j, h in enumerate(heads):
+            known = ~np.isnan(y[:, j])
+            if len(np.unique(y[known, j])) < 2:
+                h["calibration"] = "the calibration recordings hold fewer than two of its classes"
+                continue
+            op = operating_point(y[known, j], p[known, j], self.cfg.sensitivity)
+            h["threshold"] = op.pop("threshold")
+            h["calibration"] = {**op, "auroc": round(auroc(y[known, j], p[known, j]), 4),
+                                "subjects": len({r.subject for r, k in zip(self.calibration, known) if k})}
+        return heads
+
     def finish(self, out: Path, step: int) -> dict[str, Any]:
         from acula_edge.checkpoint import save_checkpoint
 
         cfg = self.cfg
         subjects = sorted({r.subject for r in self.records})
-        heads = [{"name": h, "task": h} for h in cfg.heads]
-        extra = {"teacher": {"path": cfg.teacher, "sha256": file_sha256(cfg.teacher),
-                             "encoder": self.teacher_meta.get("encoder"),
-                             "text_teacher": self.teacher_meta.get("text_teacher")},
-                 "heads": heads, "window_s": self.targets.config["window_s"], "parameters": self.student.num_parameters(),
-                 "trained_subjects_count": len(subjects)}
+        heads = self.operating_points()
+        meta = self.teacher_meta
+        extra = {"teacher": {"path": cfg.teacher, "sha256": file_sha256(cfg.teacher), "encoder": meta.get("encoder")},
+                 "text_teacher": meta.get("text_teacher"), "heads": heads, "window_s": self.targets.config["window_s"],
+                 "parameters": self.student.num_parameters(), "trained_subjects_count": len(subjects),
+                 "projections": {"text": self.text_proj.config()} if self.text_proj is not None else None}
+        if "logit_scale" in meta:
+            extra["logit_scale"] = meta["logit_scale"]
         save_checkpoint(out / STUDENT_NAME, self.student, self.fe.to_dict(), {**cfg.to_dict(), "steps": step},
                         subjects=subjects, extra=extra, kind="student",
-                        subject_hashes=self.teacher_meta.get("trained_subjects_sha256", ()))
-        return {"recordings": len(self.records), "subjects": len(subjects)}
+                        modules={"text_proj": self.text_proj} if self.text_proj is not None else None,
+                        subject_hashes=meta.get("trained_subjects_sha256", ()))
+        return {"recordings": len(self.records), "subjects": len(subjects),
+                "heads": {h["name"]: h.get("calibration") for h in heads if "calibration" in h}}
 
 
 def distill(cfg: DistillConfig, records: list[Recording], out: str | Path, resume: bool = False,
-            device: str | None = None, threads: int | None = None, progress_bar: bool = True) -> dict[str, Any]:
-    """Compute (or reuse) the teacher targets, then train the student into ``out``."""
+            device: str | None = None, threads: int | None = None, progress_bar: bool = True,
+            calibration: list[Recording] = ()) -> dict[str, Any]:
+    """Compute (or reuse) the teacher targets, then train the student into ``out``; each head's
+    threshold is then chosen on ``calibration`` (recordings of other subjects, e.g. a validation split)."""
     out = Path(out)
+    shared = {r.subject for r in records} & {r.subject for r in calibration}
+    if shared:
+        raise AculaError(f"{len(shared)} subjects are both in the training and the calibration recordings "
+                         f"(e.g. {sorted(shared)[0]!r}): calibrate on other subjects")
+    if calibration and not cfg.heads:
+        raise AculaError("calibration recordings choose head thresholds: give at least one --head")
     student_cfg = create_student(cfg.student).config
     from acula_edge.frontend import FrontendConfig
     from acula_edge.checkpoint import read_sidecar
@@ -232,7 +278,7 @@ def distill(cfg: DistillConfig, records: list[Recording], out: str | Path, resum
     ids = [f"{rid}@{start}" for rid, start in targets.windows]
     d, state = prepare(out, resume, cfg, ids, device, threads)
     steps_per_epoch(len(ids), cfg, "windows")
-    return run(DistillJob(cfg, records, targets, d), out, d, state, progress_bar)
+    return run(DistillJob(cfg, records, targets, d, calibration, progress_bar), out, d, state, progress_bar)
 
 
 def load_student(path: str | Path) -> tuple[Student, dict[str, Any]]:
@@ -247,8 +293,11 @@ def load_student(path: str | Path) -> tuple[Student, dict[str, Any]]:
 
 
 def agreement(student: Student, targets: TeacherTargets, records: list[Recording], fe_dict: dict,
-              batch: int = 32) -> float:
-    """Mean cosine between the student's embedding and the teacher's of the same clean windows."""
+              batch: int = 32, centred: bool = False) -> float:
+    """Mean cosine between the student's embedding and the teacher's of the same clean windows.
+
+    ``centred``: both minus the teacher's mean embedding first, so that only how windows differ
+    counts (an aligned space can share a large common direction that a constant output matches)."""
     from acula_edge.audio import load
     from acula_edge.frontend import FrontendConfig, LogMel
 
@@ -257,6 +306,7 @@ def agreement(student: Student, targets: TeacherTargets, records: list[Recording
     samples = fe.num_samples(student.config.window_frames)
     by_id = {r.id: r for r in records}
     cache: dict[str, np.ndarray] = {}
+    mu = torch.from_numpy(targets.vectors.mean(0) if centred else np.zeros(targets.vectors.shape[1], np.float32))
     sims = []
     was = student.training
     student.eval()
@@ -270,7 +320,7 @@ def agreement(student: Student, targets: TeacherTargets, records: list[Recording
                 clips.append(np.pad(x, (0, samples - x.shape[0])))
             emb, _ = student(logmel(torch.from_numpy(np.stack(clips))))
             t = torch.from_numpy(targets.vectors[k:k + batch])
-            sims.append(torch.nn.functional.cosine_similarity(emb, t, dim=1).numpy())
+            sims.append(torch.nn.functional.cosine_similarity(emb - mu, t - mu, dim=1).numpy())
     student.train(was)
     return float(np.concatenate(sims).mean())
 

@@ -19,6 +19,16 @@ def test_embedding_and_text_losses():
     assert float(embedding_loss(t, t, "mse")) == pytest.approx(0.0, abs=1e-7)
     assert float(embedding_loss(torch.randn(8, 16), t, "mse")) > 0.05
     assert float(text_anchor_loss(t, t)) == pytest.approx(0.0, abs=1e-6)
+    # centred: a constant output at the teacher's common direction scores well on cosine, not here
+    common = torch.nn.functional.normalize(torch.randn(1, 16), dim=1)
+    u = torch.nn.functional.normalize(common * 10 + 0.3 * torch.randn(8, 16), dim=1)
+    mean = u.mean(0)
+    constant = mean.expand(8, 16) + 1e-3 * torch.randn(8, 16)
+    assert float(embedding_loss(constant, u)) < 0.01
+    assert float(embedding_loss(constant, u, "centred", mean)) > 0.9
+    assert float(embedding_loss(u * 2.0, u, "centred", mean)) == pytest.approx(0.0, abs=1e-5)
+    with pytest.raises(ValueError, match="mean embedding"):
+        embedding_loss(u, u, "centred")
     with pytest.raises(AculaError):
         embedding_loss(t, t, "l1")
     with pytest.raises(ValueError):
@@ -62,7 +72,8 @@ def test_descending_the_combined_loss_moves_a_student_toward_the_teacher():
     w = DistillWeights(relational_kind="cka")
     first = None
     for _ in range(200):
-        loss, parts = distill_loss(lin(x), teacher, w, text, head(x), labels, torch.sigmoid(4 * teacher[:, :1]))
+        loss, parts = distill_loss(lin(x), teacher, w, text, head(x), labels, torch.sigmoid(4 * teacher[:, :1]),
+                                   teacher.mean(0))
         first = first if first is not None else parts
         opt.zero_grad()
         loss.backward()

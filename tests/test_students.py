@@ -27,11 +27,10 @@ def test_student_forward_backward_onnx_parity(name, tmp_path):
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert sum(float(g.abs().sum()) for g in grads) > 0
 
+    from export.onnx import export_student
+
     s.eval()
-    path = tmp_path / f"{name}.onnx"
-    batch = torch.export.Dim("batch", min=1, max=64)
-    torch.onnx.export(s, (x[:2],), str(path), input_names=["logmel"], output_names=["embedding", "logits"],
-                      dynamo=True, external_data=False, opset_version=18, dynamic_shapes={"logmel": {0: batch}})
+    path = export_student(s, tmp_path / f"{name}.onnx")
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for b in (1, 3):
         xb = (torch.randn(b, cfg.n_mels, cfg.window_frames) * 10 - 40)

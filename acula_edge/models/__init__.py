@@ -37,6 +37,7 @@ __all__ = [
     "AudioEncoder",
     "EncoderConfig",
     "chunk_frames",
+    "count_macs",
     "create_encoder",
     "encoder_from_config",
     "list_encoders",
@@ -146,6 +147,21 @@ def num_chunks(n_frames: int, chunk_frames: int) -> int:
     full, rem = divmod(n_frames, chunk_frames)
     n = full + (1 if 2 * rem >= chunk_frames else 0)
     return max(n, 1)
+
+
+def count_macs(fn, *inputs: torch.Tensor) -> int:
+    """Multiply-accumulates of ``fn(*inputs)`` (convolutions and matrix products, as torch's flop
+    counter sees them), in eval mode and without gradients when ``fn`` is a module."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was = getattr(fn, "training", None)
+    if was is not None:
+        fn.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        fn(*inputs)
+    if was:
+        fn.train()
+    return counter.get_total_flops() // 2
 
 
 def chunk_frames(x: torch.Tensor, lengths: list[int], frames: int) -> tuple[torch.Tensor, torch.Tensor]:

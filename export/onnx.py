@@ -1,0 +1,129 @@
+"""ONNX export of a student network and its int8 quantization (onnxruntime static QDQ).
+
+The network takes the log-mel window (``logmel`` float32 ``[batch, n_mels, window_frames]``, in dB)
+and gives ``embedding`` ``[batch, D]`` and ``logits`` ``[batch, H]``. :func:`quantize_int8` runs
+onnxruntime's maintained route: ``quant_pre_process``, then ``quantize_static`` with QDQ nodes,
+int8 weights (per channel) and activations, calibrated on real log-mel windows with min/max ranges.
+Nodes named in ``exclude`` stay fp32 (by default the student's own min-max normalisation, which
+sees raw dB values before the first convolution).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from acula_edge.data.records import atomic_write
+from acula_edge.errors import AculaError
+
+INPUT, OUTPUTS = "logmel", ("embedding", "logits")
+
+
+def export_student(student, path: str | Path, max_batch: int = 64) -> Path:
+    """Write ``student`` (eval mode) as ONNX with a dynamic batch; atomically."""
+    import torch
+
+    cfg = student.config
+    student = student.eval()
+    example = torch.zeros(2, cfg.n_mels, cfg.window_frames)
+    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp) / "model.onnx"
+        torch.onnx.export(student, (example,), str(t), input_names=[INPUT], output_names=list(OUTPUTS), dynamo=True,
+                          external_data=False, opset_version=18, dynamic_shapes={"logmel": {0: batch}}, verbose=False)
+        data = t.read_bytes()
+    atomic_write(path, lambda f: f.write(data))
+    return path
+
+
+def before_first_conv(model_path: str | Path) -> list[str]:
+    """Names of the graph nodes that run before the first convolution (the input normalisation)."""
+    import onnx
+
+    names = []
+    for node in onnx.load(str(model_path)).graph.node:
+        if node.op_type == "Conv":
+            return names
+        names.append(node.name)
+    return names
+
+
+def logmel_windows(records: Sequence, frontend: dict, frames: int) -> list[np.ndarray]:
+    """Each recording's log-mel windows ``[k, n_mels, frames]`` (the students' chunk rule): the
+    network's input, for calibration and for checks."""
+    import torch
+
+    from acula_edge.audio import load
+    from acula_edge.frontend import FrontendConfig, LogMel
+    from acula_edge.models import chunk_frames
+
+    fe = FrontendConfig.from_dict(frontend)
+    logmel = LogMel(fe)
+    out = []
+    with torch.inference_mode():
+        for r in records:
+            m = logmel(torch.from_numpy(load(r.path, sample_rate=fe.sample_rate)[0])[None])
+            out.append(chunk_frames(m, [m.shape[2]], frames)[0].numpy())
+    return out
+
+
+def quantize_int8(fp32: str | Path, out: str | Path, calibration: np.ndarray,
+                  exclude: Sequence[str] | None = None, batch: int = 16) -> Path:
+    """Static int8 QDQ model of ``fp32`` calibrated on ``calibration`` (log-mel windows ``[N, n_mels, T]``).
+
+    ``exclude``: node names kept in fp32 (default: those before the first convolution).
+    """
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    calibration = np.asarray(calibration, np.float32)
+    if calibration.ndim != 3 or calibration.shape[0] == 0:
+        raise AculaError("calibration data must be log-mel windows [N, n_mels, frames] with N > 0")
+
+    class Windows(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{INPUT: calibration[i:i + batch]} for i in range(0, len(calibration), batch)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(q), Windows(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax,
+                        nodes_to_exclude=list(before_first_conv(pre) if exclude is None else exclude),
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        data = q.read_bytes()
+    atomic_write(out, lambda f: f.write(data))
+    return out
+
+
+def centred_cosine(reference: np.ndarray, other: np.ndarray) -> float:
+    """Mean cosine of ``other``'s rows to ``reference``'s after removing ``reference``'s mean row: how
+    much of the way inputs differ survives (the raw cosine of an aligned space sharing one large
+    direction stays near 1 even for a constant output)."""
+    mu = reference.mean(0)
+    a, b = reference - mu, other - mu
+    den = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    return float(((a * b).sum(1) / den).mean())
+
+
+def session(path: str | Path, threads: int = 1):
+    """An onnxruntime CPU session on ``threads`` threads."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+__all__ = ["before_first_conv", "centred_cosine", "export_student", "logmel_windows", "quantize_int8", "session"]

@@ -82,12 +82,37 @@ def add_run_arguments(p: argparse.ArgumentParser, out_required: bool = True) -> 
     for name, (typ, text) in LOOP_FLAGS.items():
         t.add_argument("--" + name.replace("_", "-"), type=typ, help=text)
     t.add_argument("--no-augment", action="store_true", help="no augmentation")
+    t.add_argument("--backgrounds", metavar="DIR",
+                   help="folder of background recordings (speech, rooms, street noise) mixed into training clips")
+    t.add_argument("--background-prob", type=float,
+                   help="share of clips that get a background (default 0.5 with --backgrounds)")
     t.add_argument("--no-bf16", action="store_true", help="fp32 on CUDA too")
     m = p.add_argument_group("machine")
     m.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available; LOCAL_RANK under torchrun)")
     m.add_argument("--threads", type=int, help="torch CPU threads per process")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     return t
+
+
+def augment_override(a: argparse.Namespace, base):
+    """The augmentation the command line asks for (``--no-augment``, ``--backgrounds``), from the
+    stage's default ``base``; None when it asks for nothing."""
+    import dataclasses
+    from pathlib import Path
+
+    from acula_edge.align.augment import AugmentConfig, Backgrounds
+
+    if a.no_augment:
+        if a.backgrounds or a.background_prob is not None:
+            raise AculaError("--no-augment and --backgrounds contradict each other")
+        return AugmentConfig.off()
+    if a.backgrounds:
+        Backgrounds(a.backgrounds, 16000)  # a missing or empty folder fails here, before any work
+        prob = 0.5 if a.background_prob is None else a.background_prob
+        return dataclasses.replace(base, backgrounds=str(Path(a.backgrounds).resolve()), background_prob=prob)
+    if a.background_prob is not None:
+        raise AculaError("--background-prob needs --backgrounds DIR")
+    return None
 
 
 def loop_overrides(a: argparse.Namespace) -> dict:

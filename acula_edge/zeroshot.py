@@ -17,6 +17,7 @@ without retraining.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -122,6 +123,16 @@ def operating_point(y: np.ndarray, p: np.ndarray, min_sensitivity: float = 0.9) 
             "target_sensitivity": min_sensitivity, "positives": int(y.sum()), "negatives": int((~y).sum())}
 
 
+def alignment_loss(checkpoint: str) -> str | None:
+    """The loss that aligned ``checkpoint``'s audio and text spaces (a student's: its teacher's), if recorded."""
+    from acula_edge.checkpoint import read_sidecar
+
+    meta = read_sidecar(checkpoint)
+    if meta.get("kind") == "student":
+        return (meta.get("teacher") or {}).get("alignment_loss")
+    return (meta.get("training") or {}).get("loss")
+
+
 def temperature_of(checkpoint: str) -> float:
     """The checkpoint's learned InfoNCE temperature (``1 / logit_scale``) where it has one, else the default."""
     from acula_edge.checkpoint import read_sidecar
@@ -181,6 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     if bool(a.files) == bool(a.task):
         raise AculaError("give audio files or --task, not both")
+    loss = alignment_loss(a.checkpoint)
+    if loss in ("cka", "cka-feature"):
+        print(f"note: {a.checkpoint} was aligned with {loss}, which matches the geometry of the audio and text "
+              "spaces but not their coordinates; zero-shot scores need an InfoNCE-aligned teacher "
+              "(`align train --loss infonce`)", file=sys.stderr)
     if a.task:
         if not (a.prompt or get_task(a.task).prompts):
             raise AculaError(f"task {a.task} has no registered prompts: give --prompt, one per class (class 0 first)")
@@ -211,5 +227,5 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["embed_prompts", "operating_point", "rates_at", "score_records", "task_auroc", "temperature_of",
+__all__ = ["alignment_loss", "embed_prompts", "operating_point", "rates_at", "score_records", "task_auroc", "temperature_of",
            "zero_shot_probabilities"]

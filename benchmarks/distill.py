@@ -18,6 +18,8 @@
    - int8: each student exported to ONNX and quantized (static QDQ, calibrated on training windows);
      cosine of int8 to fp32 embeddings and the int8 head AUROC.
 4. Cost: parameters, multiply-accumulates per second of audio, retention (student / teacher AUROC).
+5. Zero-shot AUROC of the encoders aligned with each loss of ``benchmarks.alignment``: CKA matches the
+   two spaces' geometry but not their coordinates, InfoNCE matches pairs.
 
 Writes ``OUT.json`` and ``OUT.md``. Synthetic tasks test the machinery, not clinical value.
 """
@@ -261,6 +263,17 @@ def main(argv: list[str] | None = None) -> int:
             meta = json.loads(Path(ckpt).with_suffix(".json").read_text())
             row["student"] = {"preset": meta["student"]["name"], "act": meta["student"]["act"]}
         rows[name] = row
+    # zero-shot needs coordinates shared by audio and text: compare the encoders of every alignment loss
+    zero_shot_by_loss = {}
+    for loss in ("cka", "cka-feature", "infonce"):
+        ckpt = aw / f"align-{loss}" / "encoder.safetensors"
+        if ckpt.exists():
+            zero_shot_by_loss[loss] = {}
+            for t in tasks:
+                te, _ = labelled(test, t)
+                tr = [Recording(**{**r.to_dict(), "labels": {**r.labels, "_task": get_task(t).label(r)}}) for r in te]
+                zs = task_auroc(str(ckpt), t, tr, threads=a.threads)
+                zero_shot_by_loss[loss][t] = {"auroc": zs["auroc"], "ci95": zs["ci95"]}
     for name, row in rows.items():
         for t, cell in row["tasks"].items():
             cell["retention"] = {k: round(cell[k]["auroc"] / rows["teacher"]["tasks"][t][k]["auroc"], 3)
@@ -292,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
            "tasks": tasks, "students_training": {n: {k: json.loads((work / n / "result.json").read_text()).get(k)
                                                      for k in ("steps", "epochs", "seconds", "windows_per_s")}
                                                  for n in students},
-           "rows": rows, "vit_small_parameters": vit_small, "commands": commands,
+           "rows": rows, "zero_shot_by_alignment_loss": zero_shot_by_loss, "vit_small_parameters": vit_small, "commands": commands,
            "seconds": round(time.perf_counter() - t0, 1), "machine": machine(), "versions": versions("torch", "onnxruntime"),
            "command": shlex.join(["python", "-m", "benchmarks.distill", *argv])}
     out = Path(a.out)
@@ -338,6 +351,11 @@ def markdown(doc: dict[str, Any]) -> str:
                          f"{_auc(hd)} | {at} | {_auc(c['zero_shot'])} | "
                          + (" / ".join(f"{ret[k]:.2f}" for k in ("probe", "head", "zero_shot")) if n != "teacher" else "–")
                          + " | " + (f"{q['tasks'][t]['int8']:.3f} (fp32 {q['tasks'][t]['fp32']:.3f})" if q else "–") + " |")
+    zs = doc["zero_shot_by_alignment_loss"]
+    lines += ["", "## Zero-shot AUROC of the aligned encoders by alignment loss (same unseen subjects)", "",
+              "| task | " + " | ".join(f"MSM + align ({loss})" for loss in zs) + " |", "|---|" + "---|" * len(zs)]
+    for t in doc["tasks"]:
+        lines.append(f"| {t} | " + " | ".join(_auc(zs[loss][t]) for loss in zs) + " |")
     met = [n for n, ok in doc["target_met"].items() if ok]
     lines += ["", "Target (" + doc["target"] + "): " + (", ".join(met) + " meet it." if met else "no student meets it.")]
     return "\n".join(lines) + "\n"

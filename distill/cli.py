@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from acula_edge.cli import Parser, add_run_arguments, guarded, loop_overrides
+from acula_edge.cli import Parser, add_run_arguments, augment_override, guarded, loop_overrides
 from acula_edge.errors import AculaError
 
 
@@ -69,9 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     fields = {k: getattr(a, k) for k in ("reports", "text_model", "text_cache", "text_embeddings", "act", "sensitivity")
               if getattr(a, k) is not None}
     fields.update(loop_overrides(a))
+    augment = augment_override(a, AugmentConfig.microphone())
     cfg = DistillConfig(teacher=a.teacher, student=a.student, heads=tuple(a.head), hop_s=a.hop,
                         weights=dataclasses.replace(DistillWeights(), **weights),
-                        **({"augment": AugmentConfig.off()} if a.no_augment else {}), **fields)
+                        **({"augment": augment} if augment is not None else {}), **fields)
     create_student(cfg.student)  # an unknown preset fails before the teacher runs
     records = load_sources(a.manifest, a.data, a.split)
     calibration = load_sources(a.manifest, a.data, [a.calibrate_split]) if a.calibrate_split else []

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from acula_edge.align.augment import AugmentConfig, augment_waveform
+from acula_edge.align.augment import AugmentConfig, Backgrounds, augment_waveform
 from acula_edge.data.records import Recording
 from acula_edge.errors import AculaError
 from acula_edge.align.trainer import TextSource
@@ -100,6 +100,7 @@ class WindowSet:
         self.by_id = {r.id: r for r in records}
         self.windows = targets.windows
         self.sample_rate, self.samples, self.augment, self.seed = sample_rate, samples, augment, seed
+        self.backgrounds = Backgrounds.of(augment, sample_rate)
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         from acula_edge.audio import load
@@ -115,7 +116,7 @@ class WindowSet:
         x = x[: self.samples]
         if x.shape[0] < self.samples:
             x = np.concatenate([x, np.zeros(self.samples - x.shape[0], np.float32)])
-        return {"wave": augment_waveform(x, self.sample_rate, self.augment, rng), "row": row}
+        return {"wave": augment_waveform(x, self.sample_rate, self.augment, rng, self.backgrounds), "row": row}
 
 
 def collate_windows(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -241,7 +242,8 @@ class DistillJob(Job):
         subjects = sorted({r.subject for r in self.records})
         heads = self.operating_points()
         meta = self.teacher_meta
-        extra = {"teacher": {"path": cfg.teacher, "sha256": file_sha256(cfg.teacher), "encoder": meta.get("encoder")},
+        extra = {"teacher": {"path": cfg.teacher, "sha256": file_sha256(cfg.teacher), "encoder": meta.get("encoder"),
+                             "alignment_loss": (meta.get("training") or {}).get("loss")},
                  "text_teacher": meta.get("text_teacher"), "heads": heads, "window_s": self.targets.config["window_s"],
                  "parameters": self.student.num_parameters(), "trained_subjects_count": len(subjects),
                  "projections": {"text": self.text_proj.config()} if self.text_proj is not None else None}

@@ -10,7 +10,9 @@ sees raw dB values before the first convolution).
 
 from __future__ import annotations
 
+import logging
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -31,11 +33,19 @@ def export_student(student, path: str | Path, max_batch: int = 64) -> Path:
     example = torch.zeros(2, cfg.n_mels, cfg.window_frames)
     batch = torch.export.Dim("batch", min=1, max=max_batch)
     path = Path(path)
-    with tempfile.TemporaryDirectory() as tmp:
-        t = Path(tmp) / "model.onnx"
-        torch.onnx.export(student, (example,), str(t), input_names=[INPUT], output_names=list(OUTPUTS), dynamo=True,
-                          external_data=False, opset_version=18, dynamic_shapes={"logmel": {0: batch}}, verbose=False)
-        data = t.read_bytes()
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the exporter warns about optional torchvision ops students never use
+    try:
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            t = Path(tmp) / "model.onnx"
+            torch.onnx.export(student, (example,), str(t), input_names=[INPUT], output_names=list(OUTPUTS),
+                              dynamo=True, external_data=False, opset_version=18,
+                              dynamic_shapes={"logmel": {0: batch}}, verbose=False)
+            data = t.read_bytes()
+    finally:
+        quiet.setLevel(level)
     atomic_write(path, lambda f: f.write(data))
     return path
 

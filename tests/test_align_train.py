@@ -6,6 +6,7 @@ Real parts throughout: the synthetic corpus on disk, the packaged text teacher, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ from acula_edge.training import clip_seed, micro_batches
 from acula_edge.checkpoint import load_checkpoint, subject_hash
 from acula_edge.data.records import read_manifest, write_manifest
 from acula_edge.data.synth import generate
+from acula_edge.errors import AculaError
 from acula_edge.models import create_encoder
 from conftest import ROOT, kill_after_steps, run_module
 
@@ -82,6 +84,35 @@ def test_augmentations_depend_only_on_the_clip_seed():
     full_cols, full_rows = m.all(axis=0).sum(), m.all(axis=1).sum()
     assert 1 <= full_cols <= 12 and 1 <= full_rows <= 8
     assert clip_seed(0, 1, 2) == clip_seed(0, 1, 2) != clip_seed(0, 2, 1)
+
+
+def test_background_recordings_mix_in_at_the_drawn_snr(tmp_path):
+    from acula_edge.align.augment import Backgrounds
+    from conftest import write_tone
+
+    (tmp_path / "bg" / "street").mkdir(parents=True)
+    write_tone(tmp_path / "bg" / "street" / "hum.wav", rate=8000, seconds=0.5, freq=300.0)  # resampled, repeated
+    (tmp_path / "bg" / "notes.txt").write_text("not audio")
+    bg = Backgrounds(tmp_path / "bg", 16000)
+    assert [p.name for p in bg.files] == ["hum.wav"]
+    x = (0.3 * np.sin(2 * np.pi * 1000 * np.arange(32000) / 16000)).astype(np.float32)
+    cfg = dataclasses.replace(AugmentConfig.off(), backgrounds=str(tmp_path / "bg"), background_prob=1.0,
+                              background_snr_db=(10.0, 10.0))
+    y = augment_waveform(x, 16000, cfg, np.random.default_rng(3), bg)
+    added = y.astype(np.float64) - x
+    snr = 10 * np.log10(np.mean(x.astype(np.float64) ** 2) / np.mean(added ** 2))
+    spectrum = np.abs(np.fft.rfft(added))
+    assert snr == pytest.approx(10.0, abs=0.05) and abs(np.fft.rfftfreq(32000, 1 / 16000)[spectrum.argmax()] - 300) < 2
+    assert np.array_equal(y, augment_waveform(x, 16000, cfg, np.random.default_rng(3), bg))
+    with pytest.raises(AculaError, match="no background recordings"):
+        augment_waveform(x, 16000, cfg, np.random.default_rng(3))
+    with pytest.raises(AculaError, match="needs a folder"):
+        AugmentConfig(background_prob=0.5)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AculaError, match="no audio files"):
+        Backgrounds(tmp_path / "empty", 16000)
+    with pytest.raises(AculaError, match="not found"):
+        Backgrounds(tmp_path / "missing", 16000)
 
 
 def test_clips_and_batches(corpus):

@@ -122,6 +122,10 @@ def test_distill_bad_input_is_one_clear_line(setup, tmp_path):
         (["--teacher", str(root / "teacher" / "encoder.safetensors"), "--student", "tiny", *base], "unknown student"),
         (["--teacher", str(root / "teacher" / "encoder.safetensors"), "--head", "nope", "--w-text", "0", *base],
          "unknown task"),
+        (["--teacher", str(root / "teacher" / "encoder.safetensors"), "--backgrounds", str(tmp_path / "nope"), *base],
+         "background folder not found"),
+        (["--teacher", str(root / "teacher" / "encoder.safetensors"), "--background-prob", "0.3", *base],
+         "needs --backgrounds"),
     ]
     for args, expect in cases:
         r = run_module("distill", *args)
@@ -169,8 +173,15 @@ def test_heads_get_thresholds_on_calibration_subjects_and_prompts_need_no_teache
     args = ["--teacher", str(teacher), "--student", "mn-xs", "--manifest", str(split), "--split", "train",
             "--max-steps", "6", "--batch-size", "8", "--text-cache", cache, "--threads", "2", "--quiet",
             "--head", heads[0]]
-    r = run_module("distill", *args, "--calibrate-split", "val", "--sensitivity", "0.8", "--out", str(tmp_path / "s"))
+    from conftest import write_tone
+
+    (tmp_path / "bg").mkdir()
+    write_tone(tmp_path / "bg" / "hum.wav", seconds=2.0, freq=120.0)
+    r = run_module("distill", *args, "--calibrate-split", "val", "--sensitivity", "0.8", "--out", str(tmp_path / "s"),
+                   "--backgrounds", str(tmp_path / "bg"))
     assert r.returncode == 0, r.stderr
+    augment = json.loads((tmp_path / "s" / "config.json").read_text())["training"]["augment"]
+    assert augment["backgrounds"] == str((tmp_path / "bg").resolve()) and augment["background_prob"] == 0.5
     student, meta = load_student(tmp_path / "s" / "student.safetensors")
     val = [x for x in read_manifest(split) if x.split == "val"]
     enc = TorchEncoder("s", WindowedStudent(student), meta["frontend"])
@@ -193,6 +204,10 @@ def test_heads_get_thresholds_on_calibration_subjects_and_prompts_need_no_teache
     prompts = ["Normal lung sounds.", "Wheezes are heard."]
     assert np.array_equal(embed_prompts(str(tmp_path / "s" / "student.safetensors"), prompts),
                           embed_prompts(str(teacher), prompts))
+    assert meta["teacher"]["alignment_loss"] == "cka"
+    z = run_module("acula_edge.zeroshot", "--checkpoint", str(tmp_path / "s" / "student.safetensors"),
+                   "--prompt", prompts[0], "--prompt", prompts[1], val[0].path)
+    assert z.returncode == 0 and z.stdout.startswith(val[0].path) and "note:" in z.stderr and "InfoNCE" in z.stderr
     # calibrating on training subjects is refused
     r = run_module("distill", *args, "--calibrate-split", "train", "--out", str(tmp_path / "t"))
     assert r.returncode == 2 and "both in the training and the calibration" in r.stderr

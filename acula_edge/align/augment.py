@@ -1,4 +1,5 @@
-"""Training augmentations: waveform (time shift, noise, random low-pass, reverberation, gain, clipping) and spectrogram masks.
+"""Training augmentations: waveform (time shift, background recordings, noise, random low-pass,
+reverberation, gain, clipping) and spectrogram masks.
 
 Every draw comes from a ``numpy.random.Generator`` given by the caller, one per clip, so a clip's
 augmentation depends only on its seed: the same on any number of processes and after a resume.
@@ -7,11 +8,15 @@ The random low-pass matters for this field: sources are recorded at different ra
 2 kHz, SPRSound 8 kHz, phones 16-48 kHz) and an upsampled recording has an empty high band, so a
 model can learn the source from its bandwidth instead of the pathology. Band-limiting training
 clips at random cut-offs takes that cue away.
+
+Background recordings (:class:`Backgrounds`: a folder of real speech, room or street noise) are
+mixed in at a random SNR, so that a model meant for a phone hears what a phone hears.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +42,9 @@ class AugmentConfig:
     clip_level: tuple[float, float] = (0.3, 0.9)
     reverb_prob: float = 0.0  # a short synthetic room: exponentially decaying noise impulse response
     reverb_s: tuple[float, float] = (0.05, 0.3)  # decay time (to -60 dB) range
+    backgrounds: str | None = None  # folder of background recordings (speech, rooms, street noise)
+    background_prob: float = 0.0  # share of clips that get a random piece of one mixed in
+    background_snr_db: tuple[float, float] = (0.0, 20.0)
 
     def __post_init__(self) -> None:
         ok = (0 <= self.shift < 1 and 0 <= self.noise_prob <= 1 and 0 <= self.lowpass_prob <= 1
@@ -44,9 +52,12 @@ class AugmentConfig:
               and self.gain_db >= 0 and self.time_masks >= 0 and self.freq_masks >= 0
               and 0 <= self.time_mask_frac < 1 and self.freq_mask_bins >= 0
               and 0 <= self.clip_prob <= 1 and 0 < self.clip_level[0] <= self.clip_level[1] <= 1
-              and 0 <= self.reverb_prob <= 1 and 0 < self.reverb_s[0] <= self.reverb_s[1])
+              and 0 <= self.reverb_prob <= 1 and 0 < self.reverb_s[0] <= self.reverb_s[1]
+              and 0 <= self.background_prob <= 1 and self.background_snr_db[0] <= self.background_snr_db[1])
         if not ok:
             raise AculaError(f"bad augmentation settings: {self}")
+        if self.background_prob > 0 and not self.backgrounds:
+            raise AculaError("background_prob > 0 needs a folder of background recordings")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -82,11 +93,61 @@ def lowpass(x: np.ndarray, cutoff_hz: float, sample_rate: int, taper: float = 0.
     return np.fft.irfft(spec * gain, n).astype(np.float32)
 
 
-def augment_waveform(x: np.ndarray, sample_rate: int, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """One clip ``[samples]`` (float32): time shift, noise, low-pass, reverberation, gain, clipping.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aiff", ".aif", ".au")
 
-    Noise comes before the low-pass so that band-limiting also removes it from the high band (a
-    band-limited source has no energy there at all).
+
+class Backgrounds:
+    """The audio files of a folder (searched recursively), as random background segments.
+
+    Files are decoded (and resampled) on first use; at most ``cache`` of them are kept decoded.
+    """
+
+    def __init__(self, folder: str | Path, sample_rate: int, cache: int = 64):
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise AculaError(f"background folder not found: {folder}")
+        self.files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+        if not self.files:
+            raise AculaError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in background folder {folder}")
+        self.sample_rate, self.cache_size = sample_rate, cache
+        self._decoded: dict[Path, np.ndarray] = {}
+
+    @classmethod
+    def of(cls, cfg: AugmentConfig, sample_rate: int) -> "Backgrounds | None":
+        """The background recordings ``cfg`` asks for, or None."""
+        return cls(cfg.backgrounds, sample_rate) if cfg.backgrounds and cfg.background_prob > 0 else None
+
+    def _audio(self, path: Path) -> np.ndarray:
+        from acula_edge.audio import load
+
+        if path not in self._decoded:
+            if len(self._decoded) >= self.cache_size:
+                self._decoded.pop(next(iter(self._decoded)))
+            try:
+                self._decoded[path] = load(path, sample_rate=self.sample_rate)[0]
+            except AculaError as e:
+                raise AculaError(f"background recording {path}: {e}") from None
+        return self._decoded[path]
+
+    def segment(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` samples from a random place of a random file (a short file is repeated)."""
+        x = self._audio(self.files[int(rng.integers(len(self.files)))])
+        if x.shape[0] == 0:
+            return np.zeros(n, np.float32)
+        if x.shape[0] < n:
+            x = np.tile(x, n // x.shape[0] + 1)
+        start = int(rng.integers(0, x.shape[0] - n + 1))
+        return x[start:start + n]
+
+
+def augment_waveform(x: np.ndarray, sample_rate: int, cfg: AugmentConfig, rng: np.random.Generator,
+                     backgrounds: Backgrounds | None = None) -> np.ndarray:
+    """One clip ``[samples]`` (float32): time shift, a background recording, noise, low-pass,
+    reverberation, gain, clipping.
+
+    The background is scaled to a random SNR against the clip. Noise comes before the low-pass so
+    that band-limiting also removes it from the high band (a band-limited source has no energy
+    there at all).
     """
     x = np.asarray(x, np.float32).copy()
     n = x.shape[0]
@@ -96,6 +157,15 @@ def augment_waveform(x: np.ndarray, sample_rate: int, cfg: AugmentConfig, rng: n
             x = np.concatenate([np.zeros(s, np.float32), x[:-s]])
         elif s < 0:
             x = np.concatenate([x[-s:], np.zeros(-s, np.float32)])
+    if cfg.background_prob > 0 and rng.random() < cfg.background_prob:
+        if backgrounds is None:
+            raise AculaError("background_prob > 0 but no background recordings were given")
+        b = backgrounds.segment(n, rng).astype(np.float64)
+        power, b_power = float(np.mean(x.astype(np.float64) ** 2)), float(np.mean(b ** 2))
+        snr = rng.uniform(*cfg.background_snr_db)
+        if b_power > 0:
+            scale = np.sqrt(power / (b_power * 10 ** (snr / 10))) if power > 0 else 1e-2 / np.sqrt(b_power)
+            x = (x + scale * b).astype(np.float32)
     if cfg.noise_prob > 0 and rng.random() < cfg.noise_prob:
         power = float(np.mean(x.astype(np.float64) ** 2))
         snr = rng.uniform(*cfg.snr_db)
@@ -145,4 +215,4 @@ def spec_masks(n_mels: int, n_frames: int, cfg: AugmentConfig, rng: np.random.Ge
     return m
 
 
-__all__ = ["AugmentConfig", "augment_waveform", "lowpass", "reverberate", "spec_masks"]
+__all__ = ["AUDIO_SUFFIXES", "AugmentConfig", "Backgrounds", "augment_waveform", "lowpass", "reverberate", "spec_masks"]

@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Sequence
 
-from acula_edge.cli import Parser, add_run_arguments, guarded, loop_overrides
+from acula_edge.cli import Parser, add_run_arguments, augment_override, guarded, loop_overrides
 from acula_edge.errors import AculaError
 
 
@@ -77,8 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dropout", "reports", "report_seed", "text_model", "text_layer", "text_pooling", "text_max_length",
         "text_cache", "text_embeddings")}
     overrides.update(loop_overrides(a))
-    if a.no_augment:
-        overrides["augment"] = AugmentConfig.off()
+    augment = augment_override(a, AugmentConfig())
+    if augment is not None:
+        overrides["augment"] = augment
     if getattr(a, "text_online", False):
         overrides["text_online"] = True
     if getattr(a, "no_text_cache", False):

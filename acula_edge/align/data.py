@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from acula_edge.align.augment import AugmentConfig, augment_waveform, spec_masks
+from acula_edge.align.augment import AugmentConfig, Backgrounds, augment_waveform, spec_masks
 from acula_edge.data.records import Recording, read_manifest
 from acula_edge.errors import AculaError
 from acula_edge.training import clip_seed
@@ -84,6 +84,7 @@ class ClipSet:
         self.samples = samples
         self.n_mels, self.frames = n_mels, frames
         self.augment = augment
+        self.backgrounds = Backgrounds.of(augment, sample_rate)
         self.seed = seed
 
     def __len__(self) -> int:
@@ -115,7 +116,7 @@ class ClipSet:
             clip = self.crop(self.records[index], rng)
         except AculaError as e:
             return {"error": str(e)}
-        wave = augment_waveform(clip, self.sample_rate, self.augment, rng)
+        wave = augment_waveform(clip, self.sample_rate, self.augment, rng, self.backgrounds)
         return {"wave": wave, "mask": spec_masks(self.n_mels, self.frames, self.augment, rng),
                 "seed": seed, "index": index}
 

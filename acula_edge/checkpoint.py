@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from acula_edge import __version__
-from acula_edge.data.records import atomic_write, atomic_write_text
+from acula_edge.data.records import atomic_write, atomic_write_text, read_json
 from acula_edge.errors import AculaError
 
 SCHEMA = 1
@@ -64,10 +64,7 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
         raise AculaError(f"checkpoint not found: {path}")
     if not side.is_file():
         raise AculaError(f"checkpoint {path} has no sidecar {side.name} (configs and provenance)")
-    try:
-        meta = json.loads(side.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise AculaError(f"{side}: not a checkpoint sidecar ({type(e).__name__})") from None
+    meta = read_json(side, "checkpoint sidecar")
     missing = [k for k in ("schema", meta.get("kind", "encoder"), "frontend") if k not in meta]
     if missing:
         raise AculaError(f"{side}: sidecar lacks {', '.join(missing)}")

@@ -92,6 +92,17 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """A JSON file (``what`` names it in errors); missing or unreadable ones are one clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise AculaError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AculaError(f"{path}: not a valid {what} ({e})") from None
+
+
 def read_jsonl(path: str | os.PathLike, what: str = "JSONL file",
                error: type[AculaError] = DatasetError, tolerate_cut_tail: bool = False) -> Iterator[tuple[int, dict]]:
     """``(line number, object)`` for each non-blank line; anything else is one ``error`` line.

@@ -1,0 +1,220 @@
+"""The bundle a device loads: one folder with ``bundle.json``, model files, prompts and a model card.
+
+``bundle.json`` holds the schema version, name, sample rate, window and hop, the front-end config,
+the input and output specs, the heads (meaning, threshold, operating point), optional zero-shot
+prompts, metrics, provenance and, for every file, its format, precision, size and sha256.
+:func:`write_bundle` writes a whole bundle into a temporary folder beside the target and renames
+it into place, so that a failure never leaves half a bundle; :func:`load_bundle` checks the schema
+and every checksum and names what is wrong. numpy only: no torch on the device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from acula_edge.data.records import read_json
+from acula_edge.errors import AculaError
+
+SCHEMA = 1
+BUNDLE_JSON, CARD, PROMPTS = "bundle.json", "MODEL_CARD.md", "prompts.npy"
+#: model file name -> (format, precision)
+MODEL_FILES = {"model_fp32.onnx": ("onnx", "fp32"), "model_int8.onnx": ("onnx", "int8"),
+               "model_fp32.tflite": ("tflite", "fp32"), "model_int8.tflite": ("tflite", "int8")}
+REQUIRED = {"schema": int, "name": str, "sample_rate": int, "window_s": (int, float), "hop_s": (int, float),
+            "frontend": dict, "input": dict, "outputs": dict, "heads": list, "metrics": dict, "provenance": dict,
+            "files": dict}
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def problems(meta: Any) -> list[str]:
+    """What is wrong with a ``bundle.json`` document (empty when nothing)."""
+    if not isinstance(meta, dict):
+        return ["bundle.json is not a JSON object"]
+    out = [f"'{k}' is missing" for k in REQUIRED if k not in meta]
+    out += [f"'{k}' should be {t.__name__ if isinstance(t, type) else 'a number'}"
+            for k, t in REQUIRED.items() if k in meta and not isinstance(meta[k], t)]
+    if out:
+        return out
+    if meta["schema"] != SCHEMA:
+        out.append(f"schema {meta['schema']} is not the supported {SCHEMA}")
+    if meta["sample_rate"] <= 0 or meta["window_s"] <= 0 or meta["hop_s"] <= 0:
+        out.append("sample_rate, window_s and hop_s must be positive")
+    if meta["input"].get("name") != "waveform":
+        out.append("the input must be 'waveform'")
+    if set(meta["outputs"]) != {"embedding", "scores"}:
+        out.append("the outputs must be 'embedding' and 'scores'")
+    for i, h in enumerate(meta["heads"]):
+        if not isinstance(h, dict) or not isinstance(h.get("name"), str):
+            out.append(f"head {i} has no name")
+        elif h.get("threshold") is not None and not 0.0 <= h["threshold"] <= 1.0:
+            out.append(f"head {h['name']}: threshold outside [0, 1]")
+    models = [n for n in meta["files"] if n in MODEL_FILES]
+    if not models:
+        out.append("no model file is listed")
+    for name, f in meta["files"].items():
+        if Path(name).name != name or name in (BUNDLE_JSON, "") or name.startswith("."):
+            out.append(f"file name {name!r} is not a plain name in the bundle folder")
+        elif not isinstance(f, dict) or not isinstance(f.get("sha256"), str) or len(f["sha256"]) != 64:
+            out.append(f"file {name}: no sha256")
+        elif name in MODEL_FILES and (f.get("format"), f.get("precision")) != MODEL_FILES[name]:
+            out.append(f"file {name}: format and precision should be {MODEL_FILES[name]}")
+    p = meta.get("prompts")
+    if p is not None and (not isinstance(p, dict) or not isinstance(p.get("texts"), list)
+                          or p.get("file") not in meta["files"]):
+        out.append("prompts need 'texts' and a listed 'file'")
+    return out
+
+
+@dataclass
+class Bundle:
+    """A loaded, verified bundle."""
+
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.meta["sample_rate"])
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.meta["window_s"] * self.sample_rate))
+
+    @property
+    def heads(self) -> list[dict[str, Any]]:
+        return list(self.meta["heads"])
+
+    def models(self) -> dict[str, tuple[str, str]]:
+        """Model file name -> (format, precision), for the files this bundle holds."""
+        return {n: MODEL_FILES[n] for n in self.meta["files"] if n in MODEL_FILES}
+
+    def model_path(self, fmt: str, precision: str = "fp32") -> Path:
+        for name, (f, p) in self.models().items():
+            if (f, p) == (fmt, precision):
+                return self.path / name
+        raise AculaError(f"{self.path}: no {precision} {fmt} model (it holds {', '.join(self.models())})")
+
+    def prompts(self) -> tuple[list[str], np.ndarray] | None:
+        """``(texts, embeddings [K, D])`` of the zero-shot prompts, or None."""
+        p = self.meta.get("prompts")
+        if not p:
+            return None
+        vectors = np.load(self.path / p["file"], allow_pickle=False)
+        if vectors.ndim != 2 or vectors.shape[0] != len(p["texts"]):
+            raise AculaError(f"{self.path}: {p['file']} holds {vectors.shape} for {len(p['texts'])} prompts")
+        return list(p["texts"]), vectors
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Read ``path/bundle.json``, check its schema and the sha256 of every listed file."""
+    path = Path(path)
+    doc = path / BUNDLE_JSON
+    if not doc.is_file():
+        raise AculaError(f"{path}: not a bundle (no {BUNDLE_JSON})")
+    meta = read_json(doc, BUNDLE_JSON)
+    bad = problems(meta)
+    if bad:
+        raise AculaError(f"{doc}: " + "; ".join(bad))
+    for name, f in meta["files"].items():
+        p = path / name
+        if not p.is_file():
+            raise AculaError(f"{path}: {name} is listed in {BUNDLE_JSON} but missing")
+        if sha256_file(p) != f["sha256"]:
+            raise AculaError(f"{path}: {name} was changed after export (sha256 differs from {BUNDLE_JSON})")
+    return Bundle(path, meta)
+
+
+def write_bundle(out: str | Path, meta: Mapping[str, Any], files: Mapping[str, str | Path | bytes],
+                 card: str | None = None, overwrite: bool = False) -> Bundle:
+    """Write a bundle folder atomically and return it loaded (so verified).
+
+    ``files``: bundle file name -> source path or bytes (model files, ``prompts.npy``); their
+    format, precision, size and sha256 are filled into ``bundle.json``. ``card`` is the model
+    card's text (default :func:`model_card`). An existing folder is replaced only with ``overwrite``.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise AculaError(f"{out} exists; choose another folder or overwrite it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        listed: dict[str, dict[str, Any]] = {}
+        for name, src in files.items():
+            target = tmp / name
+            if isinstance(src, bytes):
+                target.write_bytes(src)
+            else:
+                if not Path(src).is_file():
+                    raise AculaError(f"bundle file {name}: {src} not found")
+                shutil.copyfile(src, target)
+            fmt, precision = MODEL_FILES.get(name, (Path(name).suffix.lstrip("."), None))
+            listed[name] = {"format": fmt, "precision": precision, "bytes": target.stat().st_size,
+                            "sha256": sha256_file(target)}
+        doc = {**meta, "schema": SCHEMA, "files": listed}
+        bad = problems(doc)
+        if bad:
+            raise AculaError("bad bundle description: " + "; ".join(bad))
+        (tmp / CARD).write_text(card if card is not None else model_card(doc), encoding="utf-8")
+        (tmp / BUNDLE_JSON).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return load_bundle(out)
+
+
+def model_card(meta: Mapping[str, Any]) -> str:
+    """A ``MODEL_CARD.md`` from a bundle description: intended use, limits, data, heads, metrics, files."""
+    prov = meta.get("provenance", {})
+    lines = [f"# {meta.get('name', 'acula-edge model')}", "",
+             "**Not a medical device.** A research model for screening studies; it does not diagnose, and "
+             "its scores must not guide care without a clinician and a validated device.", "",
+             "## Intended use",
+             f"Input: {meta['window_s']:.2f} s windows of mono audio at {meta['sample_rate']} Hz (float32 in [-1, 1]), "
+             f"every {meta['hop_s']:.2f} s. Output: an L2-normalised embedding in the aligned audio-text space and "
+             "one probability per head.", "", "## Heads", ""]
+    for h in meta.get("heads", []):
+        op = h.get("operating_point") or {}
+        at = (f"threshold {h['threshold']:.4f}: sensitivity {op.get('sensitivity')}, specificity "
+              f"{op.get('specificity')} on {op.get('positives', '?')} positive and {op.get('negatives', '?')} negative "
+              "validation recordings" if h.get("threshold") is not None else "no threshold chosen")
+        lines.append(f"- `{h['name']}`: {h.get('meaning', '')} ({at})")
+    lines += ["", "## Data and provenance", ""]
+    lines += [f"- {k}: {v}" for k, v in prov.items()]
+    lines += ["", "## Metrics", ""]
+    lines += [f"- {k}: {json.dumps(v)}" for k, v in meta.get("metrics", {}).items()] or ["- none recorded"]
+    lines += ["", "## Limitations", "",
+              "- Trained and evaluated on few subjects; intervals are wide. Numbers on synthetic audio test the "
+              "machinery and are not clinical evidence.",
+              "- Microphones, rooms and populations unlike the training data change the scores; check the "
+              "operating point on your own validation recordings before any study.", "", "## Files", ""]
+    lines += [f"- `{n}`: {f.get('format')} {f.get('precision') or ''}, {f.get('bytes')} bytes, sha256 {f.get('sha256')}"
+              for n, f in meta.get("files", {}).items()]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["Bundle", "MODEL_FILES", "SCHEMA", "load_bundle", "model_card", "problems", "sha256_file", "write_bundle"]

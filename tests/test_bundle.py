@@ -1,0 +1,108 @@
+"""The bundle folder: written atomically, loaded only when its schema and every checksum hold.
+
+These tests exercise the container: the model files' bytes are arbitrary (nothing here runs them),
+so any change to them must be caught by the checksums alone."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from acula_edge.bundle import load_bundle, write_bundle
+from acula_edge.errors import AculaError
+
+
+def meta() -> dict:
+    return {"name": "mn-s lung and heart", "sample_rate": 16000, "window_s": 4.128, "hop_s": 2.0,
+            "frontend": {"sample_rate": 16000, "n_mels": 64}, "input": {"name": "waveform", "shape": ["batch", 66048]},
+            "outputs": {"embedding": {"shape": ["batch", 512]}, "scores": {"shape": ["batch", 1]}},
+            "heads": [{"name": "sprsound-adventitious", "meaning": "adventitious lung sounds", "threshold": 0.31,
+                       "operating_point": {"sensitivity": 0.91, "specificity": 0.7, "positives": 11, "negatives": 23}}],
+            "prompts": {"texts": ["normal", "wheezes"], "file": "prompts.npy"},
+            "metrics": {"sprsound-adventitious": {"auroc": 0.83, "ci95": [0.72, 0.92]}},
+            "provenance": {"teacher": "runs/teacher/encoder.safetensors", "code_version": "0.0.0"}}
+
+
+def npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    files = {"model_fp32.onnx": b"fp32 model bytes", "model_int8.onnx": b"int8 model bytes",
+             "prompts.npy": npy(np.eye(2, 512, dtype=np.float32))}
+    return write_bundle(tmp_path / "b", meta(), files)
+
+
+def test_round_trip_and_model_card(bundle):
+    b = load_bundle(bundle.path)
+    assert b.sample_rate == 16000 and b.window_samples == 66048 and b.heads[0]["threshold"] == 0.31
+    assert b.models() == {"model_fp32.onnx": ("onnx", "fp32"), "model_int8.onnx": ("onnx", "int8")}
+    assert b.model_path("onnx", "int8").name == "model_int8.onnx"
+    texts, vectors = b.prompts()
+    assert texts == ["normal", "wheezes"] and vectors.shape == (2, 512)
+    card = (b.path / "MODEL_CARD.md").read_text()
+    assert "Not a medical device" in card and "threshold 0.3100: sensitivity 0.91, specificity 0.7" in card
+    assert b.meta["files"]["model_int8.onnx"]["bytes"] == len(b"int8 model bytes")
+    with pytest.raises(AculaError, match="no fp32 tflite"):
+        b.model_path("tflite")
+    assert sorted(p.name for p in b.path.parent.iterdir()) == ["b"]  # no temporary folder left
+
+
+def test_a_file_changed_after_export_is_refused(bundle):
+    p = bundle.path / "model_int8.onnx"
+    p.write_bytes(p.read_bytes()[:-1] + b"X")
+    with pytest.raises(AculaError, match="model_int8.onnx was changed after export"):
+        load_bundle(bundle.path)
+
+
+@pytest.mark.parametrize("edit, expect", [
+    (lambda d: "{not json", "not a valid bundle.json"),
+    (lambda d: {k: v for k, v in d.items() if k != "heads"}, "'heads' is missing"),
+    (lambda d: {**d, "schema": 99}, "schema 99 is not the supported 1"),
+    (lambda d: {**d, "input": {"name": "logmel"}}, "the input must be 'waveform'"),
+    (lambda d: {**d, "files": {**d["files"], "../escape.onnx": d["files"]["model_fp32.onnx"]}}, "not a plain name"),
+    (lambda d: {**d, "files": {**d["files"], "model_fp32.tflite": d["files"]["model_fp32.onnx"]}},
+     "format and precision"),
+    (lambda d: {**d, "heads": [{"name": "x", "threshold": 3.0}]}, "threshold outside"),
+])
+def test_a_broken_bundle_json_is_refused_with_the_reason(bundle, edit, expect):
+    doc = bundle.path / "bundle.json"
+    new = edit(json.loads(doc.read_text()))
+    doc.write_text(new if isinstance(new, str) else json.dumps(new))
+    with pytest.raises(AculaError, match=expect):
+        load_bundle(bundle.path)
+
+
+def test_a_listed_file_that_is_missing_is_named(bundle):
+    (bundle.path / "prompts.npy").unlink()
+    with pytest.raises(AculaError, match="prompts.npy is listed in bundle.json but missing"):
+        load_bundle(bundle.path)
+
+
+def test_a_failed_write_leaves_the_previous_bundle_whole(bundle, tmp_path):
+    with pytest.raises(AculaError, match="exists"):
+        write_bundle(bundle.path, meta(), {"model_fp32.onnx": b"new"})
+    with pytest.raises(AculaError, match="not found"):
+        write_bundle(bundle.path, meta(), {"model_fp32.onnx": tmp_path / "missing.onnx"}, overwrite=True)
+    with pytest.raises(AculaError, match="prompts need"):
+        write_bundle(bundle.path, meta(), {"model_fp32.onnx": b"new"}, overwrite=True)  # prompts.npy not given
+    assert load_bundle(bundle.path).meta["files"]["model_fp32.onnx"]["bytes"] == len(b"fp32 model bytes")
+    assert sorted(p.name for p in bundle.path.parent.iterdir()) == ["b"]
+    m = {k: v for k, v in meta().items() if k != "prompts"}
+    assert write_bundle(bundle.path, m, {"model_fp32.onnx": b"new"}, overwrite=True).models() == {
+        "model_fp32.onnx": ("onnx", "fp32")}
+    with pytest.raises(AculaError, match="not a bundle"):
+        load_bundle(tmp_path)
+
+
+def test_the_bundle_module_needs_no_torch():
+    code = "import sys, acula_edge.bundle; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

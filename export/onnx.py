@@ -24,30 +24,44 @@ from acula_edge.errors import AculaError
 INPUT, OUTPUTS = "logmel", ("embedding", "logits")
 
 
-def export_student(student, path: str | Path, max_batch: int = 64) -> Path:
-    """Write ``student`` (eval mode) as ONNX with a dynamic batch; atomically."""
+def export_onnx(model, path: str | Path, example, input_name: str, output_names: Sequence[str],
+                max_batch: int = 64) -> Path:
+    """Write ``model`` (eval mode) as ONNX with a dynamic batch (``example``'s first axis); atomically."""
     import torch
 
-    cfg = student.config
-    student = student.eval()
-    example = torch.zeros(2, cfg.n_mels, cfg.window_frames)
+    model = model.eval()
     batch = torch.export.Dim("batch", min=1, max=max_batch)
     path = Path(path)
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
-    quiet.setLevel(logging.ERROR)  # the exporter warns about optional torchvision ops students never use
+    quiet.setLevel(logging.ERROR)  # the exporter warns about optional torchvision ops these models never use
     try:
         with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             t = Path(tmp) / "model.onnx"
-            torch.onnx.export(student, (example,), str(t), input_names=[INPUT], output_names=list(OUTPUTS),
+            torch.onnx.export(model, (example,), str(t), input_names=[input_name], output_names=list(output_names),
                               dynamo=True, external_data=False, opset_version=18,
-                              dynamic_shapes={"logmel": {0: batch}}, verbose=False)
+                              dynamic_shapes={next(iter(_forward_args(model))): {0: batch}}, verbose=False)
             data = t.read_bytes()
     finally:
         quiet.setLevel(level)
     atomic_write(path, lambda f: f.write(data))
     return path
+
+
+def _forward_args(model) -> list[str]:
+    """The names of ``model.forward``'s arguments (the keys of ``dynamic_shapes``)."""
+    import inspect
+
+    return [n for n in inspect.signature(model.forward).parameters]
+
+
+def export_student(student, path: str | Path, max_batch: int = 64) -> Path:
+    """The student network alone (log-mel window in) as ONNX with a dynamic batch."""
+    import torch
+
+    cfg = student.config
+    return export_onnx(student, path, torch.zeros(2, cfg.n_mels, cfg.window_frames), INPUT, OUTPUTS, max_batch)
 
 
 def before_first_conv(model_path: str | Path) -> list[str]:
@@ -136,4 +150,4 @@ def session(path: str | Path, threads: int = 1):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-__all__ = ["before_first_conv", "centred_cosine", "export_student", "logmel_windows", "quantize_int8", "session"]
+__all__ = ["before_first_conv", "centred_cosine", "export_onnx", "export_student", "logmel_windows", "quantize_int8", "session"]

@@ -1,6 +1,7 @@
-"""ONNX export and int8 quantization (onnxruntime static QDQ) of a student on real log-mel windows:
-the int8 file is smaller, its convolutions run quantized, the input normalisation stays fp32, and
-bad calibration data is one clear error. (What int8 keeps of a trained student: tests/test_distill.py.)"""
+"""ONNX export: int8 quantization (onnxruntime static QDQ) of a student on real log-mel windows (the
+int8 file is smaller, its convolutions run quantized, the input normalisation stays fp32, bad
+calibration data is one clear error; what int8 keeps of a trained student: tests/test_distill.py),
+and the waveform-in graph of every student against torch."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from acula_edge.errors import AculaError
+from distill.students import list_students
 
 
 def test_int8_student_graph(tmp_path):
@@ -35,3 +37,31 @@ def test_int8_student_graph(tmp_path):
     assert before_first_conv(fp32), "the normalisation runs before the first convolution"
     with pytest.raises(AculaError, match="calibration data"):
         quantize_int8(fp32, tmp_path / "bad.onnx", windows[0])
+
+
+@pytest.mark.parametrize("name", list_students())
+def test_waveform_in_graph_matches_torch_in_onnxruntime(name, tmp_path):
+    """The deployable graph (front end included): input ``waveform``, outputs ``embedding`` and
+    probabilities ``scores``, the same in onnxruntime as in torch on real synthetic recordings."""
+    pytest.importorskip("onnxruntime")
+    from acula_edge.audio import load
+    from acula_edge.data.synth import generate
+    from acula_edge.frontend import FrontendConfig
+    from distill.students import create_student
+    from export.model import EdgeModel
+    from export.onnx import export_onnx, session
+
+    torch.manual_seed(0)
+    model = EdgeModel(create_student(name, heads=("a", "b")), FrontendConfig().to_dict()).eval()
+    records = generate(tmp_path / "corpus", 3, seed=1)
+    waves = np.stack([np.resize(load(r.path, sample_rate=16000)[0], model.samples) for r in records])
+    path = export_onnx(model, tmp_path / "m.onnx", torch.zeros(2, model.samples), "waveform", ("embedding", "scores"))
+    sess = session(path)
+    assert [i.name for i in sess.get_inputs()] == ["waveform"]
+    assert [o.name for o in sess.get_outputs()] == ["embedding", "scores"]
+    got = sess.run(None, {"waveform": waves})
+    with torch.no_grad():
+        want = [t.numpy() for t in model(torch.from_numpy(waves))]
+    assert got[0].shape == (3, 512) and got[1].shape == (3, 2) and ((got[1] > 0) & (got[1] < 1)).all()
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=1e-4, rtol=1e-4)

@@ -65,13 +65,21 @@ def export_student(student, path: str | Path, max_batch: int = 64) -> Path:
 
 
 def before_first_conv(model_path: str | Path) -> list[str]:
-    """Names of the graph nodes that run before the first convolution (the input normalisation)."""
+    """Nodes to keep in fp32: those before the network's first convolution. For a log-mel input that
+    is the network's input normalisation; for a waveform input it is also the front end after its
+    DFT convolution (power, mel product, log), whose quantization destroys accuracy. The DFT
+    convolution itself quantizes well and is not listed."""
     import onnx
 
-    names = []
-    for node in onnx.load(str(model_path)).graph.node:
+    graph = onnx.load(str(model_path)).graph
+    skip = 1 if graph.input[0].name == "waveform" else 0  # the front end's DFT convolution comes first
+    names: list[str] = []
+    for node in graph.node:
         if node.op_type == "Conv":
-            return names
+            if skip == 0:
+                return names
+            skip -= 1
+            continue
         names.append(node.name)
     return names
 
@@ -97,21 +105,27 @@ def logmel_windows(records: Sequence, frontend: dict, frames: int) -> list[np.nd
 
 def quantize_int8(fp32: str | Path, out: str | Path, calibration: np.ndarray,
                   exclude: Sequence[str] | None = None, batch: int = 16) -> Path:
-    """Static int8 QDQ model of ``fp32`` calibrated on ``calibration`` (log-mel windows ``[N, n_mels, T]``).
+    """Static int8 QDQ model of ``fp32`` calibrated on ``calibration``: inputs of the model's input
+    (log-mel windows ``[N, n_mels, T]`` or waveforms ``[N, samples]``).
 
-    ``exclude``: node names kept in fp32 (default: those before the first convolution).
+    ``exclude``: node names kept in fp32 (default: :func:`before_first_conv`).
     """
+    import onnx
+
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    graph_input = onnx.load(str(fp32)).graph.input[0]
+    rank = len(graph_input.type.tensor_type.shape.dim)
     calibration = np.asarray(calibration, np.float32)
-    if calibration.ndim != 3 or calibration.shape[0] == 0:
-        raise AculaError("calibration data must be log-mel windows [N, n_mels, frames] with N > 0")
+    if calibration.ndim != rank or calibration.shape[0] == 0:
+        raise AculaError(f"calibration data must be {rank}-d inputs for '{graph_input.name}' with at least one row")
 
     class Windows(CalibrationDataReader):
         def __init__(self) -> None:
-            self.batches = iter([{INPUT: calibration[i:i + batch]} for i in range(0, len(calibration), batch)])
+            self.batches = iter([{graph_input.name: calibration[i:i + batch]}
+                                 for i in range(0, len(calibration), batch)])
 
         def get_next(self):
             return next(self.batches, None)

@@ -35,7 +35,7 @@ def test_int8_student_graph(tmp_path):
     assert sum(n.op_type == "QuantizeLinear" for n in graph.node) > 20
     assert not any(n.op_type == "QuantizeLinear" for n in graph.node if "logmel" in n.input)
     assert before_first_conv(fp32), "the normalisation runs before the first convolution"
-    with pytest.raises(AculaError, match="calibration data"):
+    with pytest.raises(AculaError, match="calibration data must be 3-d inputs for 'logmel'"):
         quantize_int8(fp32, tmp_path / "bad.onnx", windows[0])
 
 
@@ -65,3 +65,35 @@ def test_waveform_in_graph_matches_torch_in_onnxruntime(name, tmp_path):
     assert got[0].shape == (3, 512) and got[1].shape == (3, 2) and ((got[1] > 0) & (got[1] < 1)).all()
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, atol=1e-4, rtol=1e-4)
+
+
+def test_int8_waveform_graph_keeps_the_front_end_in_fp32(tmp_path):
+    """Quantizing power, mel or log destroys accuracy: between the DFT convolution and the network's
+    first convolution nothing is quantized, while the DFT convolution and the network are."""
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from acula_edge.audio import load
+    from acula_edge.data.synth import generate
+    from acula_edge.frontend import FrontendConfig
+    from distill.students import create_student
+    from export.model import EdgeModel
+    from export.onnx import before_first_conv, export_onnx, quantize_int8, session
+
+    torch.manual_seed(0)
+    model = EdgeModel(create_student("mn-xs", heads=("a",)), FrontendConfig().to_dict()).eval()
+    records = generate(tmp_path / "corpus", 6, seed=2)
+    waves = np.stack([np.resize(load(r.path, sample_rate=16000)[0], model.samples) for r in records])
+    fp32 = export_onnx(model, tmp_path / "m.onnx", torch.zeros(2, model.samples), "waveform", ("embedding", "scores"))
+    kept = before_first_conv(fp32)
+    ops = {n.name: n.op_type for n in onnx.load(str(fp32)).graph.node}
+    assert {"Log", "MatMul", "ReduceMin"} <= {ops[k] for k in kept} and "Conv" not in {ops[k] for k in kept}
+    int8 = quantize_int8(fp32, tmp_path / "q.onnx", waves)
+    graph = onnx.load(str(int8)).graph
+    made = {o: n for n in graph.node for o in n.output}
+    log = next(n for n in graph.node if n.op_type == "Log")
+    assert made[log.input[0]].op_type != "DequantizeLinear"  # the log reads fp32 values
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert all(made[c.input[1]].op_type == "DequantizeLinear" for c in convs)  # every conv's weight is int8
+    out = session(int8).run(None, {"waveform": waves})
+    assert out[0].shape == (6, 512) and out[1].shape == (6, 1) and np.isfinite(out[0]).all()

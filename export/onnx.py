@@ -103,6 +103,31 @@ def logmel_windows(records: Sequence, frontend: dict, frames: int) -> list[np.nd
     return out
 
 
+def waveform_windows(records: Sequence, sample_rate: int, samples: int, limit: int = 256,
+                     seed: int = 0) -> np.ndarray:
+    """Up to ``limit`` waveform windows ``[N, samples]`` cut from ``records`` (every half window),
+    drawn at random: the waveform graph's calibration input. Unreadable files are skipped; none
+    readable is one clear error."""
+    from acula_edge.audio import load
+    from distill.teacher import window_starts
+
+    rng = np.random.default_rng(seed)
+    out: list[np.ndarray] = []
+    for i in rng.permutation(len(records)):
+        try:
+            x = load(records[i].path, sample_rate=sample_rate)[0]
+        except AculaError:
+            continue
+        for s in window_starts(x.shape[0], samples, samples // 2):
+            out.append(np.pad(x[s:s + samples], (0, max(0, samples - x[s:s + samples].shape[0]))))
+        if len(out) >= 4 * limit:
+            break
+    if not out:
+        raise AculaError(f"none of the {len(records)} calibration recordings could be read")
+    pick = rng.choice(len(out), min(limit, len(out)), replace=False)
+    return np.stack([out[k] for k in sorted(pick)]).astype(np.float32)
+
+
 def quantize_int8(fp32: str | Path, out: str | Path, calibration: np.ndarray,
                   exclude: Sequence[str] | None = None, batch: int = 16) -> Path:
     """Static int8 QDQ model of ``fp32`` calibrated on ``calibration``: inputs of the model's input
@@ -164,4 +189,5 @@ def session(path: str | Path, threads: int = 1):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-__all__ = ["before_first_conv", "centred_cosine", "export_onnx", "export_student", "logmel_windows", "quantize_int8", "session"]
+__all__ = ["before_first_conv", "centred_cosine", "export_onnx", "export_student", "logmel_windows", "quantize_int8", "session",
+           "waveform_windows"]

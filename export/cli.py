@@ -1,0 +1,143 @@
+"""``python -m export``: a student checkpoint as a verified bundle (waveform in, embedding and scores out).
+
+    python -m export --checkpoint runs/student/student.safetensors --out bundles/lung \\
+        [--int8] [--calibration MANIFEST] [--prompts FILE]
+
+Formats: ONNX fp32 (dynamic batch) and, with ``--int8``, ONNX int8 (onnxruntime static QDQ,
+per-channel, the front end after its DFT convolution kept in fp32) calibrated on the recordings
+of ``--calibration`` (else on a small synthetic corpus). The bundle is written to a temporary
+folder and renamed into place (:mod:`acula_edge.bundle`).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from acula_edge.cli import Parser, guarded
+from acula_edge.errors import AculaError
+
+FORMATS = ("onnx",)
+
+
+def bundle_meta(checkpoint: str, meta: dict[str, Any], samples: int, hop_s: float | None) -> dict[str, Any]:
+    """``bundle.json``'s description of a student checkpoint (everything but the files)."""
+    from acula_edge import __version__
+    from acula_edge.evaluate import get_task
+    from distill.teacher import file_sha256
+
+    fe = meta["frontend"]
+    window_s = samples / fe["sample_rate"]
+    student = meta["student"]
+    heads = []
+    for h in meta.get("heads", []):
+        try:
+            meaning = get_task(h["task"]).description
+        except AculaError:
+            meaning = h["task"]
+        op = h.get("calibration") if isinstance(h.get("calibration"), dict) else None
+        heads.append({"name": h["name"], "meaning": meaning, "threshold": h.get("threshold"), "operating_point": op})
+    return {"name": Path(checkpoint).parent.name or "student", "sample_rate": fe["sample_rate"],
+            "window_s": round(window_s, 6), "hop_s": round(hop_s or window_s / 2, 6), "frontend": fe,
+            "input": {"name": "waveform", "dtype": "float32", "shape": ["batch", samples], "range": [-1.0, 1.0]},
+            "outputs": {"embedding": {"dtype": "float32", "shape": ["batch", student["embed_dim"]],
+                                      "l2_normalised": True, "space": "aligned audio-text"},
+                        "scores": {"dtype": "float32", "shape": ["batch", len(heads)], "meaning": "probability per head"}},
+            "heads": heads, "metrics": {},
+            "provenance": {"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint),
+                           "student": student["name"], "parameters": meta.get("parameters"),
+                           "teacher": (meta.get("teacher") or {}).get("path"),
+                           "teacher_sha256": (meta.get("teacher") or {}).get("sha256"),
+                           "text_teacher": (meta.get("text_teacher") or {}).get("model_id"),
+                           "trained_subjects": meta.get("trained_subjects_count"), "code_version": __version__}}
+
+
+def calibration_waves(manifest: str | None, sample_rate: int, samples: int, work: Path):
+    """Calibration waveforms from a manifest's recordings, else from a small synthetic corpus."""
+    from acula_edge.data.records import read_manifest
+    from export.onnx import waveform_windows
+
+    if manifest:
+        records = read_manifest(manifest)
+    else:
+        from acula_edge.data.synth import generate
+
+        print("no --calibration manifest: calibrating on 64 synthetic clips (seed 0)", file=sys.stderr)
+        records = generate(work / "synthetic", 64, seed=0)
+    if not records:
+        raise AculaError(f"calibration manifest {manifest} lists no recordings")
+    return waveform_windows(records, sample_rate, samples)
+
+
+@guarded
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m export``."""
+    p = Parser(prog="python -m export", description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True, help="student checkpoint from `python -m distill`")
+    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--formats", default="onnx", help=f"comma-separated, of: {', '.join(FORMATS)}")
+    p.add_argument("--int8", action="store_true", help="also an int8 model per format")
+    p.add_argument("--calibration", metavar="MANIFEST", help="recordings to calibrate int8 on")
+    p.add_argument("--prompts", metavar="FILE", help="zero-shot prompts, one per line (embedded into prompts.npy)")
+    p.add_argument("--hop", type=float, help="default hop between windows in seconds (default half a window)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    a = p.parse_args(argv)
+    formats = [f for f in a.formats.split(",") if f]
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise AculaError(f"unknown format(s) {', '.join(unknown) or '(none)'}; this exporter writes: {', '.join(FORMATS)}")
+    if Path(a.out).exists() and not a.overwrite:
+        raise AculaError(f"{a.out} exists; choose another folder or pass --overwrite")
+    prompts: list[str] = []
+    if a.prompts:
+        if not Path(a.prompts).is_file():
+            raise AculaError(f"prompts file not found: {a.prompts}")
+        prompts = [line.strip() for line in Path(a.prompts).read_text(encoding="utf-8").splitlines() if line.strip()]
+        if len(prompts) < 2:
+            raise AculaError(f"{a.prompts}: give at least two prompts, one per line")
+
+    import io
+
+    import numpy as np
+    import torch
+
+    from acula_edge.bundle import write_bundle
+    from export.model import edge_model
+    from export.onnx import export_onnx, quantize_int8
+
+    from acula_edge.checkpoint import read_sidecar
+
+    meta = read_sidecar(a.checkpoint)
+    if meta.get("kind") != "student":
+        raise AculaError(f"{a.checkpoint} is not a student checkpoint: distil one with `python -m distill`")
+    model = edge_model(a.checkpoint)
+    doc = bundle_meta(a.checkpoint, meta, model.samples, a.hop)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        files: dict[str, Any] = {}
+        fp32 = export_onnx(model, work / "model_fp32.onnx", torch.zeros(2, model.samples), "waveform",
+                           ("embedding", "scores"))
+        files["model_fp32.onnx"] = fp32
+        if a.int8:
+            waves = calibration_waves(a.calibration, model.fe.sample_rate, model.samples, work)
+            files["model_int8.onnx"] = quantize_int8(fp32, work / "model_int8.onnx", waves)
+            doc["provenance"]["int8_calibration"] = {"source": a.calibration or "synthetic corpus (64 clips, seed 0)",
+                                                     "windows": int(waves.shape[0])}
+        if prompts:
+            from acula_edge.zeroshot import embed_prompts
+
+            buf = io.BytesIO()
+            np.save(buf, embed_prompts(a.checkpoint, prompts))
+            files["prompts.npy"] = buf.getvalue()
+            doc["prompts"] = {"texts": prompts, "file": "prompts.npy"}
+        bundle = write_bundle(a.out, doc, files, overwrite=a.overwrite)
+    for name, f in bundle.meta["files"].items():
+        print(f"{name}: {f['bytes'] / 1024:.0f} KiB")
+    print(f"bundle written to {bundle.path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

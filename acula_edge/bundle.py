@@ -29,6 +29,10 @@ BUNDLE_JSON, CARD, PROMPTS = "bundle.json", "MODEL_CARD.md", "prompts.npy"
 #: model file name -> (format, precision)
 MODEL_FILES = {"model_fp32.onnx": ("onnx", "fp32"), "model_int8.onnx": ("onnx", "int8"),
                "model_fp32.tflite": ("tflite", "fp32"), "model_int8.tflite": ("tflite", "int8")}
+#: the full-integer pair (file name -> (format, precision, part)): an fp32 front end (waveform in,
+#: min-max normalised log-mel out) feeding an int8-in, int8-out network, for NPUs and microcontrollers
+PART_FILES = {"frontend_fp32.tflite": ("tflite", "fp32", "frontend"),
+              "network_int8.tflite": ("tflite", "int8", "network")}
 REQUIRED = {"schema": int, "name": str, "sample_rate": int, "window_s": (int, float), "hop_s": (int, float),
             "frontend": dict, "input": dict, "outputs": dict, "heads": list, "metrics": dict, "provenance": dict,
             "files": dict}
@@ -74,6 +78,10 @@ def problems(meta: Any) -> list[str]:
             out.append(f"file {name}: no sha256")
         elif name in MODEL_FILES and (f.get("format"), f.get("precision")) != MODEL_FILES[name]:
             out.append(f"file {name}: format and precision should be {MODEL_FILES[name]}")
+        elif name in PART_FILES and (f.get("format"), f.get("precision"), f.get("part")) != PART_FILES[name]:
+            out.append(f"file {name}: format, precision and part should be {PART_FILES[name]}")
+    if len([n for n in meta["files"] if n in PART_FILES]) == 1:
+        out.append(f"the full-integer pair needs both {' and '.join(PART_FILES)}")
     p = meta.get("prompts")
     if p is not None and (not isinstance(p, dict) or not isinstance(p.get("texts"), list)
                           or p.get("file") not in meta["files"]):
@@ -103,6 +111,11 @@ class Bundle:
     def models(self) -> dict[str, tuple[str, str]]:
         """Model file name -> (format, precision), for the files this bundle holds."""
         return {n: MODEL_FILES[n] for n in self.meta["files"] if n in MODEL_FILES}
+
+    def split(self) -> tuple[Path, Path] | None:
+        """``(front end, full-integer network)`` paths when the bundle holds the pair, else None."""
+        parts = {PART_FILES[n][2]: self.path / n for n in self.meta["files"] if n in PART_FILES}
+        return (parts["frontend"], parts["network"]) if len(parts) == 2 else None
 
     def model_path(self, fmt: str, precision: str = "fp32") -> Path:
         for name, (f, p) in self.models().items():
@@ -163,9 +176,11 @@ def write_bundle(out: str | Path, meta: Mapping[str, Any], files: Mapping[str, s
                 if not Path(src).is_file():
                     raise AculaError(f"bundle file {name}: {src} not found")
                 shutil.copyfile(src, target)
-            fmt, precision = MODEL_FILES.get(name, (Path(name).suffix.lstrip("."), None))
+            fmt, precision = MODEL_FILES.get(name) or PART_FILES.get(name, (Path(name).suffix.lstrip("."), None))[:2]
             listed[name] = {"format": fmt, "precision": precision, "bytes": target.stat().st_size,
                             "sha256": sha256_file(target)}
+            if name in PART_FILES:
+                listed[name]["part"] = PART_FILES[name][2]
         doc = {**meta, "schema": SCHEMA, "files": listed}
         bad = problems(doc)
         if bad:
@@ -206,7 +221,18 @@ def model_card(meta: Mapping[str, Any]) -> str:
     lines += ["", "## Data and provenance", ""]
     lines += [f"- {k}: {v}" for k, v in prov.items()]
     lines += ["", "## Metrics", ""]
-    lines += [f"- {k}: {json.dumps(v)}" for k, v in meta.get("metrics", {}).items()] or ["- none recorded"]
+    metrics = dict(meta.get("metrics", {}))
+    for name, m in (metrics.pop("heads", None) or {}).items():
+        line = (f"- `{name}`: AUROC {m['auroc']:.3f} (95% CI {m['auroc_ci95'][0]:.2f}-{m['auroc_ci95'][1]:.2f}) on "
+                f"{m['recordings']} recordings of {m['subjects']} subjects ({m['positives']} positive)")
+        if "sensitivity" in m:
+            line += (f"; at its threshold sensitivity {m['sensitivity']:.2f} ({m['sensitivity_ci95'][0]:.2f}-"
+                     f"{m['sensitivity_ci95'][1]:.2f}), specificity {m['specificity']:.2f} "
+                     f"({m['specificity_ci95'][0]:.2f}-{m['specificity_ci95'][1]:.2f})")
+        lines.append(line)
+    lines += [f"- {k}: {json.dumps(v)}" for k, v in metrics.items()]
+    if lines[-1] == "":
+        lines.append("- none recorded")
     lines += ["", "## Limitations", "",
               "- Trained and evaluated on few subjects; intervals are wide. Numbers on synthetic audio test the "
               "machinery and are not clinical evidence.",
@@ -217,4 +243,4 @@ def model_card(meta: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["Bundle", "MODEL_FILES", "SCHEMA", "load_bundle", "model_card", "problems", "sha256_file", "write_bundle"]
+__all__ = ["Bundle", "MODEL_FILES", "PART_FILES", "SCHEMA", "load_bundle", "model_card", "problems", "sha256_file", "write_bundle"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib
+import os
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from acula_edge.errors import AculaError
 
@@ -68,6 +70,27 @@ LOOP_FLAGS: dict[str, tuple[type, str | None]] = {
     "save_every": (int, "optimizer steps between resume states (and each epoch's end)"),
     "workers": (int, "data-loading processes (0: in the training process)"),
 }
+
+
+@contextlib.contextmanager
+def quiet_native() -> Iterator[None]:
+    """Silence stdout and stderr at the file-descriptor level, also for native code (the progress and
+    log lines of model converters and quantizers); restored afterwards, also on error."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
 
 
 def add_run_arguments(p: argparse.ArgumentParser, out_required: bool = True) -> argparse._ArgumentGroup:

@@ -404,6 +404,16 @@ def bootstrap_ci(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n: int = 1000
     return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
 
 
+def wilson_ci(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion ``k / n`` (sensitivity, specificity)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    centre, half = p + z * z / (2 * n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    den = 1 + z * z / n
+    return float((centre - half) / den), float((centre + half) / den)
+
+
 def probe_task(emb: np.ndarray, records: list[Recording], seeds: int = 5, n_boot: int = 1000,
                forbidden: set[str] = frozenset(), allow_overlap: bool = False) -> dict[str, Any]:
     """Run the protocol on one encoder's embeddings of one task's recordings."""

@@ -182,6 +182,9 @@ def _build_logmel():
             self.cfg = cfg or FrontendConfig()
             self.register_buffer("dft", torch.from_numpy(dft_basis(self.cfg)), persistent=False)
             self.register_buffer("mel", torch.from_numpy(mel_filterbank(self.cfg)), persistent=False)
+            # a tensor, not a Python float: the ONNX exporter drops "+ 1e-10" written as a literal, which
+            # sends empty bands (a 2 kHz recording upsampled to 16 kHz) from -100 dB to -140 dB
+            self.register_buffer("offset", torch.tensor([self.cfg.log_offset], dtype=torch.float32), persistent=False)
             self.n_freqs = self.cfg.n_freqs
             self.log_scale = 10.0 / math.log(10.0) if self.cfg.log == "db" else 1.0
 
@@ -194,7 +197,7 @@ def _build_logmel():
 
         def forward(self, waveform):
             mel = torch.matmul(self.mel, self.spectrum(waveform))
-            return torch.log(mel + self.cfg.log_offset) * self.log_scale
+            return torch.log(mel + self.offset) * self.log_scale
 
     return LogMel
 

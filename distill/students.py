@@ -172,8 +172,11 @@ class Student(nn.Module):
 
     def features(self, logmel: torch.Tensor) -> torch.Tensor:
         """Pooled features ``[B, feature_width]``."""
-        x = minmax_normalize(self._check(logmel)).unsqueeze(1)
-        return self.body(x).mean(dim=(2, 3))
+        return self.pooled(minmax_normalize(self._check(logmel)))
+
+    def pooled(self, normalized: torch.Tensor) -> torch.Tensor:
+        """Pooled features of windows already min-max normalised to [0, 1] (the network proper)."""
+        return self.body(normalized.unsqueeze(1)).mean(dim=(2, 3))
 
     def raw(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(embedding before L2 normalisation, head logits or None)``: what the losses use."""

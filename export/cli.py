@@ -1,12 +1,15 @@
 """``python -m export``: a student checkpoint as a verified bundle (waveform in, embedding and scores out).
 
     python -m export --checkpoint runs/student/student.safetensors --out bundles/lung \\
-        [--int8] [--calibration MANIFEST] [--prompts FILE]
+        [--formats onnx,tflite] [--int8] [--quantizer ort|inc] [--calibration MANIFEST] [--prompts FILE]
+    python -m export verify bundles/lung [--data MANIFEST] [--json]      (see :mod:`export.verify`)
 
-Formats: ONNX fp32 (dynamic batch) and, with ``--int8``, ONNX int8 (onnxruntime static QDQ,
-per-channel, the front end after its DFT convolution kept in fp32) calibrated on the recordings
-of ``--calibration`` (else on a small synthetic corpus). The bundle is written to a temporary
-folder and renamed into place (:mod:`acula_edge.bundle`).
+Formats: ONNX fp32 (dynamic batch) and TFLite fp32 (batch 1). With ``--int8``, calibrated on the
+recordings of ``--calibration`` (else on a small synthetic corpus), the front end kept in fp32:
+ONNX int8 made by onnxruntime (static QDQ, per channel; :mod:`export.onnx`) or, with
+``--quantizer inc``, by Intel Neural Compressor (:mod:`export.inc`); TFLite int8 and the
+full-integer pair (:mod:`export.tflite`). The bundle is written to a temporary folder and renamed
+into place (:mod:`acula_edge.bundle`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from typing import Any, Sequence
 from acula_edge.cli import Parser, guarded
 from acula_edge.errors import AculaError
 
-FORMATS = ("onnx",)
+FORMATS = ("onnx", "tflite")
+QUANTIZERS = ("ort", "inc")
 
 
 def bundle_meta(checkpoint: str, meta: dict[str, Any], samples: int, hop_s: float | None) -> dict[str, Any]:
@@ -71,16 +75,55 @@ def calibration_waves(manifest: str | None, sample_rate: int, samples: int, work
     return waveform_windows(records, sample_rate, samples)
 
 
-@guarded
+def held_out_metrics(model, meta: dict[str, Any], manifest: str, heads: list[dict[str, Any]]) -> dict[str, Any]:
+    """The heads' metrics with intervals on the recordings of ``manifest`` whose subjects the student
+    was not trained on (the torch graph, window probabilities averaged per recording)."""
+    import numpy as np
+    import torch
+
+    from acula_edge.checkpoint import subject_hash
+    from acula_edge.data.records import read_manifest
+    from export.verify import head_metrics, record_waves
+
+    seen = set(meta.get("trained_subjects_sha256") or [])
+    records = read_manifest(manifest)
+    kept = [r for r in records if subject_hash(r.subject) not in seen]
+    if not kept:
+        raise AculaError(f"{manifest}: every subject was used to train this student; give held-out recordings")
+    with torch.no_grad():
+        scores = np.stack([model(torch.from_numpy(w))[1].numpy().mean(0)
+                           for w in record_waves(kept, model.fe.sample_rate, model.samples)])
+    return {"data": manifest, "recordings": len(kept), "subjects": len({r.subject for r in kept}),
+            "trained_subjects_left_out": len({r.subject for r in records}) - len({r.subject for r in kept}),
+            "heads": head_metrics(kept, scores, heads)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m export``."""
+    """Entry point of ``python -m export`` (and ``python -m export verify``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["verify"]:
+        from export.verify import main as verify_main
+
+        return verify_main(argv[1:])
+    return export_main(argv)
+
+
+@guarded
+def export_main(argv: Sequence[str]) -> int:
+    """``python -m export --checkpoint CKPT --out BUNDLE ...``."""
     p = Parser(prog="python -m export", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, help="student checkpoint from `python -m distill`")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--formats", default="onnx", help=f"comma-separated, of: {', '.join(FORMATS)}")
-    p.add_argument("--int8", action="store_true", help="also an int8 model per format")
+    p.add_argument("--int8", action="store_true", help="also an int8 model per format (and the full-integer "
+                   "TFLite pair)")
+    p.add_argument("--quantizer", default="ort", help="who makes the ONNX int8 file: 'ort' (onnxruntime static "
+                   "QDQ) or 'inc' (Intel Neural Compressor on the PyTorch side, exported to ONNX)")
     p.add_argument("--calibration", metavar="MANIFEST", help="recordings to calibrate int8 on")
     p.add_argument("--prompts", metavar="FILE", help="zero-shot prompts, one per line (embedded into prompts.npy)")
+    p.add_argument("--evaluate", metavar="MANIFEST", help="held-out recordings: each head's AUROC, sensitivity and "
+                   "specificity with intervals go into the bundle and its model card (subjects the student was "
+                   "trained on are left out)")
     p.add_argument("--hop", type=float, help="default hop between windows in seconds (default half a window)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     a = p.parse_args(argv)
@@ -88,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         raise AculaError(f"unknown format(s) {', '.join(unknown) or '(none)'}; this exporter writes: {', '.join(FORMATS)}")
+    if a.quantizer not in QUANTIZERS:
+        raise AculaError(f"unknown quantizer {a.quantizer!r}; choose one of: {', '.join(QUANTIZERS)}")
     if Path(a.out).exists() and not a.overwrite:
         raise AculaError(f"{a.out} exists; choose another folder or pass --overwrite")
     prompts: list[str] = []
@@ -104,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from acula_edge.bundle import write_bundle
-    from export.model import edge_model
+    from export.model import OUTPUTS, edge_model
     from export.onnx import export_onnx, quantize_int8
 
     from acula_edge.checkpoint import read_sidecar
@@ -117,14 +162,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         files: dict[str, Any] = {}
-        fp32 = export_onnx(model, work / "model_fp32.onnx", torch.zeros(2, model.samples), "waveform",
-                           ("embedding", "scores"))
-        files["model_fp32.onnx"] = fp32
-        if a.int8:
-            waves = calibration_waves(a.calibration, model.fe.sample_rate, model.samples, work)
-            files["model_int8.onnx"] = quantize_int8(fp32, work / "model_int8.onnx", waves)
+        waves = calibration_waves(a.calibration, model.fe.sample_rate, model.samples, work) if a.int8 else None
+        if waves is not None:
             doc["provenance"]["int8_calibration"] = {"source": a.calibration or "synthetic corpus (64 clips, seed 0)",
-                                                     "windows": int(waves.shape[0])}
+                                                     "windows": int(waves.shape[0]), "quantizer": a.quantizer}
+        if "onnx" in formats:
+            fp32 = export_onnx(model, work / "model_fp32.onnx", torch.zeros(2, model.samples), "waveform", OUTPUTS)
+            files["model_fp32.onnx"] = fp32
+            if waves is not None and a.quantizer == "inc":
+                from export.inc import quantize_inc
+
+                files["model_int8.onnx"] = quantize_inc(model, work / "model_int8.onnx", waves)
+            elif waves is not None:
+                files["model_int8.onnx"] = quantize_int8(fp32, work / "model_int8.onnx", waves)
+        if "tflite" in formats:
+            from export.tflite import export_tflite
+
+            made = export_tflite(model, work / "tflite", waves)
+            files.update(made)
+            if "network_int8.tflite" in made:
+                doc["split"] = {"frontend": "frontend_fp32.tflite", "network": "network_int8.tflite",
+                                "between": {"name": "logmel", "shape": [1, model.fe.n_mels, model.network.student.config.window_frames],
+                                            "range": [0.0, 1.0], "note": "the front end's float32 output, quantized with "
+                                            "the network input's scale and zero point; the network's int8 outputs "
+                                            "are dequantized with their own, and the embedding then divided by "
+                                            "its L2 norm"}}
+        if a.evaluate:
+            doc["metrics"] = held_out_metrics(model, meta, a.evaluate, doc["heads"])
         if prompts:
             from acula_edge.zeroshot import embed_prompts
 

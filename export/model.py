@@ -1,17 +1,58 @@
 """The deployable graph: waveform in, ``embedding`` and ``scores`` out (front end included).
 
-:class:`EdgeModel` wraps a student with the shared log-mel front end (a DFT convolution, power, a
-mel matrix product, log: plain ops that export to ONNX and TFLite), L2-normalises the embedding and
-turns the head logits into probabilities, per the bundle contract: input ``waveform`` float32
-``[batch, samples]`` in [-1, 1] at the front end's sample rate, one student window long.
+:class:`EdgeModel` is :class:`EdgeFrontend` (the shared log-mel front end: a DFT convolution,
+power, a mel matrix product, log, plain ops that export to ONNX and TFLite; then the student's
+per-window min-max normalisation) followed by :class:`EdgeNetwork` (the student's network, the
+L2-normalised embedding and the heads' probabilities), per the bundle contract: input ``waveform``
+float32 ``[batch, samples]`` in [-1, 1] at the front end's sample rate, one student window long.
+The two halves also export on their own: a full-integer network for NPUs and microcontrollers
+takes its input from an fp32 front end.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from acula_edge.errors import AculaError
+
+OUTPUTS = ("embedding", "scores")
+
+
+class EdgeFrontend(nn.Module):
+    """``forward(waveform [B, samples]) -> logmel [B, n_mels, frames]``, min-max normalised to [0, 1]."""
+
+    def __init__(self, frontend: dict, window_frames: int):
+        super().__init__()
+        from acula_edge.frontend import FrontendConfig, LogMel
+
+        self.fe = FrontendConfig.from_dict(frontend)
+        self.logmel = LogMel(self.fe)
+        self.samples = self.fe.num_samples(window_frames)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        from acula_edge.models import minmax_normalize
+
+        return minmax_normalize(self.logmel(waveform))
+
+
+class EdgeNetwork(nn.Module):
+    """``forward(logmel [B, n_mels, frames] in [0, 1]) -> (embedding [B, D], scores [B, H])``.
+
+    ``normalize=False`` leaves the embedding's L2 normalisation to the caller: an int8 division by
+    a norm that quantizes to zero fails, so the full-integer network ends before it."""
+
+    def __init__(self, student, normalize: bool = True):
+        super().__init__()
+        self.student, self.normalize = student, normalize
+
+    def forward(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.student
+        h = s.pooled(logmel)
+        e = s.embed(h)
+        logits = s.heads(h) if s.heads is not None else e[:, :0]
+        return (F.normalize(e, dim=1) if self.normalize else e), torch.sigmoid(logits)
 
 
 class EdgeModel(nn.Module):
@@ -19,18 +60,15 @@ class EdgeModel(nn.Module):
 
     def __init__(self, student, frontend: dict):
         super().__init__()
-        from acula_edge.frontend import FrontendConfig, LogMel
-
-        self.fe = FrontendConfig.from_dict(frontend)
-        if self.fe.n_mels != student.config.n_mels:
-            raise AculaError(f"the front end gives {self.fe.n_mels} mel bands but the student takes "
+        self.frontend = EdgeFrontend(frontend, student.config.window_frames)
+        if self.frontend.fe.n_mels != student.config.n_mels:
+            raise AculaError(f"the front end gives {self.frontend.fe.n_mels} mel bands but the student takes "
                              f"{student.config.n_mels}")
-        self.frontend, self.student = LogMel(self.fe), student
-        self.samples = self.fe.num_samples(student.config.window_frames)
+        self.network = EdgeNetwork(student)
+        self.fe, self.samples = self.frontend.fe, self.frontend.samples
 
     def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        embedding, logits = self.student(self.frontend(waveform))
-        return embedding, torch.sigmoid(logits)
+        return self.network(self.frontend(waveform))
 
 
 def edge_model(checkpoint: str) -> EdgeModel:
@@ -41,4 +79,4 @@ def edge_model(checkpoint: str) -> EdgeModel:
     return EdgeModel(student, meta["frontend"]).eval()
 
 
-__all__ = ["EdgeModel", "edge_model"]
+__all__ = ["EdgeFrontend", "EdgeModel", "EdgeNetwork", "OUTPUTS", "edge_model"]

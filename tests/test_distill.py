@@ -101,6 +101,41 @@ def test_int8_distilled_student_stays_close_to_fp32(setup, distilled, tmp_path):
     assert kept > 0.8
 
 
+def test_every_exported_file_of_a_distilled_student_passes_verify(setup, distilled, tmp_path):
+    """ONNX and TFLite, fp32 and int8 (onnxruntime, Neural Compressor, ai-edge-quantizer, the
+    full-integer pair) of a trained student: fp32 files match torch; int8 files keep how windows
+    differ (centred embedding cosine to torch)."""
+    pytest.importorskip("litert_torch")
+    pytest.importorskip("neural_compressor")
+    import onnx
+
+    root, manifest, _ = setup
+    ckpt = str(distilled / "student.safetensors")
+    files = {}
+    for quantizer, formats in (("ort", "onnx,tflite"), ("inc", "onnx")):
+        out = tmp_path / quantizer
+        r = run_module("export", "--checkpoint", ckpt, "--out", str(out), "--formats", formats, "--int8",
+                       "--quantizer", quantizer, "--calibration", str(manifest))
+        assert r.returncode == 0, r.stderr
+        r = run_module("export", "verify", str(out), "--data", str(manifest), "--json")
+        report = json.loads(r.stdout)
+        files.update({(quantizer, k): v for k, v in report["files"].items()})
+    for (quantizer, name), f in sorted(files.items()):
+        print(f"{quantizer} {name}: max |diff| {max(f['max_abs_diff'].values()):.2e}, centred cosine "
+              f"{f['embedding_centred_cosine']:.3f}, head AUROC {f['auroc']}")
+        if f["precision"] == "fp32":
+            assert max(f["max_abs_diff"].values()) <= 1e-4
+        else:
+            assert f["embedding_centred_cosine"] > 0.8 and max(f["max_abs_diff"].values()) > 1e-4, name
+    assert len(files) == 7
+    r = run_module("export", "--checkpoint", ckpt, "--out", str(tmp_path / "b"), "--evaluate", str(manifest))
+    assert r.returncode == 2 and "every subject was used to train this student" in r.stderr  # no scores on seen subjects
+    inc = onnx.load(str(tmp_path / "inc" / "model_int8.onnx")).graph
+    int8_weights = [i for i in inc.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
+    assert len(int8_weights) > 20  # the convolutions' weights are stored as int8
+    assert (tmp_path / "inc" / "model_int8.onnx").stat().st_size < (tmp_path / "inc" / "model_fp32.onnx").stat().st_size
+
+
 def test_windowed_student_averages_its_windows():
     from distill.students import WindowedStudent
 

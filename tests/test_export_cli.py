@@ -1,5 +1,6 @@
-"""``python -m export``: a student checkpoint becomes a bundle whose ONNX files match the torch
-graph; bad input is one clear line and leaves no bundle behind."""
+"""``python -m export``: a student checkpoint becomes a bundle whose ONNX and TFLite files match the
+torch graph; ``export verify`` reports every file and fails on a quantized front end; bad input is
+one clear line and leaves no bundle behind."""
 
 from __future__ import annotations
 
@@ -33,7 +34,20 @@ def student_ckpt(tmp_path_factory):
     return root, path
 
 
-def test_export_writes_a_verified_bundle_that_matches_torch(student_ckpt):
+@pytest.fixture(scope="module")
+def exported(student_ckpt):
+    root, ckpt = student_ckpt
+    from acula_edge.data.records import write_manifest
+    from acula_edge.data.synth import generate
+
+    write_manifest(generate(root / "held-out", 24, seed=3), root / "held-out.jsonl")
+    r = run_module("export", "--checkpoint", str(ckpt), "--out", str(root / "bundle"), "--formats", "onnx,tflite",
+                   "--int8", "--evaluate", str(root / "held-out.jsonl"))
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_export_writes_a_verified_bundle_that_matches_torch(student_ckpt, exported):
     import onnxruntime as ort
 
     from acula_edge.audio import load
@@ -41,33 +55,81 @@ def test_export_writes_a_verified_bundle_that_matches_torch(student_ckpt):
     from export.model import edge_model
 
     root, ckpt = student_ckpt
-    r = run_module("export", "--checkpoint", str(ckpt), "--out", str(root / "bundle"), "--int8")
-    assert r.returncode == 0, r.stderr
+    r = exported
     assert "calibrating on 64 synthetic clips" in r.stderr
     b = load_bundle(root / "bundle")
-    assert set(b.models()) == {"model_fp32.onnx", "model_int8.onnx"}
+    assert set(b.models()) == {"model_fp32.onnx", "model_int8.onnx", "model_fp32.tflite", "model_int8.tflite"}
+    assert b.split() == (b.path / "frontend_fp32.tflite", b.path / "network_int8.tflite")
+    assert b.meta["split"]["between"]["shape"] == [1, 64, 128]
     assert b.heads == [{"name": HEAD, "meaning": "synthetic lung clips with wheezes or crackles", "threshold": 0.42,
                         "operating_point": {"sensitivity": 0.9, "specificity": 0.5, "positives": 10, "negatives": 20,
                                             "auroc": 0.8}}]
     assert b.meta["provenance"]["int8_calibration"]["windows"] > 0
-    assert [line.split(":")[0] for line in r.stdout.splitlines()] == ["model_fp32.onnx", "model_int8.onnx"]
+    assert [line.split(":")[0] for line in r.stdout.splitlines()] == [
+        "model_fp32.onnx", "model_int8.onnx", "model_fp32.tflite", "model_int8.tflite", "frontend_fp32.tflite",
+        "network_int8.tflite"]
+    assert r.stderr.count("\n") == 2, r.stderr  # the calibration note and the bundle's path: no converter noise
     model = edge_model(str(ckpt))
     assert b.window_samples == model.samples
     records = generate(root / "clips", 2, seed=9)
     waves = np.stack([np.resize(load(x.path, sample_rate=b.sample_rate)[0], b.window_samples) for x in records])
     with torch.no_grad():
         want = [t.numpy() for t in model(torch.from_numpy(waves))]
-    for name in b.models():
+    for name in ("model_fp32.onnx", "model_int8.onnx"):
         got = ort.InferenceSession(str(b.path / name), providers=["CPUExecutionProvider"]).run(None, {"waveform": waves})
         assert got[0].shape == (2, 512) and got[1].shape == (2, 1)
         if name == "model_fp32.onnx":
             for g, w in zip(got, want):
                 np.testing.assert_allclose(g, w, atol=1e-4, rtol=1e-4)
+    from ai_edge_litert.interpreter import Interpreter
+
+    run = Interpreter(str(b.path / "model_fp32.tflite")).get_signature_runner()
+    got = run(waveform=waves[:1])
+    np.testing.assert_allclose(got["embedding"], want[0][:1], atol=1e-4)
+    np.testing.assert_allclose(got["scores"], want[1][:1], atol=1e-4)
     card = (b.path / "MODEL_CARD.md").read_text()
     assert "Not a medical device" in card and "threshold 0.4200" in card
+    m = b.meta["metrics"]
+    assert m["recordings"] == 24 and m["trained_subjects_left_out"] == 0 and set(m["heads"]) == {HEAD}
+    h = m["heads"][HEAD]
+    assert h["auroc_ci95"][0] <= h["auroc"] <= h["auroc_ci95"][1]
+    assert h["positives"] + h["negatives"] == h["recordings"] < 24  # the lung clips: those its task labels
+    assert h["sensitivity_ci95"][0] <= h["sensitivity"] <= h["sensitivity_ci95"][1]
+    assert f"`{HEAD}`: AUROC {h['auroc']:.3f} (95% CI" in card and f"on {h['recordings']} recordings" in card
 
 
-def test_export_bad_input_is_one_line_and_leaves_no_bundle(student_ckpt, tmp_path):
+def test_verify_reports_every_file_and_bites_on_a_quantized_front_end(student_ckpt, exported, tmp_path):
+    from acula_edge.bundle import write_bundle
+    from acula_edge.data.records import write_manifest
+    from acula_edge.data.synth import generate
+    from export.onnx import quantize_int8, waveform_windows
+
+    root, ckpt = student_ckpt
+    records = generate(tmp_path / "corpus", 24, seed=3)
+    write_manifest(records, tmp_path / "data.jsonl")
+    r = run_module("export", "verify", str(root / "bundle"), "--data", str(tmp_path / "data.jsonl"), "--json")
+    assert r.returncode in (0, 1), r.stderr
+    report = json.loads(r.stdout)
+    assert report["recordings"] == 24 and set(report["files"]) == {
+        "model_fp32.onnx", "model_int8.onnx", "model_fp32.tflite", "model_int8.tflite",
+        "frontend_fp32.tflite+network_int8.tflite"}
+    for name in ("model_fp32.onnx", "model_fp32.tflite"):
+        fp32 = report["files"][name]
+        assert max(fp32["max_abs_diff"].values()) <= 1e-4 and set(fp32["auroc"]) == {HEAD}
+        assert fp32["auroc"][HEAD] == pytest.approx(report["torch"]["auroc"][HEAD], abs=1e-3)
+    assert all(set(f["auroc"]) == {HEAD} for f in report["files"].values())
+    assert r.returncode == (0 if report["ok"] else 1) and report["ok"] == (not report["failures"])
+    # the same network with its front end quantized, passed off as fp32: the verifier refuses it
+    b = load_bundle(root / "bundle")
+    waves = waveform_windows(records, b.sample_rate, b.window_samples, limit=32)
+    bad = quantize_int8(b.path / "model_fp32.onnx", tmp_path / "frontend_int8.onnx", waves, exclude=[])
+    write_bundle(tmp_path / "bad", b.meta, {"model_fp32.onnx": bad})
+    r = run_module("export", "verify", str(tmp_path / "bad"), "--data", str(tmp_path / "data.jsonl"))
+    assert r.returncode == 1 and "FAIL model_fp32.onnx: differs from torch" in r.stderr
+    assert "model_fp32.onnx: max |diff| embedding" in r.stdout
+
+
+def test_export_bad_input_is_one_line_and_leaves_no_bundle(student_ckpt, exported, tmp_path):
     root, ckpt = student_ckpt
     manifest = tmp_path / "bad.jsonl"
     manifest.write_text(json.dumps({"id": "x", "path": str(tmp_path / "missing.wav"), "dataset": "d", "subject": "s",
@@ -82,6 +144,7 @@ def test_export_bad_input_is_one_line_and_leaves_no_bundle(student_ckpt, tmp_pat
         (["--checkpoint", str(enc / "encoder.safetensors")], "not a student checkpoint"),
         (["--checkpoint", str(tmp_path / "none.safetensors")], "checkpoint not found"),
         (["--checkpoint", str(ckpt), "--formats", "onnx,coreml"], "unknown format(s) coreml"),
+        (["--checkpoint", str(ckpt), "--int8", "--quantizer", "tvm"], "unknown quantizer 'tvm'"),
         (["--checkpoint", str(ckpt), "--int8", "--calibration", str(manifest)], "could be read"),
         (["--checkpoint", str(ckpt), "--prompts", str(tmp_path / "p.txt")], "no text projection"),
         (["--checkpoint", str(ckpt), "--out", str(root / "bundle")], "exists"),

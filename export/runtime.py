@@ -1,0 +1,90 @@
+"""Run a bundle's model files on waveform windows, whatever their format (numpy and a runtime only).
+
+:func:`runner` gives, for a model file of a bundle (or the full-integer pair), a function from
+windows ``[N, samples]`` to ``(embedding [N, D], scores [N, H])``: onnxruntime runs a batch at once,
+LiteRT one window at a time (TFLite files take batch 1); the full-integer network's int8 input is
+quantized from the fp32 front end's output and its int8 outputs dequantized, with the scales and
+zero points stored in the file, and its embedding L2-normalised here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from acula_edge.errors import AculaError
+
+Run = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+#: the name :func:`runner` gives the full-integer pair
+SPLIT = "frontend_fp32.tflite+network_int8.tflite"
+
+
+def tflite_interpreter(path: str | Path, threads: int = 1):
+    """A LiteRT interpreter (``ai-edge-litert``; ``tflite-runtime`` as a fallback on old devices)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError as e:
+            raise AculaError("running .tflite files needs LiteRT: pip install ai-edge-litert") from e
+    return Interpreter(model_path=str(path), num_threads=threads)
+
+
+def _signature(path: str | Path, threads: int):
+    """The ``serving_default`` signature runner of a .tflite file and its input name."""
+    r = tflite_interpreter(path, threads).get_signature_runner()
+    (name,) = r.get_input_details()
+    return r, name
+
+
+def tflite_runner(path: str | Path, threads: int = 1) -> Run:
+    """The run function of a whole-graph .tflite file (waveform in, embedding and scores out)."""
+    r, name = _signature(path, threads)
+
+    def run(waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        outs = [r(**{name: w[None]}) for w in np.asarray(waves, np.float32)]
+        return np.concatenate([o["embedding"] for o in outs]), np.concatenate([o["scores"] for o in outs])
+
+    return run
+
+
+def _split(front: str | Path, network: str | Path, threads: int) -> Run:
+    fr, fname = _signature(front, threads)
+    nr, nname = _signature(network, threads)
+    scale, zero = nr.get_input_details()[nname]["quantization"]
+    out_q = {k: d["quantization"] for k, d in nr.get_output_details().items()}
+
+    def one(w: np.ndarray) -> dict[str, np.ndarray]:
+        x = fr(**{fname: w[None]})["logmel"]
+        q = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
+        out = {k: (v.astype(np.float32) - out_q[k][1]) * out_q[k][0] for k, v in nr(**{nname: q}).items()}
+        out["embedding"] /= max(float(np.linalg.norm(out["embedding"])), 1e-12)  # the network leaves it to us
+        return out
+
+    def run(waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        outs = [one(w) for w in np.asarray(waves, np.float32)]
+        return np.concatenate([o["embedding"] for o in outs]), np.concatenate([o["scores"] for o in outs])
+
+    return run
+
+
+def runner(bundle, name: str, threads: int = 1) -> Run:
+    """The run function of model file ``name`` of ``bundle`` (:data:`SPLIT` for the full-integer pair)."""
+    if name == SPLIT:
+        pair = bundle.split()
+        if pair is None:
+            raise AculaError(f"{bundle.path}: no full-integer pair")
+        return _split(*pair, threads)
+    fmt, _ = bundle.models()[name]
+    if fmt == "tflite":
+        return tflite_runner(bundle.path / name, threads)
+    from export.onnx import session
+
+    s = session(bundle.path / name, threads)
+    return lambda waves: tuple(s.run(None, {"waveform": np.asarray(waves, np.float32)}))
+
+
+__all__ = ["SPLIT", "runner", "tflite_interpreter", "tflite_runner"]

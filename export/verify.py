@@ -1,0 +1,195 @@
+"""``python -m export verify BUNDLE [--data MANIFEST] [--json]``: every model file against its source.
+
+Each model file of the bundle (ONNX, TFLite, and the full-integer TFLite pair as one) and the
+source checkpoint (torch) run on the same windows of the same recordings (``--data``, else a
+small synthetic corpus). Reported per file: the largest absolute difference of ``embedding`` and
+``scores`` to torch, the embeddings' centred cosine to torch's (:func:`export.onnx.centred_cosine`)
+and each head's AUROC on the recordings its task labels (window probabilities averaged per
+recording). Failing: an fp32 file
+off by more than 1e-4, or an int8 file whose AUROC of a head falls more than 0.01 below the fp32
+file's of the same format. The exit status is non-zero on failure.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from acula_edge.cli import Parser, guarded
+from acula_edge.errors import AculaError
+
+FP32_TOLERANCE = 1e-4
+INT8_AUROC_DROP = 0.01
+
+
+def record_waves(records: list, sample_rate: int, samples: int) -> list[np.ndarray]:
+    """Each recording's windows ``[k, samples]`` (every half window, the last one padded)."""
+    from acula_edge.audio import load
+    from distill.teacher import window_starts
+
+    out = []
+    for r in records:
+        x = load(r.path, sample_rate=sample_rate)[0]
+        starts = window_starts(x.shape[0], samples, samples // 2)
+        out.append(np.stack([np.pad(x[s:s + samples], (0, max(0, samples - x[s:s + samples].shape[0])))
+                             for s in starts]).astype(np.float32))
+    return out
+
+
+def head_labels(records: list, heads: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Head name -> labels per recording (NaN where its task does not label the recording)."""
+    from acula_edge.evaluate import get_task
+
+    out = {}
+    for h in heads:
+        try:
+            task = get_task(h["name"])
+        except AculaError:
+            continue
+        out[h["name"]] = np.array([task.label(r) if r.dataset == task.dataset and task.label(r) in (0, 1) else np.nan
+                                   for r in records], np.float64)
+    return out
+
+
+def head_metrics(records: list, scores: np.ndarray, heads: list[dict[str, Any]], n_boot: int = 1000) -> dict[str, Any]:
+    """Each labelled head's AUROC on ``records`` (``scores [N, H]``, one row per recording) with a
+    subject-level bootstrap interval, and its sensitivity and specificity at its threshold with
+    Wilson intervals."""
+    from acula_edge.evaluate import auroc, bootstrap_ci, wilson_ci
+
+    labels = head_labels(records, heads)
+    subjects = np.array([r.subject for r in records])
+    out = {}
+    for j, h in enumerate(heads):
+        y = labels.get(h["name"])
+        if y is None or len(np.unique(y[~np.isnan(y)])) < 2:
+            continue
+        known = ~np.isnan(y)
+        yk, pk = y[known].astype(int), scores[known, j]
+        m: dict[str, Any] = {"auroc": round(auroc(yk, pk), 4),
+                             "auroc_ci95": [round(v, 4) for v in bootstrap_ci(yk, pk, subjects[known], n_boot)],
+                             "recordings": int(known.sum()), "subjects": len(set(subjects[known])),
+                             "positives": int(yk.sum()), "negatives": int((1 - yk).sum())}
+        if h.get("threshold") is not None:
+            hit = pk >= h["threshold"]
+            for name, k, n in (("sensitivity", int((hit & (yk == 1)).sum()), m["positives"]),
+                               ("specificity", int((~hit & (yk == 0)).sum()), m["negatives"])):
+                m[name] = round(k / n, 4)
+                m[f"{name}_ci95"] = [round(v, 4) for v in wilson_ci(k, n)]
+        out[h["name"]] = m
+    return out
+
+
+def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | None = None) -> dict[str, Any]:
+    """Run every model file of the bundle and its source checkpoint on the same clips; the report."""
+    import torch
+
+    from acula_edge.bundle import load_bundle
+    from acula_edge.data.records import read_manifest
+    from acula_edge.evaluate import auroc
+    from distill.teacher import file_sha256
+    from export.model import OUTPUTS, edge_model
+    from export.onnx import centred_cosine
+    from export.runtime import SPLIT, runner
+
+    b = load_bundle(bundle_path)
+    ckpt = checkpoint or b.meta["provenance"].get("checkpoint")
+    if not ckpt or not Path(ckpt).is_file():
+        raise AculaError(f"the bundle's source checkpoint {ckpt} is not here: give --checkpoint")
+    if file_sha256(ckpt) != b.meta["provenance"].get("checkpoint_sha256"):
+        raise AculaError(f"{ckpt} is not the checkpoint {b.path} was exported from (sha256 differs)")
+    model = edge_model(ckpt)
+    with tempfile.TemporaryDirectory() as tmp:
+        if data:
+            records = read_manifest(data)
+        else:
+            from acula_edge.data.synth import generate
+
+            records = generate(Path(tmp) / "synthetic", 32, seed=1)
+        waves = record_waves(records, b.sample_rate, b.window_samples)
+    labels = head_labels(records, b.heads)
+    names = [h["name"] for h in b.heads]
+
+    def scores_of(outputs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+        per_record = np.stack([s.mean(0) for _, s in outputs])
+        res = {}
+        for j, name in enumerate(names):
+            y = labels.get(name)
+            if y is not None and len(np.unique(y[~np.isnan(y)])) == 2:
+                known = ~np.isnan(y)
+                res[name] = round(auroc(y[known].astype(int), per_record[known, j]), 4)
+        return res
+
+    with torch.no_grad():
+        reference = [tuple(t.numpy() for t in model(torch.from_numpy(w))) for w in waves]
+    report: dict[str, Any] = {"bundle": str(b.path), "checkpoint": str(ckpt), "data": data or "synthetic (32 clips, seed 1)",
+                              "recordings": len(records), "windows": int(sum(len(w) for w in waves)),
+                              "torch": {"auroc": scores_of(reference),
+                                        "metrics": head_metrics(records, np.stack([s.mean(0) for _, s in reference]),
+                                                                b.heads)},
+                              "files": {}, "failures": []}
+    files = {name: precision for name, (_, precision) in b.models().items()}
+    if b.split() is not None:
+        files[SPLIT] = "int8"
+    for name, precision in files.items():
+        try:
+            got = runner(b, name)
+            outs = [got(w) for w in waves]
+        except (RuntimeError, ValueError) as e:  # the runtime refused the file or failed inside it
+            report["files"][name] = {"precision": precision, "error": f"{type(e).__name__}: {str(e).splitlines()[0]}"}
+            report["failures"].append(f"{name}: does not run ({report['files'][name]['error']})")
+            continue
+        diff = {k: float(max(np.abs(g[i] - r[i]).max() for g, r in zip(outs, reference)))
+                for i, k in enumerate(OUTPUTS)}
+        kept = centred_cosine(np.concatenate([r[0] for r in reference]), np.concatenate([o[0] for o in outs]))
+        report["files"][name] = {"precision": precision, "max_abs_diff": diff, "embedding_centred_cosine": round(kept, 4),
+                                 "auroc": scores_of(outs)}
+        if precision == "fp32" and max(diff.values()) > FP32_TOLERANCE:
+            report["failures"].append(f"{name}: differs from torch by {max(diff.values()):.2e} (> {FP32_TOLERANCE})")
+    for name, f in report["files"].items():
+        if "error" in f:
+            continue
+        fp32 = report["files"].get("model_fp32.tflite" if name.endswith(".tflite") else "model_fp32.onnx")
+        if f["precision"] == "int8" and fp32 is not None and "auroc" in fp32:
+            for head, value in f["auroc"].items():
+                if fp32["auroc"][head] - value > INT8_AUROC_DROP:
+                    report["failures"].append(f"{name}: {head} AUROC {value:.3f} is more than {INT8_AUROC_DROP} "
+                                              f"below fp32 ({fp32['auroc'][head]:.3f})")
+    report["ok"] = not report["failures"]
+    return report
+
+
+@guarded
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m export verify``."""
+    p = Parser(prog="python -m export verify", description=__doc__.splitlines()[0])
+    p.add_argument("bundle", help="bundle folder")
+    p.add_argument("--data", metavar="MANIFEST", help="recordings to run (labels give each head's AUROC)")
+    p.add_argument("--checkpoint", help="the source checkpoint (default: the one named in bundle.json)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    a = p.parse_args(argv)
+    r = verify(a.bundle, a.data, a.checkpoint)
+    if a.json:
+        print(json.dumps(r, indent=2))
+    else:
+        print(f"{r['bundle']}: {r['recordings']} recordings, {r['windows']} windows of {r['data']}")
+        print("torch: " + (", ".join(f"{h} AUROC {v:.3f}" for h, v in r["torch"]["auroc"].items()) or "no labelled head"))
+        for name, f in r["files"].items():
+            if "error" in f:
+                print(f"{name}: {f['error']}")
+                continue
+            aucs = ", ".join(f"{h} AUROC {v:.3f}" for h, v in f["auroc"].items())
+            print(f"{name}: max |diff| embedding {f['max_abs_diff']['embedding']:.2e}, scores "
+                  f"{f['max_abs_diff']['scores']:.2e}, centred cosine {f['embedding_centred_cosine']:.4f}"
+                  + (f"; {aucs}" if aucs else ""))
+    for failure in r["failures"]:
+        print(f"FAIL {failure}", file=sys.stderr)
+    return 0 if r["ok"] else 1
+
+
+__all__ = ["verify", "main"]

@@ -1,0 +1,82 @@
+"""TFLite export (litert-torch, ai-edge-quantizer, run in LiteRT): every student's waveform graph
+matches torch; the int8 file quantizes the network and keeps the front end in fp32; the
+full-integer pair takes and gives int8; bad calibration data is one clear error. What int8 keeps
+of a trained student: tests/test_distill.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from acula_edge.errors import AculaError
+from distill.students import list_students
+
+pytest.importorskip("litert_torch")
+pytest.importorskip("ai_edge_litert")
+pytest.importorskip("ai_edge_quantizer")
+
+
+def edge(name: str):
+    from acula_edge.frontend import FrontendConfig
+    from distill.students import create_student
+    from export.model import EdgeModel
+
+    torch.manual_seed(0)
+    return EdgeModel(create_student(name, heads=("a", "b")), FrontendConfig().to_dict()).eval()
+
+
+def tensor_types(path) -> dict[str, list[tuple[str, str]]]:
+    """Op name -> [(first input dtype, output dtype)] of a .tflite file."""
+    from export.runtime import tflite_interpreter
+
+    it = tflite_interpreter(path)
+    it.allocate_tensors()
+    dtype = {t["index"]: np.dtype(t["dtype"]).name for t in it.get_tensor_details()}
+    out: dict[str, list[tuple[str, str]]] = {}
+    for op in it._get_ops_details():  # the interpreter's op list (no public accessor)
+        if len(op["inputs"]) and len(op["outputs"]) and op["inputs"][0] >= 0:
+            out.setdefault(op["op_name"], []).append((dtype[op["inputs"][0]], dtype[op["outputs"][0]]))
+    return out
+
+
+@pytest.mark.parametrize("name", list_students())
+def test_tflite_waveform_graph_matches_torch(name, tmp_path):
+    from export.model import OUTPUTS
+    from export.runtime import tflite_runner
+    from export.tflite import convert
+
+    model = edge(name)
+    path = convert(model, tmp_path / "m.tflite", torch.zeros(1, model.samples), "waveform", OUTPUTS)
+    waves = (np.random.default_rng(0).standard_normal((3, model.samples)) * 0.1).astype(np.float32)
+    emb, scores = tflite_runner(path)(waves)
+    with torch.no_grad():
+        want = model(torch.from_numpy(waves))
+    np.testing.assert_allclose(emb, want[0].numpy(), atol=1e-4)
+    np.testing.assert_allclose(scores, want[1].numpy(), atol=1e-4)
+
+
+def test_tflite_int8_and_the_full_integer_pair(tmp_path):
+    from acula_edge.data.synth import generate
+    from export.onnx import waveform_windows
+    from export.tflite import export_tflite, quantize
+
+    model = edge("mn-xs")
+    waves = waveform_windows(generate(tmp_path / "corpus", 8, seed=5), 16000, model.samples, limit=16)
+    files = export_tflite(model, tmp_path / "out", waves)
+    assert set(files) == {"model_fp32.tflite", "model_int8.tflite", "frontend_fp32.tflite", "network_int8.tflite"}
+    fp32, int8, net = (tensor_types(files[n]) for n in ("model_fp32.tflite", "model_int8.tflite", "network_int8.tflite"))
+    assert all(i == "float32" for i, _ in fp32["CONV_2D"])
+    assert int8["LOG"] == [("float32", "float32")] and int8["REDUCE_MIN"] == [("float32", "float32")]  # front end fp32
+    assert all(i == "int8" and o == "int8" for i, o in int8["CONV_2D"])  # the network runs in int8
+    assert {t for op, types in net.items() if op != "DELEGATE" for t in types} == {("int8", "int8")}  # every op
+    assert {"CONV_2D", "FULLY_CONNECTED", "LOGISTIC"} <= set(net) and "LOG" not in net
+    assert files["model_int8.tflite"].stat().st_size < files["model_fp32.tflite"].stat().st_size
+    assert files["network_int8.tflite"].stat().st_size < 0.5 * files["frontend_fp32.tflite"].stat().st_size
+
+    from export.runtime import tflite_interpreter
+
+    runner = tflite_interpreter(files["network_int8.tflite"]).get_signature_runner()
+    assert {d["dtype"] for d in [*runner.get_input_details().values(), *runner.get_output_details().values()]} == {np.int8}
+    with pytest.raises(AculaError, match="calibration data must be rows of shape"):
+        quantize(files["model_fp32.tflite"], tmp_path / "bad.tflite", waves[:, :100])

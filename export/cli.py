@@ -75,27 +75,23 @@ def calibration_waves(manifest: str | None, sample_rate: int, samples: int, work
     return waveform_windows(records, sample_rate, samples)
 
 
-def held_out_metrics(model, meta: dict[str, Any], manifest: str, heads: list[dict[str, Any]]) -> dict[str, Any]:
+def held_out_metrics(model, checkpoint: str, manifest: str, heads: list[dict[str, Any]]) -> dict[str, Any]:
     """The heads' metrics with intervals on the recordings of ``manifest`` whose subjects the student
     was not trained on (the torch graph, window probabilities averaged per recording)."""
     import numpy as np
     import torch
 
-    from acula_edge.checkpoint import subject_hash
     from acula_edge.data.records import read_manifest
-    from export.verify import head_metrics, record_waves
+    from export.verify import head_metrics, held_out, record_waves
 
-    seen = set(meta.get("trained_subjects_sha256") or [])
-    records = read_manifest(manifest)
-    kept = [r for r in records if subject_hash(r.subject) not in seen]
+    kept, left_out = held_out(read_manifest(manifest), checkpoint)
     if not kept:
         raise AculaError(f"{manifest}: every subject was used to train this student; give held-out recordings")
     with torch.no_grad():
         scores = np.stack([model(torch.from_numpy(w))[1].numpy().mean(0)
                            for w in record_waves(kept, model.fe.sample_rate, model.samples)])
     return {"data": manifest, "recordings": len(kept), "subjects": len({r.subject for r in kept}),
-            "trained_subjects_left_out": len({r.subject for r in records}) - len({r.subject for r in kept}),
-            "heads": head_metrics(kept, scores, heads)}
+            "trained_subjects_left_out": left_out, "heads": head_metrics(kept, scores, heads)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -188,7 +184,7 @@ def export_main(argv: Sequence[str]) -> int:
                                             "are dequantized with their own, and the embedding then divided by "
                                             "its L2 norm"}}
         if a.evaluate:
-            doc["metrics"] = held_out_metrics(model, meta, a.evaluate, doc["heads"])
+            doc["metrics"] = held_out_metrics(model, a.checkpoint, a.evaluate, doc["heads"])
         if prompts:
             from acula_edge.zeroshot import embed_prompts
 

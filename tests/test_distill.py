@@ -119,6 +119,7 @@ def test_every_exported_file_of_a_distilled_student_passes_verify(setup, distill
         assert r.returncode == 0, r.stderr
         r = run_module("export", "verify", str(out), "--data", str(manifest), "--json")
         report = json.loads(r.stdout)
+        assert report["training_subjects_only"]  # every subject here trained the student, and the report says so
         files.update({(quantizer, k): v for k, v in report["files"].items()})
     for (quantizer, name), f in sorted(files.items()):
         print(f"{quantizer} {name}: max |diff| {max(f['max_abs_diff'].values()):.2e}, centred cosine "

@@ -110,6 +110,7 @@ def test_verify_reports_every_file_and_bites_on_a_quantized_front_end(student_ck
     r = run_module("export", "verify", str(root / "bundle"), "--data", str(tmp_path / "data.jsonl"), "--json")
     assert r.returncode in (0, 1), r.stderr
     report = json.loads(r.stdout)
+    assert not report["training_subjects_only"] and report["trained_subjects_left_out"] == 0
     assert report["recordings"] == 24 and set(report["files"]) == {
         "model_fp32.onnx", "model_int8.onnx", "model_fp32.tflite", "model_int8.tflite",
         "frontend_fp32.tflite+network_int8.tflite"}

@@ -131,6 +131,9 @@ def export_main(argv: Sequence[str]) -> int:
         raise AculaError(f"unknown quantizer {a.quantizer!r}; choose one of: {', '.join(QUANTIZERS)}")
     if Path(a.out).exists() and not a.overwrite:
         raise AculaError(f"{a.out} exists; choose another folder or pass --overwrite")
+    for flag, path in (("--calibration", a.calibration), ("--evaluate", a.evaluate)):
+        if path and not Path(path).is_file():
+            raise AculaError(f"{flag}: manifest not found: {path}")
     prompts: list[str] = []
     if a.prompts:
         if not Path(a.prompts).is_file():

@@ -39,9 +39,13 @@ def export_onnx(model, path: str | Path, example, input_name: str, output_names:
         with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             t = Path(tmp) / "model.onnx"
-            torch.onnx.export(model, (example,), str(t), input_names=[input_name], output_names=list(output_names),
-                              dynamo=True, external_data=False, opset_version=18,
-                              dynamic_shapes={next(iter(_forward_args(model))): {0: batch}}, verbose=False)
+            try:
+                torch.onnx.export(model, (example,), str(t), input_names=[input_name], output_names=list(output_names),
+                                  dynamo=True, external_data=False, opset_version=18,
+                                  dynamic_shapes={next(iter(_forward_args(model))): {0: batch}}, verbose=False)
+            except Exception as e:  # the exporter raises many kinds; one line names the cause
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                raise AculaError(f"ONNX export failed: {type(e).__name__}: {first}") from e
             data = t.read_bytes()
     finally:
         quiet.setLevel(level)
@@ -68,8 +72,8 @@ def before_first_conv(model_path: str | Path) -> list[str]:
     """Nodes to keep in fp32: those before the network's first convolution. For a log-mel input that
     is the network's input normalisation; for a waveform input it is also the whole front end (DFT
     convolution, power, mel product, log). Quantizing power, mel or log destroys accuracy, and an
-    int8 waveform keeps 256 levels, too few for quiet body sounds (the verifier measured a
-    PhysioNet head falling from 0.83 to 0.34 AUROC with the DFT convolution quantized)."""
+    int8 waveform keeps 256 levels, too few for quiet body sounds: a PhysioNet head lost most of its
+    AUROC with the DFT convolution quantized."""
     import onnx
 
     graph = onnx.load(str(model_path)).graph

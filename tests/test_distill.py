@@ -109,15 +109,19 @@ def test_every_exported_file_of_a_distilled_student_passes_verify(setup, distill
     pytest.importorskip("neural_compressor")
     import onnx
 
+    from acula_edge.data.records import write_manifest
+
     root, manifest, _ = setup
     ckpt = str(distilled / "student.safetensors")
+    check = tmp_path / "check.jsonl"
+    write_manifest(read_manifest(manifest)[::3], check)  # 16 clips keep the check short
     files = {}
     for quantizer, formats in (("ort", "onnx,tflite"), ("inc", "onnx")):
         out = tmp_path / quantizer
         r = run_module("export", "--checkpoint", ckpt, "--out", str(out), "--formats", formats, "--int8",
                        "--quantizer", quantizer, "--calibration", str(manifest))
         assert r.returncode == 0, r.stderr
-        r = run_module("export", "verify", str(out), "--data", str(manifest), "--json")
+        r = run_module("export", "verify", str(out), "--data", str(check), "--json")
         report = json.loads(r.stdout)
         assert report["training_subjects_only"]  # every subject here trained the student, and the report says so
         files.update({(quantizer, k): v for k, v in report["files"].items()})

@@ -147,6 +147,7 @@ def test_export_bad_input_is_one_line_and_leaves_no_bundle(student_ckpt, exporte
         (["--checkpoint", str(ckpt), "--formats", "onnx,coreml"], "unknown format(s) coreml"),
         (["--checkpoint", str(ckpt), "--int8", "--quantizer", "tvm"], "unknown quantizer 'tvm'"),
         (["--checkpoint", str(ckpt), "--int8", "--calibration", str(manifest)], "could be read"),
+        (["--checkpoint", str(ckpt), "--evaluate", str(tmp_path / "none.jsonl")], "--evaluate: manifest not found"),
         (["--checkpoint", str(ckpt), "--prompts", str(tmp_path / "p.txt")], "no text projection"),
         (["--checkpoint", str(ckpt), "--out", str(root / "bundle")], "exists"),
     ]

@@ -80,3 +80,16 @@ def test_tflite_int8_and_the_full_integer_pair(tmp_path):
     assert {d["dtype"] for d in [*runner.get_input_details().values(), *runner.get_output_details().values()]} == {np.int8}
     with pytest.raises(AculaError, match="calibration data must be rows of shape"):
         quantize(files["model_fp32.tflite"], tmp_path / "bad.tflite", waves[:, :100])
+
+
+def test_a_graph_litert_cannot_lower_is_one_clear_error(tmp_path):
+    """torch.stft makes complex tensors, which TFLite has no type for (hence the DFT convolution)."""
+    from export.tflite import convert
+
+    class Stft(torch.nn.Module):
+        def forward(self, waveform):
+            return torch.stft(waveform, 64, return_complex=True).abs()
+
+    with pytest.raises(AculaError, match="TFLite conversion failed"):
+        convert(Stft(), tmp_path / "stft.tflite", torch.zeros(1, 256), "waveform", ("spectrum",))
+    assert not (tmp_path / "stft.tflite").exists()

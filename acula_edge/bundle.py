@@ -66,8 +66,9 @@ def problems(meta: Any) -> list[str]:
     for i, h in enumerate(meta["heads"]):
         if not isinstance(h, dict) or not isinstance(h.get("name"), str):
             out.append(f"head {i} has no name")
-        elif h.get("threshold") is not None and not 0.0 <= h["threshold"] <= 1.0:
-            out.append(f"head {h['name']}: threshold outside [0, 1]")
+        elif h.get("threshold") is not None and (not isinstance(h["threshold"], (int, float))
+                                                 or not 0.0 <= h["threshold"] <= 1.0):
+            out.append(f"head {h['name']}: threshold is not a number in [0, 1]")
     models = [n for n in meta["files"] if n in MODEL_FILES]
     if not models:
         out.append("no model file is listed")
@@ -84,7 +85,7 @@ def problems(meta: Any) -> list[str]:
         out.append(f"the full-integer pair needs both {' and '.join(PART_FILES)}")
     p = meta.get("prompts")
     if p is not None and (not isinstance(p, dict) or not isinstance(p.get("texts"), list)
-                          or p.get("file") not in meta["files"]):
+                          or not isinstance(p.get("file"), str) or p["file"] not in meta["files"]):
         out.append("prompts need 'texts' and a listed 'file'")
     return out
 
@@ -166,6 +167,7 @@ def write_bundle(out: str | Path, meta: Mapping[str, Any], files: Mapping[str, s
         raise AculaError(f"{out} exists; choose another folder or overwrite it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    old = out.with_name(f".{out.name}.old")
     try:
         listed: dict[str, dict[str, Any]] = {}
         for name, src in files.items():
@@ -189,15 +191,14 @@ def write_bundle(out: str | Path, meta: Mapping[str, Any], files: Mapping[str, s
         (tmp / BUNDLE_JSON).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         os.chmod(tmp, 0o755)
         if out.exists():
-            old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not out.exists() and old.exists():
+            old.rename(out)  # the previous bundle comes back
         raise
     return load_bundle(out)
 

@@ -20,7 +20,7 @@ STAGES = {
     "text": ("acula_edge.text", "embed reports with the frozen text teacher (cached)"),
     "align": ("acula_edge.align.cli", "MSM pretraining and AcuLa alignment of an audio encoder"),
     "distill": ("distill.cli", "distil an aligned teacher into a small student"),
-    "export": ("export.cli", "a student checkpoint as a verified bundle (ONNX fp32 and int8)"),
+    "export": ("export.cli", "a student checkpoint as a verified bundle (ONNX, TFLite, int8)"),
     "evaluate": ("acula_edge.evaluate", "linear-probe AUROC of frozen encoders, with intervals"),
     "zeroshot": ("acula_edge.zeroshot", "score recordings against free-text prompts (no retraining)"),
 }

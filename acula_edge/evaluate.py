@@ -272,7 +272,8 @@ class AlignedEncoder:
         self.encoder, self.projection = encoder, projection
 
     def eval(self) -> "AlignedEncoder":
-        self.encoder.eval(), self.projection.eval()
+        self.encoder.eval()
+        self.projection.eval()
         return self
 
     def features(self, logmel):
@@ -323,12 +324,16 @@ def make_encoder(spec: str, threads: int = 1, aligned: bool = False) -> Encoder:
     raise AculaError(f"unknown encoder {spec!r}: give a checkpoint (*.safetensors) or one of {', '.join(BASELINES)}")
 
 
-def unseen(records: list[Recording], encoders: Sequence[Encoder], task: str) -> list[Recording]:
-    """The recordings of subjects that none of ``encoders`` was trained on."""
+def without_subjects(records: list[Recording], hashes: set[str]) -> list[Recording]:
+    """The recordings whose subject's hash (:func:`acula_edge.checkpoint.subject_hash`) is not in ``hashes``."""
     from acula_edge.checkpoint import subject_hash
 
-    seen = set().union(*(e.trained_subjects for e in encoders))
-    kept = [r for r in records if subject_hash(r.subject) not in seen]
+    return [r for r in records if subject_hash(r.subject) not in hashes]
+
+
+def unseen(records: list[Recording], seen: set[str], task: str) -> list[Recording]:
+    """The recordings of subjects outside ``seen`` (hashed subjects the encoders were trained on)."""
+    kept = without_subjects(records, seen)
     dropped = len({r.subject for r in records}) - len({r.subject for r in kept})
     print(f"{task}: {dropped} subjects the encoders were trained on left out; scoring {len(kept)} recordings of "
           f"{len({r.subject for r in kept})} unseen subjects", file=sys.stderr)
@@ -507,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for task in tasks:
         records = load_task_records(task, overrides, a.data_root, out)
         if a.unseen_only:
-            records = unseen(records, encoders, task.name)
+            records = unseen(records, set().union(*(e.trained_subjects for e in encoders)), task.name)
         for enc in encoders:
             emb = enc.embed(records)
             r = probe_task(emb, records, a.seeds, a.bootstrap, enc.trained_subjects, a.allow_overlap)

@@ -160,12 +160,14 @@ def _write_memo(path: Path, memo: dict[str, dict[str, Any]]) -> None:
         pass
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+def teacher_settings(info: dict[str, Any], text_model: str | None = None) -> dict[str, Any]:
+    """The :class:`TextTeacher` arguments that reproduce a checkpoint's text teacher (its recorded
+    ``text_teacher``): its layer, pooling and length; ``text_model`` when given, else the recorded
+    model when that path exists here, else the packaged default (None)."""
+    recorded = info.get("model")
+    return {"model": text_model or (recorded if recorded and os.path.exists(recorded) else None),
+            "layer": info.get("layer", -1), "pooling": info.get("pooling", "mean"),
+            "max_length": info.get("max_length", 128)}
 
 
 def file_digests(files: Sequence[Path]) -> dict[Path, str]:
@@ -174,6 +176,8 @@ def file_digests(files: Sequence[Path]) -> dict[Path, str]:
     The memo lives in this process and in :func:`hash_memo_path` (a small JSON file), so a large
     model is read once, not on every run; a changed file (new size or times) is hashed again.
     """
+    from acula_edge.bundle import sha256_file
+
     out: dict[Path, str] = {}
     memo: dict[str, dict[str, Any]] | None = None
     memo_file = hash_memo_path()
@@ -193,7 +197,7 @@ def file_digests(files: Sequence[Path]) -> dict[Path, str]:
                     and re.fullmatch(r"[0-9a-f]{64}", e["sha256"])):
                 digest = e["sha256"]
             else:
-                digest = _sha256_file(real)
+                digest = sha256_file(real)
                 memo.pop(key[0], None)  # re-insert last: the newest entries survive trimming
                 memo[key[0]] = {"size": key[1], "mtime_ns": key[2], "ctime_ns": key[3], "sha256": digest}
                 dirty = True

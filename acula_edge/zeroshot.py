@@ -61,12 +61,10 @@ def embed_prompts(checkpoint: str, prompts: Sequence[str], text_model: str | Non
     The checkpoint's teacher settings (layer, pooling, length) are reused; ``text_model`` defaults
     to the model it was trained with when that path exists here, else the packaged default.
     """
-    import os
-
     import torch
 
     from acula_edge.checkpoint import load_projections, read_sidecar
-    from acula_edge.text import EmbeddingCache, TextTeacher, embed_with_cache
+    from acula_edge.text import EmbeddingCache, TextTeacher, embed_with_cache, teacher_settings
 
     if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
         raise AculaError("give non-empty prompt texts")
@@ -75,9 +73,8 @@ def embed_prompts(checkpoint: str, prompts: Sequence[str], text_model: str | Non
     if "text" not in heads:
         raise AculaError(f"{checkpoint}: not an aligned checkpoint (no text projection)")
     info = meta.get("text_teacher") or {}
-    model = text_model or (info.get("model") if info.get("model") and os.path.exists(info["model"]) else None)
-    teacher = TextTeacher(model, layer=info.get("layer", -1), pooling=info.get("pooling", "mean"),
-                          max_length=info.get("max_length", 128))
+    s = teacher_settings(info, text_model)
+    teacher = TextTeacher(s.pop("model"), **s)
     if info.get("width") not in (None, teacher.width):
         raise AculaError(f"the text model is {teacher.width}-d but {checkpoint} was aligned with a "
                          f"{info['width']}-d teacher: give --text-model")
@@ -176,7 +173,8 @@ def task_auroc(checkpoint: str, task: str, records: list, prompts: Sequence[str]
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m acula_edge.zeroshot``."""
     from acula_edge.data.records import Recording, atomic_write_text
-    from acula_edge.evaluate import data_overrides, get_task, load_task_records, make_encoder, unseen
+    from acula_edge.checkpoint import read_sidecar
+    from acula_edge.evaluate import data_overrides, get_task, load_task_records, unseen
 
     p = Parser(prog="python -m acula_edge.zeroshot",
                description="Score recordings against free-text prompts through an aligned checkpoint (encoder or student).")
@@ -201,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (a.prompt or get_task(a.task).prompts):
             raise AculaError(f"task {a.task} has no registered prompts: give --prompt, one per class (class 0 first)")
         records = load_task_records(get_task(a.task), data_overrides(a.data), None, Path("runs/zeroshot"))
-        records = unseen(records, [make_encoder(a.checkpoint)], a.task)
+        records = unseen(records, set(read_sidecar(a.checkpoint).get("trained_subjects_sha256") or []), a.task)
         doc: dict[str, Any] = task_auroc(a.checkpoint, a.task, records, a.prompt or None, a.threads, a.text_model)
         print(f"{a.task} | {a.checkpoint}: zero-shot AUROC {doc['auroc']:.3f} (95% CI {doc['ci95'][0]:.2f}–"
               f"{doc['ci95'][1]:.2f}; {doc['recordings']} recordings of {doc['subjects']} unseen subjects)")

@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--out", default="benchmarks/results/distill", help="results prefix (.json and .md)")
     a = p.parse_args(argv)
-    from acula_edge.evaluate import data_root, get_task, load_task_records, make_encoder, unseen
+    from acula_edge.checkpoint import read_sidecar
+    from acula_edge.evaluate import data_root, get_task, load_task_records, unseen
     from acula_edge.zeroshot import task_auroc
 
     t0 = time.perf_counter()
@@ -239,9 +240,9 @@ def main(argv: list[str] | None = None) -> int:
 
     overrides = {f: str(w) for f, w in datasets.items()}
     test: list[Recording] = []
-    loaded = [make_encoder(e) for e in encoders]
+    seen = set().union(*(read_sidecar(e).get("trained_subjects_sha256") or [] for e in encoders))
     for t in tasks:
-        test += [r for r in unseen(load_task_records(get_task(t), overrides, None, work), loaded, t)
+        test += [r for r in unseen(load_task_records(get_task(t), overrides, None, work), seen, t)
                  if r.id not in {x.id for x in test}]
     rows: dict[str, dict[str, Any]] = {}
     for ckpt in encoders:

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import machine, run, versions
+from benchmarks.common import machine, run, save_result, versions
 
 VARIANTS = {"ort": "onnx,tflite", "inc": "onnx"}
 
@@ -50,12 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         report = json.loads(r.stdout)
         meta = json.loads((bundle / "bundle.json").read_text())
         for name, f in report["files"].items():
-            f["bytes"] = sum(meta["files"][part]["bytes"] for part in name.split("+"))
+            f["bytes"] = {part: meta["files"][part]["bytes"] for part in name.split("+")}
         doc["bundles"][quantizer] = {"verify": report, "metrics": meta["metrics"]}
-    doc.update(commands=commands, machine=machine(), versions=versions(), command="python -m benchmarks.export")
+    doc.update(commands=commands, machine=machine(), versions=versions())
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out.with_suffix(".json"), json.dumps(doc, indent=2) + "\n")
+    save_result(doc, str(out.with_suffix(".json")), "benchmarks.export", list(sys.argv[1:] if argv is None else argv))
     atomic_write_text(out.with_suffix(".md"), markdown(doc))
     print(markdown(doc))
     return 0
@@ -78,7 +78,8 @@ def markdown(doc: dict[str, Any]) -> str:
             by = {"fp32": "", "int8": "Neural Compressor" if quantizer == "inc" else
                   ("ai-edge-quantizer" if name.endswith(".tflite") else "onnxruntime")}[f["precision"]]
             d = f["max_abs_diff"]
-            lines.append(f"| {name} | {by} | {f['bytes'] / 1024:.0f} | {d['embedding']:.1e}, {d['scores']:.1e} | "
+            size = " + ".join(f"{n / 1024:.0f}" for n in f["bytes"].values())
+            lines.append(f"| {name} | {by} | {size} | {d['embedding']:.1e}, {d['scores']:.1e} | "
                          f"{f['embedding_centred_cosine']:.4f} | " + " | ".join(f"{f['auroc'][h]:.3f}" for h in heads) + " |")
     return "\n".join(lines) + "\n"
 

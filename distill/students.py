@@ -222,7 +222,7 @@ class WindowedStudent(nn.Module):
         if output == 1:
             values = torch.sigmoid(values)
         b = logmel.shape[0]
-        total = torch.zeros(b, values.shape[1], dtype=values.dtype).index_add(0, owner, values)
+        total = values.new_zeros(b, values.shape[1]).index_add(0, owner, values)
         return total / torch.bincount(owner, minlength=b).to(values.dtype).unsqueeze(1)
 
     def features(self, logmel: torch.Tensor) -> torch.Tensor:

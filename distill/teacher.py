@@ -36,6 +36,16 @@ def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
     return starts
 
 
+def cut_windows(x: np.ndarray, window: int, hop: int) -> tuple[list[int], np.ndarray]:
+    """The starts (:func:`window_starts`) and windows ``[k, window]`` of a waveform, the last zero-padded."""
+    starts = window_starts(x.shape[0], window, hop)
+    clips = np.zeros((len(starts), window), np.float32)
+    for i, s in enumerate(starts):
+        piece = x[s:s + window]
+        clips[i, :piece.shape[0]] = piece
+    return starts, clips
+
+
 def file_sha256(path: str | Path) -> str:
     """sha256 of a checkpoint file (memoised by path, size and times, as for text models)."""
     from acula_edge.text import file_digests
@@ -93,7 +103,7 @@ def teacher_targets(teacher: str | Path, records: Sequence[Recording], out: str 
 
     from acula_edge.audio import load
     from acula_edge.checkpoint import load_checkpoint, load_projections
-    from acula_edge.evaluate import torch_threads
+    from acula_edge.evaluate import AlignedEncoder, torch_threads
     from acula_edge.frontend import FrontendConfig, LogMel
 
     hop_s = hop_s or window_s / 2
@@ -110,6 +120,7 @@ def teacher_targets(teacher: str | Path, records: Sequence[Recording], out: str 
     if "audio" not in heads:
         raise AculaError(f"{teacher}: not an aligned checkpoint (no audio projection); distil from "
                          "`python -m acula_edge.align train` output")
+    aligned = AlignedEncoder(encoder, heads["audio"]).eval()
     fe = FrontendConfig.from_dict(want["frontend"])
     logmel = LogMel(fe)
     window, hop = int(round(window_s * fe.sample_rate)), int(round(hop_s * fe.sample_rate))
@@ -117,15 +128,9 @@ def teacher_targets(teacher: str | Path, records: Sequence[Recording], out: str 
     windows: list[tuple[str, int]] = []
     with torch.inference_mode(), torch_threads(threads):
         for r in progress(records, desc="teacher targets", enabled=show_progress):
-            x = load(r.path, sample_rate=fe.sample_rate)[0]
-            starts = window_starts(x.shape[0], window, hop)
-            clips = np.zeros((len(starts), window), np.float32)
-            for i, s in enumerate(starts):
-                piece = x[s:s + window]
-                clips[i, :piece.shape[0]] = piece
+            starts, clips = cut_windows(load(r.path, sample_rate=fe.sample_rate)[0], window, hop)
             for k in range(0, len(starts), batch):
-                z = heads["audio"](encoder.features(logmel(torch.from_numpy(clips[k:k + batch]))))
-                rows.append(torch.nn.functional.normalize(z, dim=1).float().numpy())
+                rows.append(aligned.features(logmel(torch.from_numpy(clips[k:k + batch]))).float().numpy())
             windows += [(r.id, s) for s in starts]
     vectors = np.concatenate(rows).astype(np.float32)
     out.mkdir(parents=True, exist_ok=True)

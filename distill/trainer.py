@@ -12,6 +12,7 @@ teacher's window embeddings. The loop, resume, ``torchrun`` and logs are
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,7 +221,8 @@ class DistillJob(Job):
         heads: list[dict[str, Any]] = [{"name": h, "task": h, "threshold": None} for h in self.cfg.heads]
         if not self.calibration or not heads:
             return heads
-        enc = TorchEncoder("calibration", WindowedStudent(self.student), self.fe.to_dict(),
+        student = copy.deepcopy(self.student).cpu()  # the encoder feeds CPU tensors; training may be on a GPU
+        enc = TorchEncoder("calibration", WindowedStudent(student), self.fe.to_dict(),
                            threads=torch.get_num_threads(), show_progress=self.show_progress)
         p = enc.run(self.calibration, enc.model.scores)
         y = head_labels(self.calibration, tuple(self.cfg.heads), need_both=False)
@@ -270,10 +272,16 @@ def distill(cfg: DistillConfig, records: list[Recording], out: str | Path, resum
     if calibration and not cfg.heads:
         raise AculaError("calibration recordings choose head thresholds: give at least one --head")
     student_cfg = create_student(cfg.student).config
-    from acula_edge.frontend import FrontendConfig
     from acula_edge.checkpoint import read_sidecar
+    from acula_edge.frontend import FrontendConfig
+    from acula_edge.text import teacher_settings
 
-    fe = FrontendConfig.from_dict(read_sidecar(cfg.teacher)["frontend"])
+    teacher_meta = read_sidecar(cfg.teacher)
+    # the text anchor must embed reports as the teacher's text side did (layer, pooling, length, model)
+    s = teacher_settings(teacher_meta.get("text_teacher") or {}, cfg.text_model)
+    cfg = dataclasses.replace(cfg, text_model=s["model"], text_layer=s["layer"], text_pooling=s["pooling"],
+                              text_max_length=s["max_length"])
+    fe = FrontendConfig.from_dict(teacher_meta["frontend"])
     window_s = fe.num_samples(student_cfg.window_frames) / fe.sample_rate
     targets = teacher_targets(cfg.teacher, records, out / "teacher-targets", window_s, cfg.hop_s,
                               show_progress=progress_bar, threads=threads or 1)

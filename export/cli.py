@@ -75,9 +75,10 @@ def calibration_waves(manifest: str | None, sample_rate: int, samples: int, work
     return waveform_windows(records, sample_rate, samples)
 
 
-def held_out_metrics(model, checkpoint: str, manifest: str, heads: list[dict[str, Any]]) -> dict[str, Any]:
+def held_out_metrics(model, checkpoint: str, manifest: str, heads: list[dict[str, Any]], hop: int) -> dict[str, Any]:
     """The heads' metrics with intervals on the recordings of ``manifest`` whose subjects the student
-    was not trained on (the torch graph, window probabilities averaged per recording)."""
+    was not trained on (the torch graph on windows every ``hop`` samples, probabilities averaged per
+    recording)."""
     import numpy as np
     import torch
 
@@ -89,7 +90,7 @@ def held_out_metrics(model, checkpoint: str, manifest: str, heads: list[dict[str
         raise AculaError(f"{manifest}: every subject was used to train this student; give held-out recordings")
     with torch.no_grad():
         scores = np.stack([model(torch.from_numpy(w))[1].numpy().mean(0)
-                           for w in record_waves(kept, model.fe.sample_rate, model.samples)])
+                           for w in record_waves(kept, model.fe.sample_rate, model.samples, hop)])
     return {"data": manifest, "recordings": len(kept), "subjects": len({r.subject for r in kept}),
             "trained_subjects_left_out": left_out, "heads": head_metrics(kept, scores, heads)}
 
@@ -187,7 +188,8 @@ def export_main(argv: Sequence[str]) -> int:
                                             "are dequantized with their own, and the embedding then divided by "
                                             "its L2 norm"}}
         if a.evaluate:
-            doc["metrics"] = held_out_metrics(model, a.checkpoint, a.evaluate, doc["heads"])
+            hop = max(1, int(round(doc["hop_s"] * model.fe.sample_rate)))
+            doc["metrics"] = held_out_metrics(model, a.checkpoint, a.evaluate, doc["heads"], hop)
         if prompts:
             from acula_edge.zeroshot import embed_prompts
 

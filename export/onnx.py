@@ -113,7 +113,7 @@ def waveform_windows(records: Sequence, sample_rate: int, samples: int, limit: i
     drawn at random: the waveform graph's calibration input. Unreadable files are skipped; none
     readable is one clear error."""
     from acula_edge.audio import load
-    from distill.teacher import window_starts
+    from distill.teacher import cut_windows
 
     rng = np.random.default_rng(seed)
     out: list[np.ndarray] = []
@@ -122,8 +122,7 @@ def waveform_windows(records: Sequence, sample_rate: int, samples: int, limit: i
             x = load(records[i].path, sample_rate=sample_rate)[0]
         except AculaError:
             continue
-        for s in window_starts(x.shape[0], samples, samples // 2):
-            out.append(np.pad(x[s:s + samples], (0, max(0, samples - x[s:s + samples].shape[0]))))
+        out.extend(cut_windows(x, samples, samples // 2)[1])
         if len(out) >= 4 * limit:
             break
     if not out:

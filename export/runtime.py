@@ -33,42 +33,46 @@ def tflite_interpreter(path: str | Path, threads: int = 1):
     return Interpreter(model_path=str(path), num_threads=threads)
 
 
-def _signature(path: str | Path, threads: int):
+def signature(path: str | Path, threads: int = 1):
     """The ``serving_default`` signature runner of a .tflite file and its input name."""
     r = tflite_interpreter(path, threads).get_signature_runner()
     (name,) = r.get_input_details()
     return r, name
 
 
-def tflite_runner(path: str | Path, threads: int = 1) -> Run:
-    """The run function of a whole-graph .tflite file (waveform in, embedding and scores out)."""
-    r, name = _signature(path, threads)
+def _per_window(one: Callable[[np.ndarray], dict[str, np.ndarray]]) -> Run:
+    """A batch run function from a one-window call (TFLite files take batch 1)."""
 
     def run(waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        outs = [r(**{name: w[None]}) for w in np.asarray(waves, np.float32)]
+        outs = [one(w[None]) for w in np.asarray(waves, np.float32)]
         return np.concatenate([o["embedding"] for o in outs]), np.concatenate([o["scores"] for o in outs])
 
     return run
 
 
+def tflite_runner(path: str | Path, threads: int = 1) -> Run:
+    """The run function of a whole-graph .tflite file (waveform in, embedding and scores out)."""
+    r, name = signature(path, threads)
+    return _per_window(lambda w: r(**{name: w}))
+
+
 def _split(front: str | Path, network: str | Path, threads: int) -> Run:
-    fr, fname = _signature(front, threads)
-    nr, nname = _signature(network, threads)
-    scale, zero = nr.get_input_details()[nname]["quantization"]
+    fr, fname = signature(front, threads)
+    nr, nname = signature(network, threads)
+    detail = nr.get_input_details()[nname]
+    (scale, zero), info = detail["quantization"], np.iinfo(detail["dtype"])
     out_q = {k: d["quantization"] for k, d in nr.get_output_details().items()}
+    if not scale or not all(q[0] for q in out_q.values()):
+        raise AculaError(f"{network}: its input and outputs are not quantized (no scale)")
 
     def one(w: np.ndarray) -> dict[str, np.ndarray]:
-        x = fr(**{fname: w[None]})["logmel"]
-        q = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
+        x = fr(**{fname: w})["logmel"]
+        q = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(detail["dtype"])
         out = {k: (v.astype(np.float32) - out_q[k][1]) * out_q[k][0] for k, v in nr(**{nname: q}).items()}
         out["embedding"] /= max(float(np.linalg.norm(out["embedding"])), 1e-12)  # the network leaves it to us
         return out
 
-    def run(waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        outs = [one(w) for w in np.asarray(waves, np.float32)]
-        return np.concatenate([o["embedding"] for o in outs]), np.concatenate([o["scores"] for o in outs])
-
-    return run
+    return _per_window(one)
 
 
 def runner(bundle, name: str, threads: int = 1) -> Run:
@@ -87,4 +91,4 @@ def runner(bundle, name: str, threads: int = 1) -> Run:
     return lambda waves: tuple(s.run(None, {"waveform": np.asarray(waves, np.float32)}))
 
 
-__all__ = ["SPLIT", "runner", "tflite_interpreter", "tflite_runner"]
+__all__ = ["SPLIT", "runner", "signature", "tflite_interpreter", "tflite_runner"]

@@ -77,11 +77,11 @@ def quantize(fp32: str | Path, out: str | Path, calibration: np.ndarray, scope: 
     from ai_edge_quantizer import calibrator, quantizer, recipe_manager
     from ai_edge_quantizer.utils import qsv_utils
 
-    from export.runtime import tflite_interpreter
+    from export.runtime import signature
 
     model = Path(fp32).read_bytes()
-    detail = tflite_interpreter(fp32).get_signature_runner().get_input_details()
-    (name, spec), = detail.items()
+    r, name = signature(fp32)
+    spec = r.get_input_details()[name]
     calibration = np.asarray(calibration, np.float32)
     if calibration.ndim != len(spec["shape"]) or calibration.shape[1:] != tuple(spec["shape"][1:]) or not len(calibration):
         raise AculaError(f"calibration data must be rows of shape {tuple(spec['shape'][1:])} for '{name}'")

@@ -28,60 +28,65 @@ FP32_TOLERANCE = 1e-4
 INT8_AUROC_DROP = 0.01
 
 
-def record_waves(records: list, sample_rate: int, samples: int) -> list[np.ndarray]:
-    """Each recording's windows ``[k, samples]`` (every half window, the last one padded)."""
+def record_waves(records: list, sample_rate: int, samples: int, hop: int) -> list[np.ndarray]:
+    """Each recording's windows ``[k, samples]``, every ``hop`` samples (the last one padded)."""
     from acula_edge.audio import load
-    from distill.teacher import window_starts
+    from distill.teacher import cut_windows
 
-    out = []
-    for r in records:
-        x = load(r.path, sample_rate=sample_rate)[0]
-        starts = window_starts(x.shape[0], samples, samples // 2)
-        out.append(np.stack([np.pad(x[s:s + samples], (0, max(0, samples - x[s:s + samples].shape[0])))
-                             for s in starts]).astype(np.float32))
-    return out
+    return [cut_windows(load(r.path, sample_rate=sample_rate)[0], samples, hop)[1] for r in records]
 
 
-def head_labels(records: list, heads: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """Head name -> labels per recording (NaN where its task does not label the recording)."""
+def labels_of(records: list, heads: list[dict[str, Any]]) -> np.ndarray:
+    """``[N, H]`` labels (NaN where a head's task does not label a recording, or is not registered here)."""
     from acula_edge.evaluate import get_task
+    from distill.trainer import head_labels
 
-    out = {}
-    for h in heads:
+    out = np.full((len(records), len(heads)), np.nan, np.float32)
+    for j, h in enumerate(heads):
         try:
-            task = get_task(h["name"])
+            get_task(h["name"])
         except AculaError:
             continue
-        out[h["name"]] = np.array([task.label(r) if r.dataset == task.dataset and task.label(r) in (0, 1) else np.nan
-                                   for r in records], np.float64)
+        out[:, j] = head_labels(records, (h["name"],), need_both=False)[:, 0]
     return out
 
 
 def held_out(records: list, checkpoint: str | Path) -> tuple[list, int]:
     """The recordings of subjects the checkpoint was not trained on, and how many subjects were left out."""
-    from acula_edge.checkpoint import read_sidecar, subject_hash
+    from acula_edge.checkpoint import read_sidecar
+    from acula_edge.evaluate import without_subjects
 
-    seen = set(read_sidecar(checkpoint).get("trained_subjects_sha256") or [])
-    kept = [r for r in records if subject_hash(r.subject) not in seen]
+    kept = without_subjects(records, set(read_sidecar(checkpoint).get("trained_subjects_sha256") or []))
     return kept, len({r.subject for r in records}) - len({r.subject for r in kept})
+
+
+def head_aurocs(labels: np.ndarray, scores: np.ndarray, heads: list[dict[str, Any]]) -> dict[str, float]:
+    """Head name -> AUROC of ``scores [N, H]`` (one row per recording) for the heads with both classes."""
+    from acula_edge.evaluate import auroc
+
+    out = {}
+    for j, h in enumerate(heads):
+        known = ~np.isnan(labels[:, j])
+        if len(np.unique(labels[known, j])) == 2:
+            out[h["name"]] = round(auroc(labels[known, j].astype(int), scores[known, j]), 4)
+    return out
 
 
 def head_metrics(records: list, scores: np.ndarray, heads: list[dict[str, Any]], n_boot: int = 1000) -> dict[str, Any]:
     """Each labelled head's AUROC on ``records`` (``scores [N, H]``, one row per recording) with a
     subject-level bootstrap interval, and its sensitivity and specificity at its threshold with
     Wilson intervals."""
-    from acula_edge.evaluate import auroc, bootstrap_ci, wilson_ci
+    from acula_edge.evaluate import bootstrap_ci, wilson_ci
 
-    labels = head_labels(records, heads)
+    labels = labels_of(records, heads)
     subjects = np.array([r.subject for r in records])
-    out = {}
+    aurocs, out = head_aurocs(labels, scores, heads), {}
     for j, h in enumerate(heads):
-        y = labels.get(h["name"])
-        if y is None or len(np.unique(y[~np.isnan(y)])) < 2:
+        if h["name"] not in aurocs:
             continue
-        known = ~np.isnan(y)
-        yk, pk = y[known].astype(int), scores[known, j]
-        m: dict[str, Any] = {"auroc": round(auroc(yk, pk), 4),
+        known = ~np.isnan(labels[:, j])
+        yk, pk = labels[known, j].astype(int), scores[known, j]
+        m: dict[str, Any] = {"auroc": aurocs[h["name"]],
                              "auroc_ci95": [round(v, 4) for v in bootstrap_ci(yk, pk, subjects[known], n_boot)],
                              "recordings": int(known.sum()), "subjects": len(set(subjects[known])),
                              "positives": int(yk.sum()), "negatives": int((1 - yk).sum())}
@@ -101,7 +106,6 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
 
     from acula_edge.bundle import load_bundle
     from acula_edge.data.records import read_manifest
-    from acula_edge.evaluate import auroc
     from distill.teacher import file_sha256
     from export.model import OUTPUTS, edge_model
     from export.onnx import centred_cosine
@@ -124,29 +128,19 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
         kept, left_out = held_out(records, ckpt)
         if kept:  # scores on training subjects would flatter the model; numerical checks can use them
             records = kept
-        waves = record_waves(records, b.sample_rate, b.window_samples)
-    labels = head_labels(records, b.heads)
-    names = [h["name"] for h in b.heads]
+        hop = max(1, int(round(b.meta["hop_s"] * b.sample_rate)))
+        waves = record_waves(records, b.sample_rate, b.window_samples, hop)
+    labels = labels_of(records, b.heads)
 
     def scores_of(outputs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-        per_record = np.stack([s.mean(0) for _, s in outputs])
-        res = {}
-        for j, name in enumerate(names):
-            y = labels.get(name)
-            if y is not None and len(np.unique(y[~np.isnan(y)])) == 2:
-                known = ~np.isnan(y)
-                res[name] = round(auroc(y[known].astype(int), per_record[known, j]), 4)
-        return res
+        return head_aurocs(labels, np.stack([s.mean(0) for _, s in outputs]), b.heads)
 
     with torch.no_grad():
         reference = [tuple(t.numpy() for t in model(torch.from_numpy(w))) for w in waves]
     report: dict[str, Any] = {"bundle": str(b.path), "checkpoint": str(ckpt), "data": data or "synthetic (32 clips, seed 1)",
                               "recordings": len(records), "windows": int(sum(len(w) for w in waves)),
                               "trained_subjects_left_out": left_out if kept else 0,
-                              "training_subjects_only": not kept,
-                              "torch": {"auroc": scores_of(reference),
-                                        "metrics": head_metrics(records, np.stack([s.mean(0) for _, s in reference]),
-                                                                b.heads)},
+                              "training_subjects_only": not kept, "torch": {"auroc": scores_of(reference)},
                               "files": {}, "failures": []}
     files = {name: precision for name, (_, precision) in b.models().items()}
     if b.split() is not None:
@@ -155,26 +149,29 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
         try:
             got = runner(b, name)
             outs = [got(w) for w in waves]
-        except (RuntimeError, ValueError) as e:  # the runtime refused the file or failed inside it
+        except AculaError:
+            raise  # a runtime that is not installed: one clear line
+        except Exception as e:  # the runtime refused the file or failed inside it (onnxruntime, LiteRT)
             report["files"][name] = {"precision": precision, "error": f"{type(e).__name__}: {str(e).splitlines()[0]}"}
             report["failures"].append(f"{name}: does not run ({report['files'][name]['error']})")
             continue
         diff = {k: float(max(np.abs(g[i] - r[i]).max() for g, r in zip(outs, reference)))
                 for i, k in enumerate(OUTPUTS)}
-        kept = centred_cosine(np.concatenate([r[0] for r in reference]), np.concatenate([o[0] for o in outs]))
-        report["files"][name] = {"precision": precision, "max_abs_diff": diff, "embedding_centred_cosine": round(kept, 4),
+        cosine = centred_cosine(np.concatenate([r[0] for r in reference]), np.concatenate([o[0] for o in outs]))
+        report["files"][name] = {"precision": precision, "max_abs_diff": diff, "embedding_centred_cosine": round(cosine, 4),
                                  "auroc": scores_of(outs)}
-        if precision == "fp32" and max(diff.values()) > FP32_TOLERANCE:
-            report["failures"].append(f"{name}: differs from torch by {max(diff.values()):.2e} (> {FP32_TOLERANCE})")
+        worst = max(diff.values())
+        if precision == "fp32" and not all(np.isfinite(v) and v <= FP32_TOLERANCE for v in diff.values()):
+            report["failures"].append(f"{name}: differs from torch by {worst:.2e} (> {FP32_TOLERANCE})")
     for name, f in report["files"].items():
-        if "error" in f:
-            continue
         fp32 = report["files"].get("model_fp32.tflite" if name.endswith(".tflite") else "model_fp32.onnx")
-        if f["precision"] == "int8" and fp32 is not None and "auroc" in fp32:
-            for head, value in f["auroc"].items():
-                if fp32["auroc"][head] - value > INT8_AUROC_DROP:
-                    report["failures"].append(f"{name}: {head} AUROC {value:.3f} is more than {INT8_AUROC_DROP} "
-                                              f"below fp32 ({fp32['auroc'][head]:.3f})")
+        if f["precision"] != "int8" or "auroc" not in f or fp32 is None or "auroc" not in fp32:
+            continue
+        for head, want in fp32["auroc"].items():
+            value = f["auroc"].get(head, float("nan"))
+            if not (np.isfinite(value) and want - value <= INT8_AUROC_DROP):
+                report["failures"].append(f"{name}: {head} AUROC {value:.3f} is more than {INT8_AUROC_DROP} "
+                                          f"below fp32 ({want:.3f})")
     report["ok"] = not report["failures"]
     return report
 
@@ -209,4 +206,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if r["ok"] else 1
 
 
-__all__ = ["verify", "main"]
+__all__ = ["head_metrics", "held_out", "main", "record_waves", "verify"]

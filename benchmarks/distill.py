@@ -118,7 +118,8 @@ def student_heads(ckpt: str, test: list[Recording], tasks: list[str], threads: i
 def int8_effect(ckpt: str, train: list[Recording], test: list[Recording], tasks: list[str]) -> dict[str, Any]:
     """Export the student to ONNX, quantize it to int8 and compare the two on the test recordings."""
     from distill.trainer import load_student
-    from export.onnx import centred_cosine, export_student, logmel_windows, quantize_int8, session
+    from export.onnx import centred_cosine, export_student, logmel_windows, quantize_int8
+    from acula_edge.runtime import session
 
     student, meta = load_student(ckpt)
     frames = student.config.window_frames

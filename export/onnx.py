@@ -215,15 +215,5 @@ def centred_cosine(reference: np.ndarray, other: np.ndarray) -> float:
     return float(((a * b).sum(1) / den).mean())
 
 
-def session(path: str | Path, threads: int = 1):
-    """An onnxruntime CPU session on ``threads`` threads."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-__all__ = ["before_first_conv", "centred_cosine", "export_onnx", "export_student", "fold_weight_quantization", "logmel_windows", "quantize_int8", "session",
+__all__ = ["before_first_conv", "centred_cosine", "export_onnx", "export_student", "fold_weight_quantization", "logmel_windows", "quantize_int8",
            "waveform_windows"]

@@ -109,7 +109,7 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
     from distill.teacher import file_sha256
     from export.model import OUTPUTS, edge_model
     from export.onnx import centred_cosine
-    from export.runtime import SPLIT, runner
+    from acula_edge.runtime import SPLIT, runner
 
     b = load_bundle(bundle_path)
     ckpt = checkpoint or b.meta["provenance"].get("checkpoint")

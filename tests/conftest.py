@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
+EXPORT_HEAD = "synthetic-adventitious"  # the head of the shared test bundle
 SHARED_DATA = Path(os.environ.get("ACULA_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
@@ -56,3 +57,55 @@ def kill_after_steps(module_args: list[str], run_dir: Path, steps: int, timeout:
         time.sleep(0.01)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+
+
+@pytest.fixture(scope="session")
+def student_ckpt(tmp_path_factory):
+    """An untrained mn-xs student saved as `python -m distill` saves one (export does not care how
+    well it was trained)."""
+    import torch
+
+    from acula_edge.checkpoint import save_checkpoint
+    from acula_edge.frontend import FrontendConfig
+    from distill.students import create_student
+
+    from acula_edge.data.synth import iter_clips
+    from export.model import EdgeFrontend
+
+    root = tmp_path_factory.mktemp("export")
+    torch.manual_seed(0)
+    student = create_student("mn-xs", heads=(EXPORT_HEAD,))
+    # BatchNorm statistics from a few synthetic windows (no gradient step): with its initial statistics an
+    # untrained network's scores hardly depend on its input, and tests compare scores across windows
+    front = EdgeFrontend(FrontendConfig().to_dict(), student.config.window_frames)
+    windows = np.stack([a[:front.samples] for _, a in iter_clips(16, seed=11)]).astype(np.float32)
+    for m in student.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None  # the statistics of this one batch
+    with torch.no_grad():
+        student.train()
+        student.pooled(front(torch.from_numpy(windows)))
+        student.eval()
+    for m in student.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = 0.1
+    calib = {"sensitivity": 0.9, "specificity": 0.5, "positives": 10, "negatives": 20, "auroc": 0.8}
+    path = save_checkpoint(root / "student.safetensors", student, FrontendConfig().to_dict(), kind="student",
+                           extra={"heads": [{"name": EXPORT_HEAD, "task": EXPORT_HEAD, "threshold": 0.42, "calibration": calib}],
+                                  "parameters": student.num_parameters()})
+    return root, path
+
+
+@pytest.fixture(scope="session")
+def exported(student_ckpt):
+    """That student exported (ONNX and TFLite, fp32 and int8) and evaluated: a bundle shared by the
+    export and listen tests, at ``student_ckpt[0] / "bundle"``."""
+    root, ckpt = student_ckpt
+    from acula_edge.data.records import write_manifest
+    from acula_edge.data.synth import generate
+
+    write_manifest(generate(root / "held-out", 24, seed=3), root / "held-out.jsonl")
+    r = run_module("export", "--checkpoint", str(ckpt), "--out", str(root / "bundle"), "--formats", "onnx,tflite",
+                   "--int8", "--evaluate", str(root / "held-out.jsonl"))
+    assert r.returncode == 0, r.stderr
+    return r

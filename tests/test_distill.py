@@ -80,7 +80,8 @@ def test_distillation_raises_student_teacher_agreement(setup, distilled):
 
 def test_int8_distilled_student_stays_close_to_fp32(setup, distilled, tmp_path):
     pytest.importorskip("onnxruntime")
-    from export.onnx import centred_cosine, export_student, logmel_windows, quantize_int8, session
+    from export.onnx import centred_cosine, export_student, logmel_windows, quantize_int8
+    from acula_edge.runtime import session
 
     root, manifest, _ = setup
     student, meta = load_student(distilled / "student.safetensors")

@@ -11,40 +11,8 @@ import pytest
 import torch
 
 from acula_edge.bundle import load_bundle
+from conftest import EXPORT_HEAD as HEAD
 from conftest import run_module
-
-HEAD = "synthetic-adventitious"
-
-
-@pytest.fixture(scope="module")
-def student_ckpt(tmp_path_factory):
-    """An untrained mn-xs student saved as `python -m distill` saves one (export does not care how
-    well it was trained)."""
-    from acula_edge.checkpoint import save_checkpoint
-    from acula_edge.frontend import FrontendConfig
-    from distill.students import create_student
-
-    root = tmp_path_factory.mktemp("export")
-    torch.manual_seed(0)
-    student = create_student("mn-xs", heads=(HEAD,))
-    calib = {"sensitivity": 0.9, "specificity": 0.5, "positives": 10, "negatives": 20, "auroc": 0.8}
-    path = save_checkpoint(root / "student.safetensors", student, FrontendConfig().to_dict(), kind="student",
-                           extra={"heads": [{"name": HEAD, "task": HEAD, "threshold": 0.42, "calibration": calib}],
-                                  "parameters": student.num_parameters()})
-    return root, path
-
-
-@pytest.fixture(scope="module")
-def exported(student_ckpt):
-    root, ckpt = student_ckpt
-    from acula_edge.data.records import write_manifest
-    from acula_edge.data.synth import generate
-
-    write_manifest(generate(root / "held-out", 24, seed=3), root / "held-out.jsonl")
-    r = run_module("export", "--checkpoint", str(ckpt), "--out", str(root / "bundle"), "--formats", "onnx,tflite",
-                   "--int8", "--evaluate", str(root / "held-out.jsonl"))
-    assert r.returncode == 0, r.stderr
-    return r
 
 
 def test_export_writes_a_verified_bundle_that_matches_torch(student_ckpt, exported):

@@ -20,7 +20,8 @@ def test_int8_student_graph(tmp_path):
     from acula_edge.data.synth import generate
     from acula_edge.frontend import FrontendConfig
     from distill.students import create_student
-    from export.onnx import before_first_conv, export_student, logmel_windows, quantize_int8, session
+    from export.onnx import before_first_conv, export_student, logmel_windows, quantize_int8
+    from acula_edge.runtime import session
 
     records = generate(tmp_path / "corpus", 8, seed=5)
     windows = np.concatenate(logmel_windows(records, FrontendConfig().to_dict(), 128))
@@ -49,7 +50,8 @@ def test_waveform_in_graph_matches_torch_in_onnxruntime(name, tmp_path):
     from acula_edge.frontend import FrontendConfig
     from distill.students import create_student
     from export.model import EdgeModel
-    from export.onnx import export_onnx, session
+    from export.onnx import export_onnx
+    from acula_edge.runtime import session
 
     torch.manual_seed(0)
     model = EdgeModel(create_student(name, heads=("a", "b")), FrontendConfig().to_dict()).eval()
@@ -78,7 +80,8 @@ def test_int8_waveform_graph_keeps_the_front_end_in_fp32(tmp_path):
     from acula_edge.frontend import FrontendConfig
     from distill.students import create_student
     from export.model import EdgeModel
-    from export.onnx import before_first_conv, export_onnx, quantize_int8, session
+    from export.onnx import before_first_conv, export_onnx, quantize_int8
+    from acula_edge.runtime import session
 
     torch.manual_seed(0)
     model = EdgeModel(create_student("mn-xs", heads=("a",)), FrontendConfig().to_dict()).eval()
@@ -108,7 +111,8 @@ def test_the_onnx_front_end_keeps_its_floor_on_band_limited_audio(tmp_path):
     from acula_edge.audio import load
     from acula_edge.frontend import FrontendConfig, LogMel
     from conftest import write_tone
-    from export.onnx import export_onnx, session
+    from export.onnx import export_onnx
+    from acula_edge.runtime import session
 
     write_tone(tmp_path / "heart.wav", rate=2000, seconds=5.0, freq=90.0)
     fe = LogMel(FrontendConfig()).eval()

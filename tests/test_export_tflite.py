@@ -28,7 +28,7 @@ def edge(name: str):
 
 def tensor_types(path) -> dict[str, list[tuple[str, str]]]:
     """Op name -> [(first input dtype, output dtype)] of a .tflite file."""
-    from export.runtime import tflite_interpreter
+    from acula_edge.runtime import tflite_interpreter
 
     it = tflite_interpreter(path)
     it.allocate_tensors()
@@ -43,7 +43,7 @@ def tensor_types(path) -> dict[str, list[tuple[str, str]]]:
 @pytest.mark.parametrize("name", list_students())
 def test_tflite_waveform_graph_matches_torch(name, tmp_path):
     from export.model import OUTPUTS
-    from export.runtime import tflite_runner
+    from acula_edge.runtime import tflite_runner
     from export.tflite import convert
 
     model = edge(name)
@@ -56,15 +56,14 @@ def test_tflite_waveform_graph_matches_torch(name, tmp_path):
     np.testing.assert_allclose(scores, want[1].numpy(), atol=1e-4)
 
 
-def test_tflite_int8_and_the_full_integer_pair(tmp_path):
-    from acula_edge.data.synth import generate
-    from export.onnx import waveform_windows
-    from export.tflite import export_tflite, quantize
+def test_tflite_int8_and_the_full_integer_pair(student_ckpt, exported, tmp_path):
+    """The TFLite files of the shared test bundle (`python -m export --formats onnx,tflite --int8`)."""
+    from export.tflite import quantize
 
-    model = edge("mn-xs")
-    waves = waveform_windows(generate(tmp_path / "corpus", 8, seed=5), 16000, model.samples, limit=16)
-    files = export_tflite(model, tmp_path / "out", waves)
-    assert set(files) == {"model_fp32.tflite", "model_int8.tflite", "frontend_fp32.tflite", "network_int8.tflite"}
+    bundle = student_ckpt[0] / "bundle"
+    files = {n: bundle / n for n in ("model_fp32.tflite", "model_int8.tflite", "frontend_fp32.tflite",
+                                     "network_int8.tflite")}
+    assert all(f.is_file() for f in files.values())
     fp32, int8, net = (tensor_types(files[n]) for n in ("model_fp32.tflite", "model_int8.tflite", "network_int8.tflite"))
     assert all(i == "float32" for i, _ in fp32["CONV_2D"])
     assert int8["LOG"] == [("float32", "float32")] and int8["REDUCE_MIN"] == [("float32", "float32")]  # front end fp32
@@ -74,12 +73,12 @@ def test_tflite_int8_and_the_full_integer_pair(tmp_path):
     assert files["model_int8.tflite"].stat().st_size < files["model_fp32.tflite"].stat().st_size
     assert files["network_int8.tflite"].stat().st_size < 0.5 * files["frontend_fp32.tflite"].stat().st_size
 
-    from export.runtime import tflite_interpreter
+    from acula_edge.runtime import tflite_interpreter
 
     runner = tflite_interpreter(files["network_int8.tflite"]).get_signature_runner()
     assert {d["dtype"] for d in [*runner.get_input_details().values(), *runner.get_output_details().values()]} == {np.int8}
     with pytest.raises(AculaError, match="calibration data must be rows of shape"):
-        quantize(files["model_fp32.tflite"], tmp_path / "bad.tflite", waves[:, :100])
+        quantize(files["model_fp32.tflite"], tmp_path / "bad.tflite", np.zeros((2, 100), np.float32))
 
 
 def test_a_graph_litert_cannot_lower_is_one_clear_error(tmp_path):

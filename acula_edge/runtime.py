@@ -1,0 +1,175 @@
+"""Inference backends for bundles: onnxruntime, LiteRT and (when installed) torch.
+
+The device side: numpy and a runtime only; torch is imported only by the ``torch`` backend.
+:func:`load_model` picks a bundle's model file by backend and precision and returns a
+:class:`Model` whose ``run`` maps windows ``[N, samples]`` to ``(embedding [N, D], scores [N, H])``.
+
+:func:`runner` gives, for a model file of a bundle (or the full-integer pair), a function from
+windows ``[N, samples]`` to ``(embedding [N, D], scores [N, H])``: onnxruntime runs a batch at once,
+LiteRT one window at a time (TFLite files take batch 1); the full-integer network's int8 input is
+quantized from the fp32 front end's output and its int8 outputs dequantized, with the scales and
+zero points stored in the file, and its embedding L2-normalised here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from acula_edge.errors import AculaError
+
+Run = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+#: the name :func:`runner` gives the full-integer pair
+SPLIT = "frontend_fp32.tflite+network_int8.tflite"
+
+
+def tflite_interpreter(path: str | Path, threads: int = 1):
+    """A LiteRT interpreter (``ai-edge-litert``; ``tflite-runtime`` as a fallback on old devices)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError as e:
+            raise AculaError("running .tflite files needs LiteRT: pip install ai-edge-litert") from e
+    return Interpreter(model_path=str(path), num_threads=threads)
+
+
+def signature(path: str | Path, threads: int = 1):
+    """The ``serving_default`` signature runner of a .tflite file and its input name."""
+    r = tflite_interpreter(path, threads).get_signature_runner()
+    (name,) = r.get_input_details()
+    return r, name
+
+
+def _per_window(one: Callable[[np.ndarray], dict[str, np.ndarray]]) -> Run:
+    """A batch run function from a one-window call (TFLite files take batch 1)."""
+
+    def run(waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        outs = [one(w[None]) for w in np.asarray(waves, np.float32)]
+        return np.concatenate([o["embedding"] for o in outs]), np.concatenate([o["scores"] for o in outs])
+
+    return run
+
+
+def tflite_runner(path: str | Path, threads: int = 1) -> Run:
+    """The run function of a whole-graph .tflite file (waveform in, embedding and scores out)."""
+    r, name = signature(path, threads)
+    return _per_window(lambda w: r(**{name: w}))
+
+
+def _split(front: str | Path, network: str | Path, threads: int) -> Run:
+    fr, fname = signature(front, threads)
+    nr, nname = signature(network, threads)
+    detail = nr.get_input_details()[nname]
+    (scale, zero), info = detail["quantization"], np.iinfo(detail["dtype"])
+    out_q = {k: d["quantization"] for k, d in nr.get_output_details().items()}
+    if not scale or not all(q[0] for q in out_q.values()):
+        raise AculaError(f"{network}: its input and outputs are not quantized (no scale)")
+
+    def one(w: np.ndarray) -> dict[str, np.ndarray]:
+        x = fr(**{fname: w})["logmel"]
+        q = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(detail["dtype"])
+        out = {k: (v.astype(np.float32) - out_q[k][1]) * out_q[k][0] for k, v in nr(**{nname: q}).items()}
+        out["embedding"] /= max(float(np.linalg.norm(out["embedding"])), 1e-12)  # the network leaves it to us
+        return out
+
+    return _per_window(one)
+
+
+def session(path: str | Path, threads: int = 1):
+    """An onnxruntime CPU session on ``threads`` threads."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def runner(bundle, name: str, threads: int = 1) -> Run:
+    """The run function of model file ``name`` of ``bundle`` (:data:`SPLIT` for the full-integer pair)."""
+    if name == SPLIT:
+        pair = bundle.split()
+        if pair is None:
+            raise AculaError(f"{bundle.path}: no full-integer pair")
+        return _split(*pair, threads)
+    fmt, _ = bundle.models()[name]
+    if fmt == "tflite":
+        return tflite_runner(bundle.path / name, threads)
+    s = session(bundle.path / name, threads)
+    return lambda waves: tuple(s.run(None, {"waveform": np.asarray(waves, np.float32)}))
+
+
+#: backend name -> the format of the bundle files it runs (``torch`` runs the source checkpoint)
+BACKENDS = {"onnx": "onnx", "tflite": "tflite", "torch": None}
+
+
+@dataclass
+class Model:
+    """A runnable model of a bundle: ``run(windows [N, samples]) -> (embedding, scores)``."""
+
+    backend: str
+    file: str
+    precision: str
+    run: Run
+
+
+def torch_runner(bundle, checkpoint: str | None = None, threads: int = 1) -> Run:
+    """The bundle's source checkpoint run in torch (fp32), after checking its sha256."""
+    from acula_edge.bundle import sha256_file
+
+    try:
+        import torch
+    except ImportError as e:
+        raise AculaError("the torch backend needs torch: pip install 'acula-edge[train]' (or use --backend onnx)") from e
+    from export.model import edge_model
+
+    ckpt = checkpoint or bundle.meta["provenance"].get("checkpoint")
+    if not ckpt or not Path(ckpt).is_file():
+        raise AculaError(f"the torch backend runs the bundle's source checkpoint, and {ckpt} is not here: "
+                         "give --checkpoint")
+    if sha256_file(ckpt) != bundle.meta["provenance"].get("checkpoint_sha256"):
+        raise AculaError(f"{ckpt} is not the checkpoint {bundle.path} was exported from (sha256 differs)")
+    torch.set_num_threads(threads)
+    model = edge_model(str(ckpt))
+
+    def run(waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            e, s = model(torch.from_numpy(np.asarray(waves, np.float32)))
+        return e.numpy(), s.numpy()
+
+    return run
+
+
+def load_model(bundle, backend: str = "onnx", precision: str | None = None, threads: int = 1,
+               checkpoint: str | None = None) -> Model:
+    """The bundle's model for ``backend`` at ``precision`` (int8 when the bundle holds it, by default)."""
+    if backend not in BACKENDS:
+        raise AculaError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if precision not in (None, "int8", "fp32"):
+        raise AculaError(f"unknown precision {precision!r} (choose int8 or fp32)")
+    if backend == "torch":
+        if precision == "int8":
+            raise AculaError("the torch backend runs the fp32 checkpoint; int8 runs with --backend onnx or tflite")
+        return Model("torch", str(checkpoint or bundle.meta["provenance"].get("checkpoint")), "fp32",
+                     torch_runner(bundle, checkpoint, threads))
+    held = {p: n for n, (f, p) in bundle.models().items() if f == BACKENDS[backend]}
+    if not held:
+        raise AculaError(f"{bundle.path} holds no {backend} model (it holds {', '.join(bundle.models())})")
+    precision = precision or ("int8" if "int8" in held else "fp32")
+    if precision not in held:
+        raise AculaError(f"{bundle.path} holds no {precision} {backend} model (it holds {', '.join(bundle.models())})")
+    try:
+        return Model(backend, held[precision], precision, runner(bundle, held[precision], threads))
+    except AculaError:
+        raise
+    except Exception as e:  # a runtime that refuses the file
+        raise AculaError(f"{bundle.path / held[precision]}: {backend} cannot load it ({str(e).splitlines()[0][:200]})") from e
+
+
+__all__ = ["BACKENDS", "Model", "SPLIT", "load_model", "runner", "session", "signature", "tflite_interpreter",
+           "tflite_runner", "torch_runner"]

@@ -1,0 +1,382 @@
+"""``python -m acula_edge.listen``: the streaming engine, the signal-quality gate, decisions, every
+source (two real PortAudio capture devices among them), every backend, and the failure paths.
+
+The bundle is the shared test bundle: an untrained ``mn-xs`` student exported to ONNX and TFLite.
+Its scores carry no clinical meaning, so the event tests set the head's threshold from the student's
+own offline scores: they test the decision logic on a real stream, not the model (the trained
+default bundle arrives with the pipeline).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from acula_edge.bundle import load_bundle, write_bundle
+from acula_edge.listen import Decider, Output, Windower, signal_quality
+from capture import ALSA_NAME, PulseDaemon, alsa_file_device, pcm16
+from conftest import EXPORT_HEAD as HEAD
+from conftest import ROOT
+
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def bundle(student_ckpt, exported):
+    return load_bundle(student_ckpt[0] / "bundle")
+
+
+def clip(index: int) -> np.ndarray:
+    """A synthetic clip (16 kHz, 5 s) of the corpus with seed 0, quantized as a device delivers it."""
+    from acula_edge.data.synth import iter_clips
+
+    for i, (_, audio) in enumerate(iter_clips(index + 1, seed=0)):
+        if i == index:
+            return pcm16(audio).astype(np.float32) / 32768
+    raise IndexError(index)
+
+
+def listen(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "acula_edge.listen", *args], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=timeout)
+
+
+def records(stdout: str) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for line in stdout.splitlines():
+        obj = json.loads(line)
+        out.setdefault(obj["type"], []).append(obj)
+    return out
+
+
+def offline(bundle, x: np.ndarray, backend: str = "onnx", precision: str | None = None,
+            hop: int | None = None) -> np.ndarray:
+    """Scores ``[windows, heads]`` of the windows at starts 0, hop, 2 hop, ... run one at a time."""
+    from acula_edge.runtime import load_model
+
+    m = load_model(bundle, backend, precision)
+    w, hop = bundle.window_samples, hop or int(round(bundle.meta["hop_s"] * bundle.sample_rate))
+    return np.stack([m.run(x[None, s:s + w])[1][0] for s in range(0, x.size - w + 1, hop)])
+
+
+def streamed(objs: dict[str, list[dict]], head: str = HEAD) -> np.ndarray:
+    return np.array([w["scores"][head] for w in objs["window"]])
+
+
+# ------------------------------------------------------------------ engine parts (no device)
+
+
+def test_windower_cuts_the_same_windows_as_the_whole_recording():
+    x = np.arange(10_000, dtype=np.float32)
+    w = Windower(window=1000, hop=300)
+    got = []
+    rng = np.random.default_rng(0)
+    i = 0
+    while i < x.size:  # blocks of every size, larger and smaller than the window
+        n = int(rng.integers(1, 2500))
+        got += w.push(x[i:i + n])
+        i += n
+    starts = list(range(0, x.size - 1000 + 1, 300))
+    assert [end for end, _ in got] == [s + 1000 for s in starts]
+    for (_, win), s in zip(got, starts):
+        np.testing.assert_array_equal(win, x[s:s + 1000])
+    short = Windower(1000, 300)
+    assert short.push(x[:400]) == [] and np.array_equal(short.finish()[0][1][:400], x[:400])
+
+
+def test_signal_quality_names_silence_low_clipping_and_overload():
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(RATE).astype(np.float32)
+    assert signal_quality(np.zeros(RATE))["status"] == "silence"
+    assert signal_quality(1e-5 * noise)["status"] == "silence"  # -100 dBFS
+    assert signal_quality(2e-4 * noise)["status"] == "low"  # -74 dBFS
+    assert signal_quality(0.01 * noise)["status"] == "ok"
+    clipped = np.clip(0.3 * noise, -0.75, 0.75)  # an analogue stage clipping below full scale
+    q = signal_quality(clipped)
+    assert q["status"] == "clipping" and 0.001 < q["clipped"] < 0.05
+    assert signal_quality(np.clip(3 * noise, -1, 1))["status"] == "overload"
+    assert signal_quality(0.9 * np.sin(np.arange(RATE) * 0.05).astype(np.float32))["status"] == "ok"  # a loud pure tone
+    assert signal_quality(clip(5))["status"] == "ok" and signal_quality(clip(0))["status"] == "ok"
+
+
+def test_a_sustained_finding_gives_one_event_with_hysteresis_and_refractory_period():
+    d = Decider("h", threshold=0.5, smooth=1, hysteresis=0.1, refractory_s=10.0)
+    probs = [0.2, 0.6, 0.7, 0.45, 0.55, 0.3, 0.9, 0.9]  # dips to 0.45 (within hysteresis), re-rises after 0.3
+    fired = [d.update(float(t), p)[1] for t, p in enumerate(probs)]
+    assert fired == [False, True, False, False, False, False, False, False]  # 0.9 at t=6 is inside 10 s
+    d2 = Decider("h", threshold=0.5, smooth=1, hysteresis=0.1, refractory_s=2.0)
+    assert [d2.update(float(t), p)[1] for t, p in enumerate(probs)].count(True) == 2
+    d3 = Decider("h", threshold=0.5, smooth=3)
+    assert d3.update(0, 0.9) == (0.9, True)
+    assert d3.update(1, None) == (None, False) and not d3.history  # a gated window clears the smoothing
+    assert d3.update(2, 0.2)[0] == pytest.approx(0.2)
+
+
+def test_live_view_draws_bars_in_place_and_plain_lines_otherwise():
+    w = {"type": "window", "end_s": 4.1, "quality": {"status": "ok", "rms_db": -30.0, "peak_db": -10.0, "clipped": 0.0},
+         "scores": {"a": 0.8, "b": 0.1}, "smoothed": {"a": 0.8, "b": 0.1}, "latency_ms": 3.2}
+    buf = io.StringIO()
+    out = Output("live", ["a", "b"], {"a": 0.5, "b": 0.5}, buf)
+    out.emit(w)
+    out.emit({"type": "event", "head": "a", "time_s": 4.1, "score": 0.8, "threshold": 0.5})
+    out.emit(w)
+    text = buf.getvalue()
+    assert "\x1b[3F\x1b[J" in text and "ALERT" in text and "#" * 24 in text and "EVENT a" in text
+    buf = io.StringIO()
+    Output("plain", ["a", "b"], {"a": 0.5, "b": 0.5}, buf).emit(w)
+    assert "\x1b" not in buf.getvalue() and "a 0.800*" in buf.getvalue() and "b 0.100 " in buf.getvalue()
+
+
+# ------------------------------------------------------------------ files, backends, device purity
+
+
+def test_file_json_matches_offline_scores_in_an_environment_without_torch(bundle, tmp_path):
+    from acula_edge.audio import resample
+
+    x8 = resample(np.concatenate([clip(5), clip(0)]), RATE, 8000)  # an 8 kHz recording, as SPRSound's
+    sf.write(tmp_path / "rec.wav", x8, 8000, subtype="FLOAT")
+    x = resample(x8, 8000, RATE)  # what the stream's resampler must produce on the way in
+    block = ("import sys, runpy\nclass NoTorch:\n    def find_spec(self, name, path=None, target=None):\n"
+             "        if name == 'torch' or name.startswith('torch.'):\n"
+             "            raise ImportError('torch is not installed here')\n"
+             "sys.meta_path.insert(0, NoTorch())\nsys.argv = ['listen', *sys.argv[1:]]\n"
+             "runpy.run_module('acula_edge.listen', run_name='__main__')\n")
+    r = subprocess.run([sys.executable, "-c", block, "--file", str(tmp_path / "rec.wav"), "--bundle", str(bundle.path),
+                        "--json", "--no-realtime"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    objs = records(r.stdout)
+    assert len(objs["window"]) == 3 and objs["start"][0]["model"] == "model_int8.onnx"
+    for w in objs["window"]:
+        assert w["quality"]["status"] == "ok" and w["latency_ms"] > 0 and set(w["scores"]) == {HEAD}
+    np.testing.assert_allclose(streamed(objs), offline(bundle, x)[:, 0], atol=1e-5)
+    s = objs["summary"][0]
+    assert s["windows"] == 3 and s["latency_ms"]["p95"] is not None and s["real_time_factor"] > 0
+    # the torch backend says in one line that torch is missing
+    r = subprocess.run([sys.executable, "-c", block, "--file", str(tmp_path / "rec.wav"), "--bundle", str(bundle.path),
+                        "--backend", "torch"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: the torch backend needs torch: pip install 'acula-edge[train]' (or use --backend onnx)"]
+
+
+@pytest.mark.parametrize("backend,precision", [("onnx", "fp32"), ("tflite", "fp32"), ("tflite", "int8"),
+                                               ("torch", "fp32")])
+def test_every_backend_streams_its_own_offline_scores(bundle, backend, precision, tmp_path):
+    x = clip(5)
+    sf.write(tmp_path / "rec.wav", x, RATE, subtype="PCM_16")
+    r = listen("--file", str(tmp_path / "rec.wav"), "--bundle", str(bundle.path), "--json", "--no-realtime",
+               "--backend", backend, "--precision", precision, "--hop", "0.5", "--threads", "2")
+    assert r.returncode == 0, r.stderr
+    objs = records(r.stdout)
+    assert objs["start"][0]["backend"] == backend and objs["start"][0]["precision"] == precision
+    hop = int(0.5 * RATE)
+    np.testing.assert_allclose(streamed(objs), offline(bundle, x, backend, precision, hop)[:, 0], atol=1e-5)
+    if precision == "fp32" and backend != "onnx":  # fp32 files agree with each other too
+        np.testing.assert_allclose(streamed(objs), offline(bundle, x, "onnx", "fp32", hop)[:, 0], atol=1e-4)
+
+
+def test_gated_windows_get_their_quality_and_no_score(bundle, tmp_path):
+    rng = np.random.default_rng(1)
+    w = bundle.window_samples
+    parts = [np.zeros(w), 2e-4 * rng.standard_normal(w), np.clip(0.3 * rng.standard_normal(w), -0.75, 0.75),
+             np.clip(3 * rng.standard_normal(w), -1, 1), clip(5)[:w]]
+    sf.write(tmp_path / "mix.wav", np.concatenate(parts).astype(np.float32), RATE, subtype="FLOAT")
+    r = listen("--file", str(tmp_path / "mix.wav"), "--bundle", str(bundle.path), "--json", "--no-realtime",
+               "--hop", str(bundle.meta["window_s"]))
+    assert r.returncode == 0, r.stderr
+    objs = records(r.stdout)
+    assert [o["quality"]["status"] for o in objs["window"]] == ["silence", "low", "clipping", "overload", "ok"]
+    assert [o["scores"] is None for o in objs["window"]] == [True] * 4 + [False]
+    assert objs["summary"][0]["gated"] == {"silence": 1, "low": 1, "clipping": 1, "overload": 1}
+
+
+def test_prompts_the_bundle_carries_become_zero_shot_heads(bundle, tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((2, bundle.meta["outputs"]["embedding"]["shape"][1])).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    texts = ["normal lung sounds", "wheezes heard"]
+    files = {n: bundle.path / n for n in bundle.meta["files"]}
+    buf = io.BytesIO()
+    np.save(buf, vectors)
+    files["prompts.npy"] = buf.getvalue()
+    meta = {**bundle.meta, "prompts": {"texts": texts, "file": "prompts.npy"}}
+    b = write_bundle(tmp_path / "with-prompts", meta, files)
+    sf.write(tmp_path / "rec.wav", clip(5), RATE, subtype="PCM_16")
+    base = ["--file", str(tmp_path / "rec.wav"), "--bundle", str(b.path), "--json", "--no-realtime"]
+    r = listen(*base, "--prompt", "wheezes heard")  # one answer: the bundle's other prompt is the alternative
+    assert r.returncode == 0, r.stderr
+    for w in records(r.stdout)["window"]:
+        p = [w["scores"][f"prompt:{t}"] for t in texts]
+        assert sum(p) == pytest.approx(1.0, abs=1e-4) and 0 < p[1] < 1
+    r = listen(*base, "--prompt", "crackles heard", "--prompt", "normal")  # new texts need the aligned checkpoint
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "text projection" in r.stderr
+
+
+def test_demo_stream_announces_its_clips(bundle):
+    r = listen("--demo", "--bundle", str(bundle.path), "--json", "--no-realtime", "--duration", "12")
+    assert r.returncode == 0, r.stderr
+    objs = records(r.stdout)
+    assert objs["note"][0]["text"].startswith("demo clip syn-0001_00 from 0.0 s: heart")
+    assert len(objs["window"]) == 4 and objs["summary"][0]["audio_s"] == pytest.approx(12.0)
+
+
+# ------------------------------------------------------------------ failure behaviour
+
+
+def one_line(r: subprocess.CompletedProcess) -> str:
+    lines = r.stderr.strip().splitlines()
+    assert "Traceback" not in r.stderr and len(lines) == 1, r.stderr
+    return lines[0]
+
+
+def test_bad_input_is_one_line(bundle, tmp_path):
+    sf.write(tmp_path / "rec.wav", clip(5), RATE, subtype="PCM_16")
+    rec = str(tmp_path / "rec.wav")
+    tampered = tmp_path / "tampered"
+    write_bundle(tampered, bundle.meta, {n: bundle.path / n for n in bundle.meta["files"]})
+    with open(tampered / "model_int8.onnx", "r+b") as f:
+        f.seek(1000)
+        f.write(b"\x00\x01")
+    (tmp_path / "noise.wav").write_bytes(b"RIFF....WAVEjunk")
+    cases = [
+        (["--file", rec, "--bundle", str(tampered)], "sha256"),
+        (["--file", rec, "--bundle", str(tmp_path)], "not a bundle"),
+        (["--file", str(tmp_path / "none.wav"), "--bundle", str(bundle.path)], "no such file"),
+        (["--file", str(tmp_path / "noise.wav"), "--bundle", str(bundle.path)], "noise.wav"),
+        (["--bundle", str(bundle.path)], "choose one source"),
+        (["--file", rec, "--bundle", str(bundle.path), "--threshold", "nohead=0.3"], "--threshold"),
+        (["--file", rec, "--bundle", str(bundle.path), "--backend", "coreml"], "unknown backend"),
+        (["--file", rec, "--bundle", str(bundle.path), "--record", str(rec)], "exists"),
+    ]
+    for args, expected in cases:
+        r = listen(*args)
+        assert r.returncode == 2 and expected in one_line(r), (args, r.stderr)
+
+
+def test_no_microphone_and_no_portaudio_are_one_line(bundle):
+    # no device: PortAudio sees no card here (and no sound server at this address)
+    env = {**os.environ, "PULSE_SERVER": "unix:/nonexistent/native"}
+    r = listen("--mic", "--bundle", str(bundle.path), env=env)
+    assert r.returncode == 2 and one_line(r) == "error: no audio input device found: connect a microphone (see --list-devices)"
+    # PortAudio missing: the library cannot be uninstalled for one test, so its import error is raised
+    # the way sounddevice raises it when libportaudio is absent (a simulation, said so here)
+    block = ("import sys, runpy\nclass NoPortAudio:\n    def find_spec(self, name, path=None, target=None):\n"
+             "        if name == 'sounddevice':\n            raise OSError('PortAudio library not found')\n"
+             "sys.meta_path.insert(0, NoPortAudio())\nsys.argv = ['listen', *sys.argv[1:]]\n"
+             "runpy.run_module('acula_edge.listen', run_name='__main__')\n")
+    r = subprocess.run([sys.executable, "-c", block, "--mic", "--bundle", str(bundle.path)], capture_output=True,
+                       text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2 and "needs the PortAudio library" in one_line(r)
+
+
+def test_ctrl_c_ends_with_the_summary(bundle, tmp_path):
+    sf.write(tmp_path / "rec.wav", np.tile(clip(5), 4), RATE, subtype="PCM_16")
+    p = subprocess.Popen([sys.executable, "-m", "acula_edge.listen", "--file", str(tmp_path / "rec.wav"), "--bundle",
+                          str(bundle.path), "--json", "--hop", "0.5"], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    lines = []
+    while sum('"window"' in line for line in lines) < 2:  # audio is flowing at real time
+        lines.append(p.stdout.readline())
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 130 and err.strip().splitlines() == ["stopped (interrupted)"]
+    objs = records("".join(lines) + out)
+    s = objs["summary"][0]
+    assert s["windows"] >= 2 and 4.0 < s["audio_s"] < 15 and s["latency_ms"]["p50"] is not None
+
+
+# ------------------------------------------------------------------ real capture devices
+
+
+def test_alsa_capture_streams_bit_exact_windows_and_records_them(bundle, tmp_path):
+    x = np.concatenate([clip(5), clip(0), clip(3)])
+    env = alsa_file_device(tmp_path, x)
+    r = listen("--list-devices", env=env)
+    assert r.returncode == 0 and ALSA_NAME in r.stdout
+    seconds = x.size / RATE
+    r = listen("--mic", "--device", ALSA_NAME, "--samplerate", str(RATE), "--duration", str(seconds), "--bundle",
+               str(bundle.path), "--json", "--record", str(tmp_path / "kept.wav"), env=env)
+    assert r.returncode == 0, r.stderr
+    objs = records(r.stdout)
+    expected = offline(bundle, x)[:, 0]
+    assert np.ptp(expected) > 1e-3  # the windows' scores differ, so matching them means something
+    np.testing.assert_allclose(streamed(objs), expected, atol=1e-5)
+    kept, rate = sf.read(tmp_path / "kept.wav", dtype="float32")
+    assert rate == RATE and np.array_equal(kept, x)  # bit for bit what the device delivered
+
+
+def test_alsa_capture_a_positive_raises_one_event_and_silence_none(bundle, tmp_path):
+    positive = np.concatenate([clip(5), clip(5)])  # a lung clip with adventitious sounds, 10 s
+    scores = offline(bundle, positive, hop=RATE)
+    threshold = float(scores[:, 0].min()) - 0.01  # the untrained student's own scores set the operating point
+    quiet = np.zeros(6 * RATE, np.float32)
+    stream = np.concatenate([quiet, positive, quiet, positive, quiet])
+    base = ["--mic", "--device", ALSA_NAME, "--samplerate", str(RATE), "--bundle", str(bundle.path), "--json",
+            "--hop", "1", "--threshold", f"{HEAD}={threshold:.4f}"]
+    env = alsa_file_device(tmp_path, stream)
+    r = listen(*base, "--duration", str(stream.size / RATE), "--refractory", "60", env=env)
+    assert r.returncode == 0, r.stderr
+    objs = records(r.stdout)
+    events = objs.get("event", [])
+    assert len(events) == 1 and events[0]["head"] == HEAD and 6 < events[0]["time_s"] <= 6 + 10 + 1
+    statuses = {w["quality"]["status"] for w in objs["window"]}
+    assert statuses == {"ok", "silence"}
+    r = listen(*base, "--duration", str(stream.size / RATE), "--refractory", "5", env=env)
+    assert len(records(r.stdout)["event"]) == 2  # two findings far apart: two events
+    silent_dir = tmp_path / "silent"
+    silent_dir.mkdir()
+    env = alsa_file_device(silent_dir, np.zeros(20 * RATE, np.float32))
+    r = listen(*base, "--duration", "20", env=env)
+    objs = records(r.stdout)
+    assert r.returncode == 0 and "event" not in objs
+    assert {w["quality"]["status"] for w in objs["window"]} == {"silence"} and objs["summary"][0]["scored"] == 0
+
+
+@pytest.fixture
+def pulse(tmp_path):
+    d = PulseDaemon(tmp_path)
+    yield d
+    d.stop()
+
+
+def test_pulse_real_time_capture_for_20_s_drops_nothing(bundle, pulse):
+    x = np.concatenate([clip(i) for i in range(5)])  # 25 s of audio fed at real time
+    feeder = pulse.feed(x)
+    t0 = time.monotonic()
+    r = listen("--mic", "--device", "pulse", "--duration", "20", "--bundle", str(bundle.path), "--json",
+               env=pulse.env, timeout=90)
+    wall = time.monotonic() - t0
+    pulse.stop_feeding()
+    feeder.join(timeout=5)
+    assert r.returncode == 0, r.stderr
+    objs = records(r.stdout)
+    s = objs["summary"][0]
+    assert s["input_overflows"] == 0 and s["dropped_blocks"] == 0
+    assert s["audio_s"] == pytest.approx(20.0, abs=0.05) and 19.0 < s["wall_s"] < 30 and wall >= 19.0
+    assert s["windows"] == len(objs["window"]) >= 8 and s["scored"] >= 1
+    lat = s["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p95"] <= lat["max"] and 0 < s["real_time_factor"] < 1 and s["cpu_percent"] > 0
+
+
+def test_a_device_that_vanishes_mid_stream_ends_with_one_line_and_the_summary(bundle, pulse):
+    feeder = pulse.feed(np.tile(clip(5), 6))
+    p = subprocess.Popen([sys.executable, "-m", "acula_edge.listen", "--mic", "--device", "pulse", "--bundle",
+                          str(bundle.path), "--json"], cwd=ROOT, env=pulse.env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    first = [p.stdout.readline(), p.stdout.readline()]  # start and the first window: audio is flowing
+    pulse.stop()  # the sound server, and with it the device, goes away
+    out, err = p.communicate(timeout=30)
+    feeder.join(timeout=5)
+    assert p.returncode == 1 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: microphone 'pulse'") and "disconnected" in lines[0]
+    objs = records("".join(first) + out)
+    assert objs["summary"][0]["windows"] >= 1

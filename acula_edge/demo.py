@@ -65,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n   {r.id}: {r.modality} at {r.site}, {r.device}; {facts}\n   labels: {labels}")
         for line in spectrogram_text(logmel(x, fe)):
             print("   |" + line + "|")
-    print("\nScreening live audio arrives with the listen stage; this demo stops at the data and the front end.")
+    print("\nTo screen audio with an exported bundle: python -m acula_edge.listen --file REC.wav --bundle BUNDLE "
+          "(or --mic, or --demo for a synthetic stream).")
     return 0
 
 

@@ -124,6 +124,17 @@ class Bundle:
                 return self.path / name
         raise AculaError(f"{self.path}: no {precision} {fmt} model (it holds {', '.join(self.models())})")
 
+    def source_checkpoint(self, override: str | Path | None = None, needed_for: str = "this") -> Path:
+        """The checkpoint this bundle was exported from (``override``, else the path in its provenance),
+        checked against the sha256 in its provenance."""
+        ckpt = override or self.meta["provenance"].get("checkpoint")
+        if not ckpt or not Path(ckpt).is_file():
+            raise AculaError(f"{needed_for} needs the bundle's source checkpoint, and {ckpt} is not here: "
+                             "give --checkpoint")
+        if sha256_file(ckpt) != self.meta["provenance"].get("checkpoint_sha256"):
+            raise AculaError(f"{ckpt} is not the checkpoint {self.path} was exported from (sha256 differs)")
+        return Path(ckpt)
+
     def prompts(self) -> tuple[list[str], np.ndarray] | None:
         """``(texts, embeddings [K, D])`` of the zero-shot prompts, or None."""
         p = self.meta.get("prompts")
@@ -168,6 +179,7 @@ def write_bundle(out: str | Path, meta: Mapping[str, Any], files: Mapping[str, s
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     old = out.with_name(f".{out.name}.old")
+    moved = False  # whether the previous bundle is at ``old`` now
     try:
         listed: dict[str, dict[str, Any]] = {}
         for name, src in files.items():
@@ -193,11 +205,12 @@ def write_bundle(out: str | Path, meta: Mapping[str, Any], files: Mapping[str, s
         if out.exists():
             shutil.rmtree(old, ignore_errors=True)
             out.rename(old)
+            moved = True
         tmp.rename(out)
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if not out.exists() and old.exists():
+        if moved and not out.exists():
             old.rename(out)  # the previous bundle comes back
         raise
     return load_bundle(out)

@@ -95,6 +95,17 @@ def quiet_native(fds: tuple[int, ...] = (1, 2)) -> Iterator[None]:
             os.close(fd)
 
 
+def data_pairs(items: Sequence[str]) -> list[tuple[str, str]]:
+    """``--data FORMAT=PATH`` arguments as ``(format, path)`` pairs, in order."""
+    out = []
+    for d in items:
+        fmt, sep, path = d.partition("=")
+        if not sep or not path:
+            raise AculaError(f"--data wants FORMAT=PATH, got {d!r}")
+        out.append((fmt, path))
+    return out
+
+
 def add_run_arguments(p: argparse.ArgumentParser, out_required: bool = True) -> argparse._ArgumentGroup:
     """Data, loop and machine flags of a training CLI; returns the training group for the stage's own."""
     g = p.add_argument_group("data")

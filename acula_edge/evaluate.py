@@ -135,13 +135,9 @@ def data_root(fmt: str, overrides: dict[str, str], root: str | None = None) -> P
 
 def data_overrides(items: Sequence[str]) -> dict[str, str]:
     """``--data FORMAT=PATH`` arguments as ``{format: path}``."""
-    out = {}
-    for d in items:
-        fmt, sep, path = d.partition("=")
-        if not sep or not path:
-            raise AculaError(f"--data wants FORMAT=PATH, got {d!r}")
-        out[fmt] = path
-    return out
+    from acula_edge.cli import data_pairs
+
+    return dict(data_pairs(items))
 
 
 def load_task_records(task: Task, overrides: dict[str, str], root: str | None, out: Path) -> list[Recording]:
@@ -320,7 +316,8 @@ def make_encoder(spec: str, threads: int = 1, aligned: bool = False) -> Encoder:
                 model = AlignedEncoder(model, proj)
         return TorchEncoder(str(p), model, meta["frontend"], meta.get("trained_subjects_sha256", ()), threads)
     if p.is_dir() and (p / "bundle.json").exists():
-        raise AculaError(f"{p}: bundles can be evaluated once the export stage exists; give a checkpoint")
+        raise AculaError(f"{p}: a bundle is checked with `python -m export verify {p} --data MANIFEST`; "
+                         "evaluate probes checkpoints")
     raise AculaError(f"unknown encoder {spec!r}: give a checkpoint (*.safetensors) or one of {', '.join(BASELINES)}")
 
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from acula_edge.cli import Parser, guarded, quiet_native
 from acula_edge.errors import AculaError
+from acula_edge.zeroshot import DEFAULT_TEMPERATURE, zero_shot_probabilities
 
 END = None  # queue sentinel: the source has no more audio
 QUALITY = ("ok", "silence", "low", "clipping", "overload")
@@ -50,7 +51,7 @@ class DeviceLost(AculaError):
 # signal quality
 
 
-@dataclass
+@dataclass(frozen=True)
 class QualityConfig:
     """Per-window signal-quality gate (levels in dB relative to full scale)."""
 
@@ -111,7 +112,6 @@ class Windower:
         self.ring = np.zeros(window, np.float32)
         self.total = 0  # samples received
         self.next_end = window
-        self.emitted = 0
 
     def _write(self, x: np.ndarray) -> None:
         pos = self.total % self.window
@@ -133,12 +133,11 @@ class Windower:
                 pos = self.total % self.window
                 out.append((self.total, np.concatenate([self.ring[pos:], self.ring[:pos]])))
                 self.next_end += self.hop
-                self.emitted += 1
         return out
 
     def finish(self) -> list[tuple[int, np.ndarray]]:
         """At the end of a stream shorter than one window: that stream, zero-padded, as one window."""
-        if self.emitted or not self.total:
+        if self.next_end > self.window or not self.total:  # a window was cut already, or nothing came
             return []
         w = np.zeros(self.window, np.float32)
         w[:self.total] = self.ring[:self.total]
@@ -213,8 +212,17 @@ class _ThreadSource(Source):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def blocks(self) -> Iterator[np.ndarray]:
+    def blocks(self) -> Iterator[np.ndarray | str]:
         raise NotImplementedError
+
+    def _put(self, q: queue.Queue, item) -> None:
+        """Wait for room in the queue (nothing is dropped from a file), unless the loop has stopped."""
+        while not self._stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def start(self, q: queue.Queue) -> None:
         def work() -> None:
@@ -223,7 +231,7 @@ class _ThreadSource(Source):
             try:
                 for b in self.blocks():
                     if isinstance(b, str):
-                        q.put(b)
+                        self._put(q, b)
                         continue
                     if limit is not None:
                         b = b[:limit - sent]
@@ -231,18 +239,13 @@ class _ThreadSource(Source):
                         delay = t0 + (sent + b.size) / self.rate - time.monotonic()
                         if delay > 0 and self._stop.wait(delay):
                             break
-                    while not self._stop.is_set():
-                        try:
-                            q.put(b, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
+                    self._put(q, b)
                     sent += b.size
                     if self._stop.is_set() or (limit is not None and sent >= limit):
                         break
             except Exception as e:  # a file that turns out corrupt half-way: the loop reports it
-                q.put(e)
-            q.put(END)
+                self._put(q, e)
+            self._put(q, END)
 
         self._thread = threading.Thread(target=work, name=self.name, daemon=True)
         self._thread.start()
@@ -498,7 +501,7 @@ class Listener:
 
     def __init__(self, model, bundle, hop_s: float, deciders: list[Decider], source_rate: int,
                  quality: QualityConfig = QualityConfig(), prompts: tuple[list[str], np.ndarray] | None = None,
-                 temperature: float = 0.05):
+                 temperature: float = DEFAULT_TEMPERATURE):
         from acula_edge.audio import Resampler
 
         self.model, self.bundle, self.quality = model, bundle, quality
@@ -539,8 +542,6 @@ class Listener:
             emb, s = self.model.run(w[None])
             scores = {h: float(v) for h, v in zip(self.heads, s[0])}
             if self.prompts is not None:
-                from acula_edge.zeroshot import zero_shot_probabilities
-
                 p = zero_shot_probabilities(emb, self.prompts[1], self.temperature)[0]
                 scores.update({f"prompt:{t}": float(v) for t, v in zip(self.prompts[0], p)})
         latency = time.perf_counter() - t0
@@ -624,12 +625,9 @@ def _prompts(bundle, texts: Sequence[str], checkpoint: str | None) -> tuple[list
                          f"the bundle cannot embed them{have}")
     from acula_edge.zeroshot import embed_prompts
 
-    ckpt = checkpoint or bundle.meta["provenance"].get("checkpoint")
-    if not ckpt or not Path(ckpt).is_file():
-        raise AculaError(f"embedding new prompts needs the bundle's source checkpoint ({ckpt}): give --checkpoint")
     if len(texts) < 2:
         raise AculaError("a zero-shot question needs at least two --prompt answers, or prompts the bundle carries")
-    return texts, embed_prompts(str(ckpt), texts)
+    return texts, embed_prompts(str(bundle.source_checkpoint(checkpoint, "embedding new prompts")), texts)
 
 
 def run(listener: Listener, source: Source, output: Output, recorder: Recorder | None = None,
@@ -787,13 +785,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = [f"prompt:{t}" for t in prompts[0]] if prompts else []
     thresholds = _thresholds(bundle, a.threshold, extra)
     deciders = [Decider(h, thresholds[h], a.smooth, a.hysteresis, a.refractory) for h in thresholds]
-    temperature = float((bundle.meta.get("prompts") or {}).get("temperature", 0.05))
+    temperature = float((bundle.meta.get("prompts") or {}).get("temperature", DEFAULT_TEMPERATURE))
     listener = Listener(model, bundle, a.hop or bundle.meta["hop_s"], deciders, source.rate,
                         QualityConfig(silence_db=a.silence_db, low_db=a.low_db), prompts, temperature)
-    recorder = Recorder(a.record, source.rate, a.overwrite) if a.record else None
     output = Output(mode, list(thresholds), thresholds)
 
     listener.warm_up(a.warmup)
+    recorder = Recorder(a.record, source.rate, a.overwrite) if a.record else None
     output.emit({"type": "start", "bundle": str(bundle.path), "name": bundle.meta["name"], "backend": model.backend,
                  "model": model.file, "precision": model.precision, "source": source.name,
                  "source_rate": source.rate, "sample_rate": bundle.sample_rate, "window_s": bundle.meta["window_s"],

@@ -118,24 +118,16 @@ class Model:
     run: Run
 
 
-def torch_runner(bundle, checkpoint: str | None = None, threads: int = 1) -> Run:
-    """The bundle's source checkpoint run in torch (fp32), after checking its sha256."""
-    from acula_edge.bundle import sha256_file
-
+def torch_runner(checkpoint: str | Path, threads: int = 1) -> Run:
+    """A student checkpoint run in torch (fp32): the torch backend runs a bundle's source checkpoint."""
     try:
         import torch
     except ImportError as e:
         raise AculaError("the torch backend needs torch: pip install 'acula-edge[train]' (or use --backend onnx)") from e
     from export.model import edge_model
 
-    ckpt = checkpoint or bundle.meta["provenance"].get("checkpoint")
-    if not ckpt or not Path(ckpt).is_file():
-        raise AculaError(f"the torch backend runs the bundle's source checkpoint, and {ckpt} is not here: "
-                         "give --checkpoint")
-    if sha256_file(ckpt) != bundle.meta["provenance"].get("checkpoint_sha256"):
-        raise AculaError(f"{ckpt} is not the checkpoint {bundle.path} was exported from (sha256 differs)")
     torch.set_num_threads(threads)
-    model = edge_model(str(ckpt))
+    model = edge_model(str(checkpoint))
 
     def run(waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
@@ -155,8 +147,8 @@ def load_model(bundle, backend: str = "onnx", precision: str | None = None, thre
     if backend == "torch":
         if precision == "int8":
             raise AculaError("the torch backend runs the fp32 checkpoint; int8 runs with --backend onnx or tflite")
-        return Model("torch", str(checkpoint or bundle.meta["provenance"].get("checkpoint")), "fp32",
-                     torch_runner(bundle, checkpoint, threads))
+        ckpt = bundle.source_checkpoint(checkpoint, "the torch backend")
+        return Model("torch", str(ckpt), "fp32", torch_runner(ckpt, threads))
     held = {p: n for n, (f, p) in bundle.models().items() if f == BACKENDS[backend]}
     if not held:
         raise AculaError(f"{bundle.path} holds no {backend} model (it holds {', '.join(bundle.models())})")

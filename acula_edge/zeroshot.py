@@ -187,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--text-model", help="the checkpoint's text model (default: the one it was aligned with)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", help="write the result as JSON here")
+    p.add_argument("--work", default="runs/zeroshot", help="--task: where a synthetic corpus is made when one is "
+                   "needed (default runs/zeroshot)")
     a = p.parse_args(argv)
     if bool(a.files) == bool(a.task):
         raise AculaError("give audio files or --task, not both")
@@ -198,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.task:
         if not (a.prompt or get_task(a.task).prompts):
             raise AculaError(f"task {a.task} has no registered prompts: give --prompt, one per class (class 0 first)")
-        records = load_task_records(get_task(a.task), data_overrides(a.data), None, Path("runs/zeroshot"))
+        records = load_task_records(get_task(a.task), data_overrides(a.data), None, Path(a.work))
         records = unseen(records, set(read_sidecar(a.checkpoint).get("trained_subjects_sha256") or []), a.task)
         doc: dict[str, Any] = task_auroc(a.checkpoint, a.task, records, a.prompt or None, a.threads, a.text_model)
         print(f"{a.task} | {a.checkpoint}: zero-shot AUROC {doc['auroc']:.3f} (95% CI {doc['ci95'][0]:.2f}–"

@@ -71,6 +71,14 @@ def at_threshold(y: np.ndarray, p: np.ndarray, threshold: float | None) -> dict[
     return {"threshold": round(float(threshold), 4), "test_sensitivity": round(sens, 4), "test_specificity": round(spec, 4)}
 
 
+def relabelled(records: list[Recording], task: str) -> list[Recording]:
+    """The records with the task's label under ``_task`` (what zero-shot scoring reads)."""
+    from acula_edge.evaluate import get_task
+
+    t = get_task(task)
+    return [Recording(**{**r.to_dict(), "labels": {**r.labels, "_task": t.label(r)}}) for r in records]
+
+
 def labelled(records: list[Recording], task: str) -> tuple[list[Recording], np.ndarray]:
     from acula_edge.evaluate import get_task
 
@@ -98,10 +106,11 @@ def teacher_head(teacher: str, train: list[Recording], val: list[Recording], tes
 
 
 def student_heads(ckpt: str, test: list[Recording], tasks: list[str], threads: int) -> dict[str, dict[str, Any]]:
+    from acula_edge.checkpoint import read_sidecar
     from acula_edge.evaluate import make_encoder
 
     enc = make_encoder(ckpt, threads)
-    meta = json.loads(Path(ckpt).with_suffix(".json").read_text())
+    meta = read_sidecar(ckpt)
     names = [h["name"] for h in meta["heads"]]
     out = {}
     for task in tasks:
@@ -157,11 +166,12 @@ def cost(ckpt: str) -> dict[str, Any]:
     import torch
 
     from acula_edge.checkpoint import load_checkpoint
+    from acula_edge.checkpoint import read_sidecar
     from acula_edge.frontend import FrontendConfig
     from acula_edge.models import count_macs
     from distill.trainer import load_student
 
-    if json.loads(Path(ckpt).with_suffix(".json").read_text()).get("kind") == "student":
+    if read_sidecar(ckpt).get("kind") == "student":
         model, meta = load_student(ckpt)
         frames, params = model.config.window_frames, model.num_parameters()
         macs = model.macs_per_window()
@@ -242,9 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {f: str(w) for f, w in datasets.items()}
     test: list[Recording] = []
     seen = set().union(*(read_sidecar(e).get("trained_subjects_sha256") or [] for e in encoders))
+    ids: set[str] = set()
     for t in tasks:
-        test += [r for r in unseen(load_task_records(get_task(t), overrides, None, work), seen, t)
-                 if r.id not in {x.id for x in test}]
+        new = [r for r in unseen(load_task_records(get_task(t), overrides, None, work), seen, t) if r.id not in ids]
+        test += new
+        ids.update(r.id for r in new)
     rows: dict[str, dict[str, Any]] = {}
     for ckpt in encoders:
         name = label[ckpt]
@@ -254,15 +266,14 @@ def main(argv: list[str] | None = None) -> int:
         row: dict[str, Any] = {"checkpoint": ckpt, **cost(ckpt), "tasks": {}}
         for t in tasks:
             te, _ = labelled(test, t)
-            tr = [Recording(**{**r.to_dict(), "labels": {**r.labels, "_task": get_task(t).label(r)}}) for r in te]
-            zs = task_auroc(ckpt, t, tr, threads=a.threads)
+            zs = task_auroc(ckpt, t, relabelled(te, t), threads=a.threads)
             pr = probe[t, name]
             row["tasks"][t] = {"probe": {"auroc": pr["auroc_mean"], "std": pr["auroc_std"], "ci95": pr["ci95"]},
                                "head": head_scores[t], "zero_shot": {"auroc": zs["auroc"], "ci95": zs["ci95"]},
                                "test_recordings": len(te), "test_subjects": len({r.subject for r in te})}
         if name != "teacher":
             row["int8"] = int8_effect(ckpt, train, test, tasks)
-            meta = json.loads(Path(ckpt).with_suffix(".json").read_text())
+            meta = read_sidecar(ckpt)
             row["student"] = {"preset": meta["student"]["name"], "act": meta["student"]["act"]}
         rows[name] = row
     # zero-shot needs coordinates shared by audio and text: compare the encoders of every alignment loss
@@ -273,8 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             zero_shot_by_loss[loss] = {}
             for t in tasks:
                 te, _ = labelled(test, t)
-                tr = [Recording(**{**r.to_dict(), "labels": {**r.labels, "_task": get_task(t).label(r)}}) for r in te]
-                zs = task_auroc(str(ckpt), t, tr, threads=a.threads)
+                zs = task_auroc(str(ckpt), t, relabelled(te, t), threads=a.threads)
                 zero_shot_by_loss[loss][t] = {"auroc": zs["auroc"], "ci95": zs["ci95"]}
     for name, row in rows.items():
         for t, cell in row["tasks"].items():

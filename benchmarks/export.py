@@ -77,6 +77,9 @@ def markdown(doc: dict[str, Any]) -> str:
                 continue  # the same fp32 file as the other bundle
             by = {"fp32": "", "int8": "Neural Compressor" if quantizer == "inc" else
                   ("ai-edge-quantizer" if name.endswith(".tflite") else "onnxruntime")}[f["precision"]]
+            if "error" in f:  # verify reports a file that does not run, and so does the table
+                lines.append(f"| {name} | {by} | | does not run: {f['error']} | |" + " |" * len(heads))
+                continue
             d = f["max_abs_diff"]
             size = " + ".join(f"{n / 1024:.0f}" for n in f["bytes"].values())
             lines.append(f"| {name} | {by} | {size} | {d['embedding']:.1e}, {d['scores']:.1e} | "

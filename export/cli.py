@@ -23,7 +23,10 @@ from acula_edge.cli import Parser, guarded
 from acula_edge.errors import AculaError
 
 FORMATS = ("onnx", "tflite")
-QUANTIZERS = ("ort", "inc")
+#: who makes each format's int8 file, by --quantizer (TFLite's is always ai-edge-quantizer)
+INT8_TOOLS = {"ort": {"onnx": "onnxruntime", "tflite": "ai-edge-quantizer"},
+              "inc": {"onnx": "neural-compressor", "tflite": "ai-edge-quantizer"}}
+QUANTIZERS = tuple(INT8_TOOLS)
 
 
 def bundle_meta(checkpoint: str, meta: dict[str, Any], samples: int, hop_s: float | None) -> dict[str, Any]:
@@ -130,6 +133,9 @@ def export_main(argv: Sequence[str]) -> int:
         raise AculaError(f"unknown format(s) {', '.join(unknown) or '(none)'}; this exporter writes: {', '.join(FORMATS)}")
     if a.quantizer not in QUANTIZERS:
         raise AculaError(f"unknown quantizer {a.quantizer!r}; choose one of: {', '.join(QUANTIZERS)}")
+    if a.quantizer != "ort" and "onnx" not in formats:
+        raise AculaError(f"--quantizer {a.quantizer} makes the ONNX int8 file: add onnx to --formats "
+                         "(TFLite int8 is always made by ai-edge-quantizer)")
     if Path(a.out).exists() and not a.overwrite:
         raise AculaError(f"{a.out} exists; choose another folder or pass --overwrite")
     for flag, path in (("--calibration", a.calibration), ("--evaluate", a.evaluate)):
@@ -157,6 +163,8 @@ def export_main(argv: Sequence[str]) -> int:
     meta = read_sidecar(a.checkpoint)
     if meta.get("kind") != "student":
         raise AculaError(f"{a.checkpoint} is not a student checkpoint: distil one with `python -m distill`")
+    if prompts and not (meta.get("projections") or {}).get("text"):  # before minutes of conversion
+        raise AculaError(f"{a.checkpoint}: not an aligned checkpoint (no text projection): it cannot embed --prompts")
     model = edge_model(a.checkpoint)
     doc = bundle_meta(a.checkpoint, meta, model.samples, a.hop)
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,7 +173,8 @@ def export_main(argv: Sequence[str]) -> int:
         waves = calibration_waves(a.calibration, model.fe.sample_rate, model.samples, work) if a.int8 else None
         if waves is not None:
             doc["provenance"]["int8_calibration"] = {"source": a.calibration or "synthetic corpus (64 clips, seed 0)",
-                                                     "windows": int(waves.shape[0]), "quantizer": a.quantizer}
+                                                     "windows": int(waves.shape[0]),
+                                                     "quantizer": {f: INT8_TOOLS[a.quantizer][f] for f in formats}}
         if "onnx" in formats:
             fp32 = export_onnx(model, work / "model_fp32.onnx", torch.zeros(2, model.samples), "waveform", OUTPUTS)
             files["model_fp32.onnx"] = fp32

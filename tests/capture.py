@@ -79,7 +79,7 @@ set-default-source capture
             time.sleep(0.05)
         self.feeding = threading.Event()
 
-    def feed(self, audio: np.ndarray, then_silence: bool = True) -> threading.Thread:
+    def feed(self, audio: np.ndarray) -> threading.Thread:
         """Write ``audio`` into the FIFO at real time from a thread (then quiet noise until
         :meth:`stop_feeding`, so that the stream never starves)."""
         samples = pcm16(audio)
@@ -92,9 +92,7 @@ set-default-source capture
                 with open(self.fifo, "wb") as f:
                     t0, n = time.monotonic(), 0
                     while self.feeding.is_set():
-                        chunk = samples[n:n + block] if n < samples.size else (quiet if then_silence else None)
-                        if chunk is None:
-                            break
+                        chunk = samples[n:n + block] if n < samples.size else quiet
                         f.write(chunk.tobytes())
                         f.flush()
                         n += chunk.size

@@ -130,3 +130,12 @@ def test_a_failed_rename_puts_the_previous_bundle_back(bundle, monkeypatch):
     monkeypatch.undo()
     assert load_bundle(bundle.path).meta["files"]["model_fp32.onnx"]["bytes"] == len(b"fp32 model bytes")
     assert sorted(p.name for p in bundle.path.parent.iterdir()) == ["b"]
+
+
+def test_a_failed_write_never_brings_back_a_stale_folder(tmp_path):
+    stale = tmp_path / ".b.old"  # left by a crash long ago
+    stale.mkdir()
+    (stale / "bundle.json").write_text("{}")
+    with pytest.raises(AculaError, match="bad bundle description"):
+        write_bundle(tmp_path / "b", {"name": "x"}, {"model_fp32.onnx": b"x"})
+    assert not (tmp_path / "b").exists()

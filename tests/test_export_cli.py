@@ -33,6 +33,7 @@ def test_export_writes_a_verified_bundle_that_matches_torch(student_ckpt, export
                         "operating_point": {"sensitivity": 0.9, "specificity": 0.5, "positives": 10, "negatives": 20,
                                             "auroc": 0.8}}]
     assert b.meta["provenance"]["int8_calibration"]["windows"] > 0
+    assert b.meta["provenance"]["int8_calibration"]["quantizer"] == {"onnx": "onnxruntime", "tflite": "ai-edge-quantizer"}
     assert [line.split(":")[0] for line in r.stdout.splitlines()] == [
         "model_fp32.onnx", "model_int8.onnx", "model_fp32.tflite", "model_int8.tflite", "frontend_fp32.tflite",
         "network_int8.tflite"]
@@ -114,6 +115,7 @@ def test_export_bad_input_is_one_line_and_leaves_no_bundle(student_ckpt, exporte
         (["--checkpoint", str(tmp_path / "none.safetensors")], "checkpoint not found"),
         (["--checkpoint", str(ckpt), "--formats", "onnx,coreml"], "unknown format(s) coreml"),
         (["--checkpoint", str(ckpt), "--int8", "--quantizer", "tvm"], "unknown quantizer 'tvm'"),
+        (["--checkpoint", str(ckpt), "--int8", "--quantizer", "inc", "--formats", "tflite"], "add onnx to --formats"),
         (["--checkpoint", str(ckpt), "--int8", "--calibration", str(manifest)], "could be read"),
         (["--checkpoint", str(ckpt), "--evaluate", str(tmp_path / "none.jsonl")], "--evaluate: manifest not found"),
         (["--checkpoint", str(ckpt), "--prompts", str(tmp_path / "p.txt")], "no text projection"),

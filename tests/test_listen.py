@@ -255,6 +255,9 @@ def test_bad_input_is_one_line(bundle, tmp_path):
         (["--file", rec, "--bundle", str(bundle.path), "--threshold", "nohead=0.3"], "--threshold"),
         (["--file", rec, "--bundle", str(bundle.path), "--backend", "coreml"], "unknown backend"),
         (["--file", rec, "--bundle", str(bundle.path), "--record", str(rec)], "exists"),
+        (["--file", rec, "--bundle", str(bundle.path), "--backend", "torch", "--checkpoint", rec], "sha256 differs"),
+        (["--file", rec, "--bundle", str(bundle.path), "--backend", "torch", "--checkpoint", str(tmp_path / "x")],
+         "the torch backend needs the bundle's source checkpoint"),
     ]
     for args, expected in cases:
         r = listen(*args)

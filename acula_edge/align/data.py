@@ -25,15 +25,13 @@ def load_sources(manifests: Sequence[str] = (), data: Sequence[str] = (), splits
     ``splits`` keeps only recordings whose ``split`` field is one of them (a manifest written by
     ``python -m acula_edge.data split``), so that an encoder is trained on training subjects only.
     """
+    from acula_edge.cli import data_pairs
     from acula_edge.data.loaders import load
 
     records: list[Recording] = []
     for m in manifests:
         records += read_manifest(m)
-    for d in data:
-        fmt, sep, path = d.partition("=")
-        if not sep or not path:
-            raise AculaError(f"--data wants FORMAT=PATH, got {d!r}")
+    for fmt, path in data_pairs(data):
         records += load(fmt, path)
     if not records:
         raise AculaError("no training data: give --manifest PATH or --data FORMAT=PATH")

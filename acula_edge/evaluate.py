@@ -163,6 +163,11 @@ def load_task_records(task: Task, overrides: dict[str, str], root: str | None, o
             raise AculaError(f"no data for task {task.name}: give --data {task.dataset}=PATH, or set ACULA_DATA "
                              f"to a folder holding {task.dataset}/")
         records = load(task.dataset, where)
+    return task_records(task, records)
+
+
+def task_records(task: Task, records: list[Recording]) -> list[Recording]:
+    """The recordings ``task`` labels, with the class under ``labels["_task"]``; an error unless both classes occur."""
     kept = []
     for r in records:
         y = task.label(r)
@@ -384,26 +389,43 @@ def fit_probe(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float, iters: in
 
     opt.step(closure)
     w_, b_ = w.detach(), b.detach()
-    return lambda z: torch.softmax(torch.from_numpy(z).double() @ w_ + b_, 1).numpy()
+
+    def predict(z: np.ndarray) -> np.ndarray:
+        return torch.softmax(torch.from_numpy(z).double() @ w_ + b_, 1).numpy()
+
+    predict.coef, predict.intercept = w_.numpy(), b_.numpy()  # [D, C], [C]: logits = x @ coef + intercept
+    return predict
 
 
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 
-def bootstrap_ci(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of AUROC, resampling whole subjects (cluster bootstrap)."""
+def cluster_bootstrap(groups: np.ndarray, stat: Callable[[np.ndarray], float], n: int = 1000,
+                      seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of ``stat(indices)``, resampling whole subjects (cluster bootstrap);
+    resamples where the statistic is undefined (NaN) are skipped."""
     rng = np.random.default_rng(seed)
     uniq = np.unique(groups)
     members = [np.flatnonzero(groups == g) for g in uniq]
     vals = []
     for _ in range(n):
-        idx = np.concatenate([members[i] for i in rng.integers(0, uniq.size, uniq.size)])
-        v = auroc(y[idx], p[idx])
+        v = stat(np.concatenate([members[i] for i in rng.integers(0, uniq.size, uniq.size)]))
         if v == v:
             vals.append(v)
     if not vals:
         return float("nan"), float("nan")
     return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
+
+
+def bootstrap_ci(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of AUROC, resampling whole subjects (cluster bootstrap)."""
+    return cluster_bootstrap(groups, lambda idx: auroc(y[idx], p[idx]), n, seed)
+
+
+def paired_delta_ci(y: np.ndarray, reference: np.ndarray, other: np.ndarray, groups: np.ndarray, n: int = 1000,
+                    seed: int = 0) -> tuple[float, float]:
+    """95% interval of ``AUROC(other) - AUROC(reference)`` on the same recordings, resampling whole subjects."""
+    return cluster_bootstrap(groups, lambda idx: auroc(y[idx], other[idx]) - auroc(y[idx], reference[idx]), n, seed)
 
 
 def wilson_ci(k: int, n: int, z: float = 1.96) -> tuple[float, float]:

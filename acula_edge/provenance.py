@@ -34,7 +34,15 @@ def versions(*modules: str) -> dict[str, str]:
     out = {}
     for name in ("acula_edge", *modules):
         try:
-            out[name] = getattr(importlib.import_module(name), "__version__", "unknown")
+            version = getattr(importlib.import_module(name), "__version__", None)
+            if version is None:
+                from importlib.metadata import PackageNotFoundError, version as dist_version
+
+                try:
+                    version = dist_version(name)
+                except PackageNotFoundError:
+                    version = "unknown"
+            out[name] = version
         except ImportError:
             out[name] = "not installed"
     return out

@@ -31,19 +31,18 @@ def pin_one_cpu() -> list[int] | None:
     return sorted(os.sched_getaffinity(0))
 
 
-def save_result(result: dict, out: str, module: str, argv: list[str]) -> None:
-    """Add the exact command, print the JSON and write it atomically, readable by all."""
-    import json
-    import shlex
-    import sys
-
+def save_result(result: dict, out: str, module: str, argv: list[str], echo: bool = True) -> dict:
+    """Add the exact command and write the JSON atomically, readable by all (printed too, with
+    ``echo``); returns the result with the command."""
     from acula_edge.data.records import atomic_write_text
 
     result = {**result, "command": shlex.join(["python", "-m", module, *argv]), "python_executable": sys.executable}
     text = json.dumps(result, indent=2) + "\n"
     atomic_write_text(out, text)
-    print(text, end="")
+    if echo:
+        print(text, end="")
     print(f"saved to {out}", file=sys.stderr)
+    return result
 
 
 def run(cmd: list[str], log: list[str], needed: bool = True) -> None:

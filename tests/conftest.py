@@ -13,6 +13,7 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPORT_HEAD = "synthetic-adventitious"  # the head of the shared test bundle
+DISTILL_HEADS = ("synthetic-adventitious", "synthetic-abnormal-heart")  # the heads of the distilled test student
 SHARED_DATA = Path(os.environ.get("ACULA_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
@@ -38,6 +39,19 @@ def run_module(*args: str, cwd: Path | None = None) -> subprocess.CompletedProce
     """Run ``python -m <args>`` in a subprocess, capturing text output."""
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
                           cwd=cwd or ROOT, timeout=300)
+
+
+def call_main(module: str, *args: str) -> subprocess.CompletedProcess:
+    """Call ``module.main(args)`` in this process (no interpreter start-up, for the cases that stop
+    before any work: bad input), with what it printed, as :func:`run_module` returns it."""
+    import contextlib
+    import importlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = importlib.import_module(module).main(list(args))
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
 
 
 def kill_after_steps(module_args: list[str], run_dir: Path, steps: int, timeout: float = 240) -> None:
@@ -109,3 +123,52 @@ def exported(student_ckpt):
                    "--int8", "--evaluate", str(root / "held-out.jsonl"))
     assert r.returncode == 0, r.stderr
     return r
+
+
+@pytest.fixture(scope="session")
+def distill_setup(tmp_path_factory):
+    """A synthetic corpus (48 clips), a teacher aligned on it for 20 steps and an MSM run of 1 step:
+    ``(root, manifest, text cache)``; the teacher is ``root / "teacher" / "encoder.safetensors"``."""
+    from acula_edge.data.synth import generate
+
+    root = tmp_path_factory.mktemp("distill")
+    generate(root / "corpus", 48, seed=3)
+    manifest = root / "corpus" / "manifest.jsonl"
+    cache = str(root / "cache.sqlite")
+    r = run_module("acula_edge.align", "train", "--manifest", str(manifest), "--encoder", "vit-tiny", "--max-steps",
+                   "20", "--batch-size", "8", "--out", str(root / "teacher"), "--text-cache", cache,
+                   "--threads", "2", "--quiet")
+    assert r.returncode == 0, r.stderr
+    r = run_module("acula_edge.align", "pretrain", "--manifest", str(manifest), "--max-steps", "1",
+                   "--batch-size", "8", "--out", str(root / "msm"), "--threads", "1", "--quiet")
+    assert r.returncode == 0, r.stderr
+    return root, manifest, cache
+
+
+@pytest.fixture(scope="session")
+def distilled(distill_setup):
+    """A 60-step distillation of mn-xs with the two :data:`DISTILL_HEADS`: its run folder."""
+    root, manifest, cache = distill_setup
+    teacher = root / "teacher" / "encoder.safetensors"
+    out = root / "student"
+    args = ["--teacher", str(teacher), "--student", "mn-xs", "--manifest", str(manifest), "--out", str(out),
+            "--max-steps", "60", "--batch-size", "16", "--text-cache", cache, "--threads", "2", "--quiet"]
+    r = run_module("distill", *args, *[x for h in DISTILL_HEADS for x in ("--head", h)])
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def distilled_bundles(distill_setup, distilled, tmp_path_factory):
+    """That student exported twice, int8 calibrated on the corpus: ``ort`` (ONNX and TFLite,
+    onnxruntime's and ai-edge-quantizer's int8 and the full-integer pair) and ``inc`` (ONNX, Neural
+    Compressor's int8); the folder holding both."""
+    pytest.importorskip("litert_torch")
+    pytest.importorskip("neural_compressor")
+    _, manifest, _ = distill_setup
+    out = tmp_path_factory.mktemp("bundles")
+    for quantizer, formats in (("ort", "onnx,tflite"), ("inc", "onnx")):
+        r = run_module("export", "--checkpoint", str(distilled / "student.safetensors"), "--out", str(out / quantizer),
+                       "--formats", formats, "--int8", "--quantizer", quantizer, "--calibration", str(manifest))
+        assert r.returncode == 0, r.stderr
+    return out

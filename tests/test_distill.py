@@ -10,46 +10,16 @@ import pytest
 import torch
 
 from acula_edge.data.records import read_manifest
-from acula_edge.data.synth import generate
-from conftest import kill_after_steps, run_module
+from conftest import DISTILL_HEADS, call_main, kill_after_steps, run_module
 from distill.students import create_student
 from distill.teacher import read_targets
 from distill.trainer import agreement, load_student
 
-HEADS = ("synthetic-adventitious", "synthetic-abnormal-heart")
+HEADS = DISTILL_HEADS
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("distill")
-    generate(root / "corpus", 48, seed=3)
-    manifest = root / "corpus" / "manifest.jsonl"
-    cache = str(root / "cache.sqlite")
-    r = run_module("acula_edge.align", "train", "--manifest", str(manifest), "--encoder", "vit-tiny", "--max-steps",
-                   "20", "--batch-size", "8", "--out", str(root / "teacher"), "--text-cache", cache,
-                   "--threads", "2", "--quiet")
-    assert r.returncode == 0, r.stderr
-    r = run_module("acula_edge.align", "pretrain", "--manifest", str(manifest), "--max-steps", "1",
-                   "--batch-size", "8", "--out", str(root / "msm"), "--threads", "1", "--quiet")
-    assert r.returncode == 0, r.stderr
-    return root, manifest, cache
-
-
-@pytest.fixture(scope="module")
-def distilled(setup):
-    """A 60-step distillation of mn-xs with two heads."""
-    root, manifest, cache = setup
-    teacher = root / "teacher" / "encoder.safetensors"
-    out = root / "student"
-    args = ["--teacher", str(teacher), "--student", "mn-xs", "--manifest", str(manifest), "--out", str(out),
-            "--max-steps", "60", "--batch-size", "16", "--text-cache", cache, "--threads", "2", "--quiet"]
-    r = run_module("distill", *args, *[x for h in HEADS for x in ("--head", h)])
-    assert r.returncode == 0, r.stderr
-    return out
-
-
-def test_distillation_raises_student_teacher_agreement(setup, distilled):
-    root, manifest, cache = setup
+def test_distillation_raises_student_teacher_agreement(distill_setup, distilled):
+    root, manifest, cache = distill_setup
     out = distilled
     records = read_manifest(manifest)
     targets = read_targets(out / "teacher-targets")
@@ -78,12 +48,12 @@ def test_distillation_raises_student_teacher_agreement(setup, distilled):
     assert ev.returncode == 0 and "AUROC" in ev.stdout, ev.stderr[-1500:]
 
 
-def test_int8_distilled_student_stays_close_to_fp32(setup, distilled, tmp_path):
+def test_int8_distilled_student_stays_close_to_fp32(distill_setup, distilled, tmp_path):
     pytest.importorskip("onnxruntime")
     from export.onnx import centred_cosine, export_student, logmel_windows, quantize_int8
     from acula_edge.runtime import session
 
-    root, manifest, _ = setup
+    root, manifest, _ = distill_setup
     student, meta = load_student(distilled / "student.safetensors")
     records = read_manifest(manifest)
     windows = np.concatenate(logmel_windows(records, meta["frontend"], student.config.window_frames))
@@ -102,27 +72,22 @@ def test_int8_distilled_student_stays_close_to_fp32(setup, distilled, tmp_path):
     assert kept > 0.8
 
 
-def test_every_exported_file_of_a_distilled_student_passes_verify(setup, distilled, tmp_path):
+def test_every_exported_file_of_a_distilled_student_passes_verify(distill_setup, distilled, distilled_bundles,
+                                                                    tmp_path):
     """ONNX and TFLite, fp32 and int8 (onnxruntime, Neural Compressor, ai-edge-quantizer, the
     full-integer pair) of a trained student: fp32 files match torch; int8 files keep how windows
     differ (centred embedding cosine to torch)."""
-    pytest.importorskip("litert_torch")
-    pytest.importorskip("neural_compressor")
     import onnx
 
     from acula_edge.data.records import write_manifest
 
-    root, manifest, _ = setup
+    root, manifest, _ = distill_setup
     ckpt = str(distilled / "student.safetensors")
     check = tmp_path / "check.jsonl"
     write_manifest(read_manifest(manifest)[::3], check)  # 16 clips keep the check short
     files = {}
-    for quantizer, formats in (("ort", "onnx,tflite"), ("inc", "onnx")):
-        out = tmp_path / quantizer
-        r = run_module("export", "--checkpoint", ckpt, "--out", str(out), "--formats", formats, "--int8",
-                       "--quantizer", quantizer, "--calibration", str(manifest))
-        assert r.returncode == 0, r.stderr
-        r = run_module("export", "verify", str(out), "--data", str(check), "--json")
+    for quantizer in ("ort", "inc"):
+        r = run_module("export", "verify", str(distilled_bundles / quantizer), "--data", str(check), "--json")
         report = json.loads(r.stdout)
         assert report["training_subjects_only"]  # every subject here trained the student, and the report says so
         files.update({(quantizer, k): v for k, v in report["files"].items()})
@@ -136,10 +101,11 @@ def test_every_exported_file_of_a_distilled_student_passes_verify(setup, distill
     assert len(files) == 7
     r = run_module("export", "--checkpoint", ckpt, "--out", str(tmp_path / "b"), "--evaluate", str(manifest))
     assert r.returncode == 2 and "every subject was used to train this student" in r.stderr  # no scores on seen subjects
-    inc = onnx.load(str(tmp_path / "inc" / "model_int8.onnx")).graph
-    int8_weights = [i for i in inc.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
+    inc = distilled_bundles / "inc"
+    int8_weights = [i for i in onnx.load(str(inc / "model_int8.onnx")).graph.initializer
+                    if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
     assert len(int8_weights) > 20  # the convolutions' weights are stored as int8
-    assert (tmp_path / "inc" / "model_int8.onnx").stat().st_size < (tmp_path / "inc" / "model_fp32.onnx").stat().st_size
+    assert (inc / "model_int8.onnx").stat().st_size < (inc / "model_fp32.onnx").stat().st_size
 
 
 def test_windowed_student_averages_its_windows():
@@ -154,8 +120,8 @@ def test_windowed_student_averages_its_windows():
     assert torch.allclose(whole[0], parts, atol=1e-6)
 
 
-def test_distill_bad_input_is_one_clear_line(setup, tmp_path):
-    root, manifest, cache = setup
+def test_distill_bad_input_is_one_clear_line(distill_setup, tmp_path):
+    root, manifest, cache = distill_setup
     base = ["--manifest", str(manifest), "--out", str(tmp_path / "o"), "--max-steps", "1", "--quiet"]
     cases = [
         (["--student", "mn-xs", *base], "--teacher"),
@@ -169,14 +135,14 @@ def test_distill_bad_input_is_one_clear_line(setup, tmp_path):
          "needs --backgrounds"),
     ]
     for args, expect in cases:
-        r = run_module("distill", *args)
+        r = call_main("distill.cli", *args)
         assert r.returncode == 2 and expect in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
 
 
-def test_distill_resumes_after_a_kill_to_the_same_student(setup, tmp_path):
-    root, manifest, cache = setup
+def test_distill_resumes_after_a_kill_to_the_same_student(distill_setup, tmp_path):
+    root, manifest, cache = distill_setup
     args = ["distill", "--teacher", str(root / "teacher" / "encoder.safetensors"), "--student", "mn-xs",
-            "--head", HEADS[0], "--manifest", str(manifest), "--max-steps", "24", "--batch-size", "8",
+            "--head", HEADS[0], "--manifest", str(manifest), "--max-steps", "12", "--batch-size", "8",
             "--save-every", "1", "--text-cache", cache, "--threads", "1", "--quiet"]
     full, cut = tmp_path / "full", tmp_path / "cut"
     r = run_module(*args, "--out", str(full))
@@ -189,7 +155,7 @@ def test_distill_resumes_after_a_kill_to_the_same_student(setup, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a), "the resumed student differs from the uninterrupted one"
 
 
-def test_heads_get_thresholds_on_calibration_subjects_and_prompts_need_no_teacher(setup, tmp_path):
+def test_heads_get_thresholds_on_calibration_subjects_and_prompts_need_no_teacher(distill_setup, tmp_path):
     from acula_edge.data.records import Recording, write_manifest
     from acula_edge.data.splits import split_subjects
     from acula_edge.evaluate import TorchEncoder
@@ -197,7 +163,7 @@ def test_heads_get_thresholds_on_calibration_subjects_and_prompts_need_no_teache
     from distill.students import WindowedStudent
     from distill.trainer import head_labels
 
-    root, manifest, cache = setup
+    root, manifest, cache = distill_setup
     records = read_manifest(manifest)
     heads = HEADS[:1]
 

@@ -12,7 +12,7 @@ import torch
 
 from acula_edge.bundle import load_bundle
 from conftest import EXPORT_HEAD as HEAD
-from conftest import run_module
+from conftest import call_main, run_module
 
 
 def test_export_writes_a_verified_bundle_that_matches_torch(student_ckpt, exported):
@@ -106,7 +106,7 @@ def test_export_bad_input_is_one_line_and_leaves_no_bundle(student_ckpt, exporte
                                     "modality": "lung"}) + "\n")
     (tmp_path / "p.txt").write_text("normal\nwheezes\n")
     enc = tmp_path / "enc"
-    r = run_module("acula_edge.align", "pretrain", "--data", f"synthetic={root / 'clips'}", "--max-steps", "1",
+    r = run_module("acula_edge.align", "pretrain", "--data", f"synthetic={root / 'held-out'}", "--max-steps", "1",
                    "--batch-size", "2", "--out", str(enc), "--threads", "1", "--quiet")
     assert r.returncode == 0, r.stderr
     out = tmp_path / "b"
@@ -122,7 +122,7 @@ def test_export_bad_input_is_one_line_and_leaves_no_bundle(student_ckpt, exporte
         (["--checkpoint", str(ckpt), "--out", str(root / "bundle")], "exists"),
     ]
     for args, expect in cases:
-        r = run_module("export", *(args if "--out" in args else [*args, "--out", str(out)]))
+        r = call_main("export.cli", *(args if "--out" in args else [*args, "--out", str(out)]))
         assert r.returncode == 2 and expect in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
         assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

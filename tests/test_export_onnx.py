@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from acula_edge.errors import AculaError
-from distill.students import list_students
 
 
 def test_int8_student_graph(tmp_path):
@@ -40,7 +39,9 @@ def test_int8_student_graph(tmp_path):
         quantize_int8(fp32, tmp_path / "bad.onnx", windows[0])
 
 
-@pytest.mark.parametrize("name", list_students())
+# the presets share their blocks and differ in width; mn-xs's waveform graph is checked against torch in
+# the shared bundle (test_export_cli), so the widest preset is the one exported here
+@pytest.mark.parametrize("name", ["mn-l"])
 def test_waveform_in_graph_matches_torch_in_onnxruntime(name, tmp_path):
     """The deployable graph (front end included): input ``waveform``, outputs ``embedding`` and
     probabilities ``scores``, the same in onnxruntime as in torch on real synthetic recordings."""

@@ -282,7 +282,10 @@ def test_no_microphone_and_no_portaudio_are_one_line(bundle):
 
 def test_ctrl_c_ends_with_the_summary(bundle, tmp_path):
     sf.write(tmp_path / "rec.wav", np.tile(clip(5), 4), RATE, subtype="PCM_16")
-    p = subprocess.Popen([sys.executable, "-m", "acula_edge.listen", "--file", str(tmp_path / "rec.wav"), "--bundle",
+    # Ctrl-C's handler set explicitly: a shell's background job (and its children) would ignore SIGINT
+    start = ("import runpy, signal, sys\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+             "sys.argv = ['listen', *sys.argv[1:]]\nrunpy.run_module('acula_edge.listen', run_name='__main__')\n")
+    p = subprocess.Popen([sys.executable, "-c", start, "--file", str(tmp_path / "rec.wav"), "--bundle",
                           str(bundle.path), "--json", "--hop", "0.5"], cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     lines = []
@@ -350,11 +353,11 @@ def pulse(tmp_path):
     d.stop()
 
 
-def test_pulse_real_time_capture_for_20_s_drops_nothing(bundle, pulse):
-    x = np.concatenate([clip(i) for i in range(5)])  # 25 s of audio fed at real time
+def test_pulse_real_time_capture_for_12_s_drops_nothing(bundle, pulse):
+    x = np.concatenate([clip(i) for i in range(4)])  # 20 s of audio fed at real time
     feeder = pulse.feed(x)
     t0 = time.monotonic()
-    r = listen("--mic", "--device", "pulse", "--duration", "20", "--bundle", str(bundle.path), "--json",
+    r = listen("--mic", "--device", "pulse", "--duration", "12", "--bundle", str(bundle.path), "--json",
                env=pulse.env, timeout=90)
     wall = time.monotonic() - t0
     pulse.stop_feeding()
@@ -363,8 +366,8 @@ def test_pulse_real_time_capture_for_20_s_drops_nothing(bundle, pulse):
     objs = records(r.stdout)
     s = objs["summary"][0]
     assert s["input_overflows"] == 0 and s["dropped_blocks"] == 0
-    assert s["audio_s"] == pytest.approx(20.0, abs=0.05) and 19.0 < s["wall_s"] < 30 and wall >= 19.0
-    assert s["windows"] == len(objs["window"]) >= 8 and s["scored"] >= 1
+    assert s["audio_s"] == pytest.approx(12.0, abs=0.05) and 11.0 < s["wall_s"] < 22 and wall >= 11.0
+    assert s["windows"] == len(objs["window"]) >= 4 and s["scored"] >= 1
     lat = s["latency_ms"]
     assert 0 < lat["p50"] <= lat["p95"] <= lat["max"] and 0 < s["real_time_factor"] < 1 and s["cpu_percent"] > 0
 

@@ -12,7 +12,8 @@ from acula_edge.models import create_encoder
 from distill.students import create_student, list_students, student_from_config
 
 
-@pytest.mark.parametrize("name", list_students())
+# the presets share their blocks and differ in width: the narrowest and the widest
+@pytest.mark.parametrize("name", ["mn-xs", "mn-l"])
 def test_student_forward_backward_onnx_parity(name, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     torch.manual_seed(0)

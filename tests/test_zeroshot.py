@@ -9,7 +9,7 @@ import pytest
 
 from acula_edge.errors import AculaError
 from acula_edge.zeroshot import embed_prompts, operating_point, rates_at, zero_shot_probabilities
-from conftest import run_module
+from conftest import call_main, run_module
 
 
 def test_zero_shot_probabilities():
@@ -114,5 +114,5 @@ def test_zero_shot_cli_scores_files_and_tasks(tmp_path):
                          (["--prompt", "a", "--prompt", "b", str(tmp_path / "missing.wav")], "not found"),
                          (["--task", "synthetic-wheeze", "--data", f"synthetic={tmp_path / 'corpus'}"], "no registered prompts"),
                          (["--prompt", "a", "--prompt", "b", "--task", "synthetic-adventitious", files[0]], "not both")]:
-        r = run_module("acula_edge.zeroshot", "--checkpoint", ckpt, *args)
+        r = call_main("acula_edge.zeroshot", "--checkpoint", ckpt, *args)
         assert r.returncode == 2 and expect in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)

@@ -1,0 +1,142 @@
+"""``python -m benchmarks run --quick`` on a distilled student's bundles: every variant gets numbers,
+the JSON keeps its schema, test subjects are never trained on; the statistics and plots it uses;
+the GPU throughput script (on the CPU here: no GPU on the test machines)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from acula_edge.checkpoint import read_sidecar, subject_hash
+from acula_edge.data.records import read_manifest, write_manifest
+from acula_edge.data.synth import SynthConfig, generate
+from conftest import DISTILL_HEADS, run_module
+
+VARIANTS = ["teacher", "student-torch", "onnx-fp32", "onnx-int8-onnxruntime", "onnx-int8-neural-compressor",
+            "tflite-fp32", "tflite-int8", "tflite-full-int8"]
+
+
+@pytest.fixture(scope="module")
+def quick_run(distill_setup, distilled, distilled_bundles, tmp_path_factory):
+    root, manifest, _ = distill_setup
+    tmp = tmp_path_factory.mktemp("bench")
+    held = generate(tmp / "held", 64, seed=5, cfg=SynthConfig(id_prefix="held"))  # subjects nothing trained on
+    data = tmp / "data.jsonl"
+    write_manifest(read_manifest(manifest) + held, data)
+    out = tmp / "out"
+    r = run_module("benchmarks", "run", "--bundle", str(distilled_bundles / "ort"), "--bundle",
+                   str(distilled_bundles / "inc"), "--teacher", str(root / "teacher" / "encoder.safetensors"),
+                   *[x for t in DISTILL_HEADS for x in ("--task", t)], "--manifest", str(data), "--quick",
+                   "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads((out / "results.json").read_text()), out, data, distilled
+
+
+def _finite(x) -> bool:
+    return x is not None and np.isfinite(x) and x > 0
+
+
+def test_quick_run_measures_every_variant(quick_run):
+    doc, out, _, _ = quick_run
+    print(f"quick run: {doc['seconds']} s")
+    assert {"schema", "command", "machine", "versions", "tasks", "variants", "int8", "scaling", "references",
+            "settings"} <= set(doc)
+    assert doc["quick"] and doc["command"].startswith("python -m benchmarks run ")
+    assert doc["machine"]["cpu_model"] and doc["machine"]["logical_cores"] >= 1
+    assert "not installed" not in doc["versions"].values()
+    assert [v["name"] for v in doc["variants"]] == VARIANTS
+    for v in doc["variants"]:
+        c = v["cost"]
+        assert all(_finite(c[k]) for k in ("parameters", "macs_per_s", "frontend_macs_per_s", "bytes")), v["name"]
+        for key in ("threads_1", "threads_all"):
+            lat = v["latency"][key]
+            assert _finite(lat["p50_ms"]) and lat["p95_ms"] >= lat["p50_ms"], (v["name"], key)
+        assert all(_finite(x) for x in v["throughput"].values()) and _finite(v["real_time_factor"])
+        m = v["memory"]
+        assert m["peak_rss_mib"] >= m["loaded_rss_mib"] >= m["runtime_rss_mib"] > 10
+        for task in DISTILL_HEADS:
+            for mode in ("offline", "streaming"):
+                a = v["accuracy"][task][mode]
+                assert 0 <= a["ci95"][0] <= a["auroc"] <= a["ci95"][1] <= 1, (v["name"], task, mode)
+    byname = {v["name"]: v for v in doc["variants"]}
+    # one student: every student variant counts the same network; the int8 files are smaller than fp32
+    assert len({byname[n]["cost"]["parameters"] for n in VARIANTS[1:]}) == 1
+    assert byname["onnx-int8-onnxruntime"]["cost"]["bytes"] < byname["onnx-fp32"]["cost"]["bytes"]
+    # the fp32 files compute what torch computes: the same AUROC, offline and streaming
+    for task in DISTILL_HEADS:
+        for mode in ("offline", "streaming"):
+            ref = byname["student-torch"]["accuracy"][task][mode]["auroc"]
+            assert all(abs(byname[n]["accuracy"][task][mode]["auroc"] - ref) < 0.02 for n in ("onnx-fp32", "tflite-fp32"))
+    assert [r["variant"] for r in doc["int8"]] == VARIANTS[3:5] + VARIANTS[6:]
+    for r in doc["int8"]:
+        assert r["int8_by"] and _finite(r["speedup_1_thread"]) and _finite(r["size_ratio"])
+        for task in DISTILL_HEADS:
+            d = r["tasks"][task]["offline"]
+            assert d["ci95"][0] <= d["delta_auroc"] <= d["ci95"][1]
+    grid = doc["scaling"]
+    assert set(grid["window"]) == {"teacher", "student-torch", "onnx-fp32", "onnx-int8-onnxruntime"}
+    for name, points in grid["window"].items():
+        assert [round(p["window_s"]) for p in points] == [2] and all(_finite(p["p50_ms"]) for p in points), name
+        assert [p["batch"] for p in grid["batch"][name]] == [1, 8]
+    assert [r["model"] for r in doc["references"]] == ["OPERA-GT", "YAMNet", "EfficientAT mn04"]
+    md = (out / "results.md").read_text()
+    assert "not measured here" in md and "| ONNX int8 (Neural Compressor) |" in md and "Quick run" in md
+    for png in ("pareto.png", "scaling.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / png).stat().st_size > 10_000
+
+
+def test_test_subjects_are_never_trained_on(quick_run):
+    doc, _, data, distilled = quick_run
+    root = distilled.parent
+    seen = {h for ckpt in (distilled / "student.safetensors", root / "teacher" / "encoder.safetensors")
+            for h in read_sidecar(ckpt)["trained_subjects_sha256"]}
+    records = read_manifest(data)
+    assert all(r.subject.startswith("held") for r in records if subject_hash(r.subject) not in seen)
+    for task, t in doc["tasks"].items():
+        assert t["test"]["subjects"] > 0 and t["test"]["positives"] > 0 and t["test"]["negatives"] > 0
+        # the teacher's heads were fitted on the student's training subjects only: the 48-clip corpus
+        assert 0 < t["teacher_head"]["recordings"] <= 48
+
+
+def test_bad_input_is_one_line(distilled_bundles, tmp_path):
+    ort = str(distilled_bundles / "ort")
+    for args, msg in ((["--bundle", ort, "--task", "physionet2016-abnormal"], "is not a head of"),
+                      (["--bundle", ort, "--task", "no-such-task"], "unknown task"),
+                      (["--bundle", str(tmp_path / "none"), "--task", DISTILL_HEADS[0]], str(tmp_path / "none")),
+                      (["--bundle", ort, "--task", DISTILL_HEADS[0], "--manifest", str(tmp_path / "m.jsonl")],
+                       "manifest not found"),
+                      (["--bundle", ort, "--task", DISTILL_HEADS[0], "--teacher", str(tmp_path / "t.safetensors")],
+                       "teacher checkpoint not found")):
+        r = run_module("benchmarks", "run", *args, "--out", str(tmp_path / "o"))
+        assert r.returncode == 2 and r.stderr.startswith("error:") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert msg in r.stderr
+    r = run_module("benchmarks")
+    assert r.returncode == 2 and "python -m benchmarks run" in r.stderr
+
+
+def test_paired_interval_and_pareto_front():
+    from acula_edge.evaluate import auroc, paired_delta_ci
+    from benchmarks.report import pareto_front
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 60)
+    groups = np.arange(120) // 2
+    a = y + rng.normal(0, 1.0, 120)
+    lo, hi = paired_delta_ci(y, a, a, groups, n=200)
+    assert lo == hi == 0.0  # the same scores: no difference in any resample
+    better = y + rng.normal(0, 0.2, 120)
+    lo, hi = paired_delta_ci(y, a, better, groups, n=200)
+    assert 0 < lo <= auroc(y, better) - auroc(y, a) <= hi
+    assert pareto_front([(1, 0.7), (2, 0.9), (3, 0.8), (0.5, 0.6), (4, 0.95)]) == [3, 0, 1, 4]
+
+
+def test_gpu_throughput_script_runs_on_the_cpu(tmp_path):
+    out = tmp_path / "gpu.json"
+    r = run_module("benchmarks.gpu_throughput", "--device", "cpu", "--teacher", "vit-tiny", "--students", "mn-xs",
+                   "--batch", "2", "--seconds", "0.2", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["role"] for r in rows] == ["teacher", "student"]
+    assert all(r[p]["windows_per_s"] > 0 for r in rows for p in ("bf16", "fp32"))

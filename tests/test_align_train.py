@@ -311,7 +311,7 @@ def test_precomputed_report_embeddings_train_the_same_model(corpus, cache, tmp_p
     wa, wb = _weights(a), _weights(b)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert json.loads((b / "encoder.json").read_text())["text_teacher"]["width"] == 384
-    bad = align(*args, "--out", str(tmp_path / "c"), "--text-embeddings", str(tmp_path))
+    bad = call_main("acula_edge.align.cli", *args, "--out", str(tmp_path / "c"), "--text-embeddings", str(tmp_path))
     assert bad.returncode == 2 and "not an embeddings folder" in bad.stderr
 
 

@@ -216,5 +216,5 @@ def test_heads_get_thresholds_on_calibration_subjects_and_prompts_need_no_teache
                    "--prompt", prompts[0], "--prompt", prompts[1], val[0].path)
     assert z.returncode == 0 and z.stdout.startswith(val[0].path) and "note:" in z.stderr and "InfoNCE" in z.stderr
     # calibrating on training subjects is refused
-    r = run_module("distill", *args, "--calibrate-split", "train", "--out", str(tmp_path / "t"))
+    r = call_main("distill.cli", *args, "--calibrate-split", "train", "--out", str(tmp_path / "t"))
     assert r.returncode == 2 and "both in the training and the calibration" in r.stderr

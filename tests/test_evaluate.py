@@ -13,7 +13,7 @@ from acula_edge.data import Recording, write_manifest
 from acula_edge.data.synth import generate
 from acula_edge.errors import AculaError
 from acula_edge.evaluate import auroc, bootstrap_ci, get_task, list_tasks, probe_task
-from conftest import run_module, shared
+from conftest import call_main, run_module, shared
 
 
 def _pairwise_auroc(y, s):
@@ -123,12 +123,12 @@ def test_cli_on_a_synthetic_task_and_a_manifest_column(tmp_path):
 
 
 def test_cli_bad_input(tmp_path):
-    _one_line_error(run_module("acula_edge.evaluate", "--encoder", "logmel-stats"))
-    _one_line_error(run_module("acula_edge.evaluate", "--encoder", "nothing.bin", "--task", "sprsound-cas"))
-    _one_line_error(run_module("acula_edge.evaluate", "--encoder", "logmel-stats", "--task", "sprsound-cas",
+    _one_line_error(call_main("acula_edge.evaluate", "--encoder", "logmel-stats"))
+    _one_line_error(call_main("acula_edge.evaluate", "--encoder", "nothing.bin", "--task", "sprsound-cas"))
+    _one_line_error(call_main("acula_edge.evaluate", "--encoder", "logmel-stats", "--task", "sprsound-cas",
                                "--data", "sprsound"))
     (tmp_path / "x.safetensors").write_bytes(b"not weights")
-    _one_line_error(run_module("acula_edge.evaluate", "--encoder", str(tmp_path / "x.safetensors"), "--task", "sprsound-cas"))
+    _one_line_error(call_main("acula_edge.evaluate", "--encoder", str(tmp_path / "x.safetensors"), "--task", "sprsound-cas"))
 
 
 def test_real_sprsound_random_init_and_hand_made_features(tmp_path):

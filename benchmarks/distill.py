@@ -41,6 +41,7 @@ from acula_edge.data.records import Recording, atomic_write_text, read_manifest,
 from acula_edge.provenance import machine, versions
 from benchmarks.alignment import REAL, SYNTHETIC_TASKS
 from benchmarks.common import evaluate_once, finished, run, subject_parts
+from benchmarks.variants import network_cost
 
 CALIBRATION_WINDOWS = 256
 
@@ -160,30 +161,6 @@ def int8_effect(ckpt: str, train: list[Recording], test: list[Recording], tasks:
     return out
 
 
-def cost(ckpt: str) -> dict[str, Any]:
-    """Parameters of the network and multiply-accumulates per second of audio (one window, or the
-    encoder's input length, divided by its duration)."""
-    import torch
-
-    from acula_edge.checkpoint import load_checkpoint
-    from acula_edge.checkpoint import read_sidecar
-    from acula_edge.frontend import FrontendConfig
-    from acula_edge.models import count_macs
-    from distill.trainer import load_student
-
-    if read_sidecar(ckpt).get("kind") == "student":
-        model, meta = load_student(ckpt)
-        frames, params = model.config.window_frames, model.num_parameters()
-        macs = model.macs_per_window()
-    else:
-        model, meta = load_checkpoint(ckpt)
-        frames, params = model.config.input_frames, model.num_parameters("encoder")
-        macs = count_macs(model.features, torch.zeros(1, model.config.n_mels, frames))
-    fe = FrontendConfig.from_dict(meta["frontend"])
-    seconds = fe.num_samples(frames) / fe.sample_rate
-    return {"parameters": params, "window_s": round(seconds, 3), "macs_per_s": int(macs / seconds)}
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python -m benchmarks.distill", description=__doc__.splitlines()[0])
@@ -263,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scoring {name}", file=sys.stderr, flush=True)
         head_scores = (student_heads(ckpt, test, tasks, a.threads) if name != "teacher" else
                        {t: teacher_head(ckpt, train, val, test, t, a.sensitivity, a.threads) for t in tasks})
-        row: dict[str, Any] = {"checkpoint": ckpt, **cost(ckpt), "tasks": {}}
+        row: dict[str, Any] = {"checkpoint": ckpt, **network_cost(ckpt), "tasks": {}}
         for t in tasks:
             te, _ = labelled(test, t)
             zs = task_auroc(ckpt, t, relabelled(te, t), threads=a.threads)

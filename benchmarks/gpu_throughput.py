@@ -24,35 +24,11 @@ from benchmarks.common import machine, save_result, versions
 
 
 def teacher_model(spec: str):
-    """``(module: waveform [B, samples] -> embedding, samples, sample rate)`` of an encoder name or aligned checkpoint."""
-    import torch
+    """``(module: waveform [B, samples] -> embedding, samples, sample rate)`` of an encoder name or checkpoint."""
+    from benchmarks.variants import teacher_model as build
 
-    from acula_edge.frontend import FrontendConfig, LogMel
-
-    if spec.endswith(".safetensors"):
-        from acula_edge.checkpoint import load_checkpoint, load_projections
-        from acula_edge.evaluate import AlignedEncoder
-
-        enc, meta = load_checkpoint(spec)
-        proj = load_projections(spec).get("audio")
-        fe = FrontendConfig.from_dict(meta["frontend"])
-        features = AlignedEncoder(enc, proj).features if proj is not None else enc.features
-        frames = enc.config.input_frames
-    else:
-        from acula_edge.models import create_encoder
-
-        enc, fe = create_encoder(spec).eval(), FrontendConfig()
-        features, frames = enc.features, enc.config.input_frames
-
-    class Teacher(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.logmel, self.enc = LogMel(fe), enc
-
-        def forward(self, x):
-            return features(self.logmel(x))
-
-    return Teacher().eval(), fe.num_samples(frames), fe.sample_rate
+    model, fe, frames = build(spec, aligned=False)
+    return model, fe.num_samples(frames), fe.sample_rate
 
 
 def student_model(spec: str):

@@ -52,6 +52,7 @@ from acula_edge.cli import Parser, guarded
 from acula_edge.errors import AculaError
 from acula_edge.progress import progress
 from benchmarks.variants import FP32_OF, Spec, Variant
+from export.verify import record_windows
 
 #: variants measured in the scaling grid (the others run the bundle's fixed window)
 GRID = ("teacher", "student-torch", "onnx-fp32", "onnx-int8-onnxruntime")
@@ -121,14 +122,6 @@ def task_data(tasks: list[str], overrides: dict[str, str], root: str | None, man
     return out
 
 
-def windows_of(record, rate: int, samples: int, hop: int) -> np.ndarray:
-    """A recording's windows ``[k, samples]`` every ``hop`` samples (the last one padded)."""
-    from acula_edge.audio import load
-    from distill.teacher import cut_windows
-
-    return cut_windows(load(record.path, sample_rate=rate)[0], samples, hop)[1]
-
-
 def batched(run, waves: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
     outs = [run(waves[i:i + batch]) for i in range(0, len(waves), batch)]
     return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
@@ -154,7 +147,7 @@ def fit_teacher_heads(teacher: str, data: dict[str, dict[str, list]], heads: lis
         if len({r.labels["_task"] for r in fit}) < 2:
             info[task] = {"missing": "no recordings of the student's training subjects with both classes"}
             continue
-        emb = [batched(run, windows_of(r, rate, samples, hop))[0].astype(np.float64)
+        emb = [batched(run, record_windows(r, rate, samples, hop))[0].astype(np.float64)
                for r in progress(fit, desc=f"teacher head {task}")]
         y = np.array([int(r.labels["_task"]) for r in fit])
         assign = split_subjects(fit, "_task", {"train": 0.8, "val": 0.2}, 0)
@@ -201,7 +194,7 @@ def score(variants: list[Variant], runs: dict[str, Any], records: list, bundle, 
     hop = int(round(bundle.meta["hop_s"] * rate))
     out = {v.name: {"offline": [], "streaming": []} for v in variants}
     for r in progress(records, desc="scoring"):
-        waves = windows_of(r, rate, samples, hop)
+        waves = record_windows(r, rate, samples, hop)
         blocks = list(iter_blocks(r.path, 0.05)) if stream else []
         source_rate = info(r.path).sample_rate
         for v in variants:
@@ -450,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         doc_variants: dict[str, dict] = {}
         for v in variants:
             print(f"timing {v.name}", file=sys.stderr, flush=True)
-            doc_variants[v.name] = {**v.to_dict(), "cost": cost(v, samples), **speed(v, samples, hop_s, a.threads, s),
+            doc_variants[v.name] = {**v.to_dict(), "cost": cost(v, ckpt, samples), **speed(v, samples, hop_s, a.threads, s),
                                     "accuracy": acc[v.name]}
         print("scaling grid", file=sys.stderr, flush=True)
         fe = FrontendConfig.from_dict(b0.meta["frontend"])

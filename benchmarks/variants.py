@@ -18,6 +18,7 @@ Torch is imported only for the torch variants.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,8 +91,7 @@ def discover(bundles: list, checkpoint: str | Path, teacher: str | Path | None =
     out["student-torch"] = Variant("student-torch", Spec("torch", checkpoint=str(checkpoint)), "fp32", "torch",
                                    [str(checkpoint)])
     for b in bundles:
-        files = {n: fp for n, fp in b.models().items()}
-        for name, (fmt, precision) in files.items():
+        for name, (fmt, precision) in b.models().items():
             tool = int8_tool(b, fmt) if precision == "int8" else None
             key = f"{fmt}-{precision}" + (f"-{tool}" if fmt == "onnx" and tool else "")
             out.setdefault(key, Variant(key, Spec("file", file=name, bundle=str(b.path)), precision,
@@ -104,6 +104,47 @@ def discover(bundles: list, checkpoint: str | Path, teacher: str | Path | None =
     return sorted(out.values(), key=lambda v: (order.index(v.name) if v.name in order else len(order), v.name))
 
 
+def teacher_model(spec: str | Path, projection: bool = True, aligned: bool = True):
+    """``(module, front end config, input frames)`` of a teacher: ``module(waveform [B, samples])``
+    is its embedding, ``module.network(logmel)`` the same from the log-mel. ``spec``: an encoder
+    checkpoint (its L2-normalised audio projection on top with ``projection``, when it has one;
+    ``aligned`` requires one) or an encoder name (random weights, for timing). The MSM decoder is
+    not part of it."""
+    import torch
+
+    from acula_edge.frontend import FrontendConfig, LogMel
+
+    parts = []
+    if str(spec).endswith(".safetensors"):
+        from acula_edge.checkpoint import load_checkpoint, load_projections
+        from acula_edge.evaluate import AlignedEncoder
+
+        enc, meta = load_checkpoint(spec)
+        proj = load_projections(spec).get("audio") if projection else None
+        if proj is None and aligned:
+            raise AculaError(f"{spec}: not an aligned teacher (no audio projection)")
+        fe, net = FrontendConfig.from_dict(meta["frontend"]), (AlignedEncoder(enc, proj) if proj is not None else enc)
+        parts = [proj] if proj is not None else []
+    else:
+        from acula_edge.models import create_encoder
+
+        enc, fe = create_encoder(str(spec)).eval(), FrontendConfig()
+        net = enc
+
+    class Teacher(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.logmel, self.encoder, self.extra = LogMel(fe), enc, torch.nn.ModuleList(parts)
+
+        def network(self, logmel):
+            return net.features(logmel)
+
+        def forward(self, waveform):
+            return net.features(self.logmel(waveform))
+
+    return Teacher().eval(), fe, enc.config.input_frames
+
+
 def teacher_runner(checkpoint: str | Path, heads: str | Path | None, threads: int = 1) -> Run:
     """The aligned teacher in torch: windows -> (L2-normalised audio projection, each head's probability).
 
@@ -111,22 +152,13 @@ def teacher_runner(checkpoint: str | Path, heads: str | Path | None, threads: in
     embedding (NaN columns for heads the teacher has none for)."""
     import torch
 
-    from acula_edge.checkpoint import load_checkpoint, load_projections
-    from acula_edge.evaluate import AlignedEncoder
-    from acula_edge.frontend import FrontendConfig, LogMel
-
     torch.set_num_threads(threads)
-    model, meta = load_checkpoint(checkpoint)
-    proj = load_projections(checkpoint).get("audio")
-    if proj is None:
-        raise AculaError(f"{checkpoint}: not an aligned teacher (no audio projection)")
-    enc = AlignedEncoder(model, proj).eval()
-    logmel = LogMel(FrontendConfig.from_dict(meta["frontend"]))
+    model = teacher_model(checkpoint)[0]
     h = np.load(heads) if heads else None
 
     def run(waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():
-            e = enc.features(logmel(torch.from_numpy(np.asarray(waves, np.float32)))).numpy()
+            e = model(torch.from_numpy(np.asarray(waves, np.float32))).numpy()
         if h is None:
             return e, e[:, :0]
         return e, 1.0 / (1.0 + np.exp(-(e.astype(np.float64) @ h["coef"] + h["intercept"])))
@@ -152,48 +184,43 @@ def load_run(spec: Spec, threads: int = 1) -> Run:
     raise AculaError(f"unknown variant kind {spec.kind!r}")
 
 
-def cost(variant: Variant, window_samples: int) -> dict[str, Any]:
-    """Parameters, multiply-accumulates per second of audio (network, and the log-mel front end as
-    the exported graphs compute it: a DFT matrix product) and the bytes that ship."""
+@functools.lru_cache(maxsize=None)
+def network_cost(checkpoint: str, samples: int | None = None, projection: bool = False) -> dict[str, Any]:
+    """Parameters and multiply-accumulates per second of audio of a checkpoint's network (a student;
+    an encoder without its MSM decoder, and with its audio projection when ``projection``), over its
+    own window, and of the log-mel front end over ``samples`` (default: that window) as the exported
+    graphs compute it (the DFT as a matrix product)."""
     import torch
 
     from acula_edge.checkpoint import read_sidecar
-    from acula_edge.frontend import FrontendConfig
+    from acula_edge.frontend import FrontendConfig, LogMel
     from acula_edge.models import count_macs
-    from export.model import EdgeFrontend
 
-    ckpt = variant.spec.checkpoint
-    if variant.name != "teacher":
-        ckpt = str(_bundle_checkpoint(variant)) if ckpt is None else ckpt
-    meta = read_sidecar(ckpt)
-    fe = FrontendConfig.from_dict(meta["frontend"])
-    seconds = window_samples / fe.sample_rate
-    front = EdgeFrontend(meta["frontend"], 1)
-    front_macs = count_macs(front.logmel, torch.zeros(1, window_samples))
-    if variant.name == "teacher":
-        from acula_edge.checkpoint import load_checkpoint, load_projections
-        from acula_edge.evaluate import AlignedEncoder
-
-        model, _ = load_checkpoint(ckpt)
-        proj = load_projections(ckpt)["audio"]
-        enc = AlignedEncoder(model, proj).eval()
-        frames = front.logmel(torch.zeros(1, window_samples)).shape[-1]
-        macs = count_macs(enc.features, torch.zeros(1, fe.n_mels, frames))
-        params = sum(p.numel() for m in (model, proj) for p in m.parameters())
-    else:
+    if read_sidecar(checkpoint).get("kind") == "student":
         from distill.trainer import load_student
 
-        student, _ = load_student(ckpt)
-        macs, params = student.macs_per_window(), student.num_parameters()
+        student, meta = load_student(checkpoint)
+        fe, frames = FrontendConfig.from_dict(meta["frontend"]), student.config.window_frames
+        params, macs = student.num_parameters(), student.macs_per_window()
+    else:
+        model, fe, frames = teacher_model(checkpoint, projection, aligned=False)
+        params = model.encoder.num_parameters("encoder") + sum(p.numel() for p in model.extra.parameters())
+        macs = count_macs(model.network, torch.zeros(1, fe.n_mels, frames))
+    window = fe.num_samples(frames)
+    samples = samples or window
+    return {"parameters": int(params), "window_s": round(window / fe.sample_rate, 3),
+            "macs_per_s": int(macs * fe.sample_rate / window),
+            "frontend_macs_per_s": int(count_macs(LogMel(fe), torch.zeros(1, samples)) * fe.sample_rate / samples)}
+
+
+def cost(variant: Variant, student: str, window_samples: int) -> dict[str, Any]:
+    """:func:`network_cost` of the variant's network (the teacher's with its projection, else the
+    ``student`` checkpoint's) and the bytes that ship."""
+    net = (network_cost(variant.spec.checkpoint, window_samples, projection=True) if variant.name == "teacher"
+           else network_cost(student, window_samples))
     sizes = [Path(f).stat().st_size for f in variant.files]
-    return {"parameters": int(params), "macs_per_s": int(macs / seconds), "frontend_macs_per_s": int(front_macs / seconds),
-            "bytes": int(sum(sizes)), "bytes_per_file": sizes}
+    return {**net, "bytes": int(sum(sizes)), "bytes_per_file": sizes}
 
 
-def _bundle_checkpoint(variant: Variant) -> Path:
-    from acula_edge.bundle import load_bundle
-
-    return load_bundle(variant.spec.bundle).source_checkpoint(None, "counting parameters")
-
-
-__all__ = ["FP32_OF", "LABELS", "Spec", "Variant", "cost", "discover", "int8_tool", "load_run", "teacher_runner"]
+__all__ = ["FP32_OF", "LABELS", "Spec", "Variant", "cost", "discover", "int8_tool", "load_run", "network_cost",
+           "teacher_model", "teacher_runner"]

@@ -28,12 +28,17 @@ FP32_TOLERANCE = 1e-4
 INT8_AUROC_DROP = 0.01
 
 
-def record_waves(records: list, sample_rate: int, samples: int, hop: int) -> list[np.ndarray]:
-    """Each recording's windows ``[k, samples]``, every ``hop`` samples (the last one padded)."""
+def record_windows(record, sample_rate: int, samples: int, hop: int) -> np.ndarray:
+    """A recording's windows ``[k, samples]``, every ``hop`` samples (the last one padded)."""
     from acula_edge.audio import load
     from distill.teacher import cut_windows
 
-    return [cut_windows(load(r.path, sample_rate=sample_rate)[0], samples, hop)[1] for r in records]
+    return cut_windows(load(record.path, sample_rate=sample_rate)[0], samples, hop)[1]
+
+
+def record_waves(records: list, sample_rate: int, samples: int, hop: int) -> list[np.ndarray]:
+    """Each recording's :func:`record_windows`."""
+    return [record_windows(r, sample_rate, samples, hop) for r in records]
 
 
 def labels_of(records: list, heads: list[dict[str, Any]]) -> np.ndarray:

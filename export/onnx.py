@@ -205,6 +205,47 @@ def fold_weight_quantization(path: str | Path) -> Path:
     return Path(path)
 
 
+def compact_front_end(path: str | Path, frontend: dict) -> Path:
+    """Store the front end's DFT basis (``2 * n_freqs * n_fft`` floats, about 4 MB at n_fft 1024) as the
+    few nodes that make it, in place: ``basis[k, n] = table[(k * n) mod n_fft] * window[n]`` from a cos
+    and a sin table of ``n_fft`` values. onnxruntime folds them back into the same basis when it loads
+    the file, so the numbers and the speed do not change; the file shrinks by the basis. A file without
+    the basis (a log-mel input graph) is left as it is."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from acula_edge.frontend import FrontendConfig, dft_basis, window
+
+    fe = FrontendConfig.from_dict(frontend)
+    basis = dft_basis(fe)
+    model = onnx.load(str(path))
+    g = model.graph
+    hit = next((i for i in g.initializer if tuple(i.dims) == basis.shape
+                and np.allclose(numpy_helper.to_array(i), basis, rtol=0, atol=1e-6)), None)
+    if hit is None:
+        return Path(path)
+    n, f = fe.n_fft, fe.n_freqs
+    ang = 2 * np.pi * np.arange(n) / n
+    name = hit.name
+    consts = {f"{name}/k": np.arange(f, dtype=np.int64)[:, None], f"{name}/n": np.arange(n, dtype=np.int64)[None],
+              f"{name}/size": np.array(n, np.int64),
+              f"{name}/table": np.stack([np.cos(ang), -np.sin(ang)]).astype(np.float32),
+              f"{name}/window": window(fe).astype(np.float32), f"{name}/shape": np.array(basis.shape, np.int64)}
+    nodes = [helper.make_node("Constant", [], [k], value=numpy_helper.from_array(v, k)) for k, v in consts.items()]
+    nodes += [helper.make_node("Mul", [f"{name}/k", f"{name}/n"], [f"{name}/kn"]),
+              helper.make_node("Mod", [f"{name}/kn", f"{name}/size"], [f"{name}/idx"]),
+              helper.make_node("Gather", [f"{name}/table", f"{name}/idx"], [f"{name}/rows"], axis=1),
+              helper.make_node("Mul", [f"{name}/rows", f"{name}/window"], [f"{name}/windowed"]),
+              helper.make_node("Reshape", [f"{name}/windowed", f"{name}/shape"], [name])]
+    g.initializer.remove(hit)
+    for i, node in enumerate(nodes):
+        g.node.insert(i, node)
+    onnx.checker.check_model(model)
+    data = model.SerializeToString()
+    atomic_write(Path(path), lambda fh: fh.write(data))
+    return Path(path)
+
+
 def centred_cosine(reference: np.ndarray, other: np.ndarray) -> float:
     """Mean cosine of ``other``'s rows to ``reference``'s after removing ``reference``'s mean row: how
     much of the way inputs differ survives (the raw cosine of an aligned space sharing one large
@@ -215,5 +256,5 @@ def centred_cosine(reference: np.ndarray, other: np.ndarray) -> float:
     return float(((a * b).sum(1) / den).mean())
 
 
-__all__ = ["before_first_conv", "centred_cosine", "export_onnx", "export_student", "fold_weight_quantization", "logmel_windows", "quantize_int8",
+__all__ = ["before_first_conv", "centred_cosine", "compact_front_end", "export_onnx", "export_student", "fold_weight_quantization", "logmel_windows", "quantize_int8",
            "waveform_windows"]

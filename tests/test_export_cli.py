@@ -33,6 +33,9 @@ def test_export_writes_a_verified_bundle_that_matches_torch(student_ckpt, export
                         "operating_point": {"sensitivity": 0.9, "specificity": 0.5, "positives": 10, "negatives": 20,
                                             "auroc": 0.8}}]
     assert b.meta["provenance"]["int8_calibration"]["windows"] > 0
+    size = {name: f["bytes"] for name, f in b.meta["files"].items()}
+    # the ONNX files make the DFT basis (1026 x 1024 floats) from a few nodes; the TFLite file stores it
+    assert size["model_fp32.onnx"] < size["model_fp32.tflite"] - 4_000_000 and size["model_int8.onnx"] < 600_000
     assert b.meta["provenance"]["int8_calibration"]["quantizer"] == {"onnx": "onnxruntime", "tflite": "ai-edge-quantizer"}
     assert [line.split(":")[0] for line in r.stdout.splitlines()] == [
         "model_fp32.onnx", "model_int8.onnx", "model_fp32.tflite", "model_int8.tflite", "frontend_fp32.tflite",

@@ -56,4 +56,4 @@ bench: $(VENV)/.test
 	$(PY) -m benchmarks.synth_speed
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) .pytest_cache

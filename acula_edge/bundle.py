@@ -146,6 +146,20 @@ class Bundle:
         return list(p["texts"]), vectors
 
 
+#: the demonstration bundle shipped inside the package (made by ``python -m acula_edge.pipeline --preset demo``)
+DEFAULT_BUNDLE = Path(__file__).parent / "default_bundle"
+#: a synthetic example recording shipped beside it (``make demo`` screens it)
+EXAMPLE_RECORDING = Path(__file__).parent / "examples" / "example_lung.flac"
+
+
+def default_bundle() -> Path:
+    """The packaged default bundle's folder; a clear error when this installation has none."""
+    if not (DEFAULT_BUNDLE / BUNDLE_JSON).is_file():
+        raise AculaError(f"no --bundle given and this installation has no default bundle ({DEFAULT_BUNDLE}): "
+                         "give --bundle BUNDLE")
+    return DEFAULT_BUNDLE
+
+
 def load_bundle(path: str | Path) -> Bundle:
     """Read ``path/bundle.json``, check its schema and the sha256 of every listed file."""
     path = Path(path)
@@ -219,10 +233,13 @@ def write_bundle(out: str | Path, meta: Mapping[str, Any], files: Mapping[str, s
 def model_card(meta: Mapping[str, Any]) -> str:
     """A ``MODEL_CARD.md`` from a bundle description: intended use, limits, data, heads, metrics, files."""
     prov = meta.get("provenance", {})
+    card = meta.get("card") or {}  # optional: summary, data (one row per dataset), limitations
     lines = [f"# {meta.get('name', 'acula-edge model')}", "",
              "**Not a medical device.** A research model for screening studies; it does not diagnose, and "
-             "its scores must not guide care without a clinician and a validated device.", "",
-             "## Intended use",
+             "its scores must not guide care without a clinician and a validated device.", ""]
+    if card.get("summary"):
+        lines += [card["summary"], ""]
+    lines += ["## Intended use",
              f"Input: {meta['window_s']:.2f} s windows of mono audio at {meta['sample_rate']} Hz (float32 in [-1, 1]), "
              f"every {meta['hop_s']:.2f} s. Output: an L2-normalised embedding in the aligned audio-text space and "
              "one probability per head.", "", "## Heads", ""]
@@ -233,6 +250,11 @@ def model_card(meta: Mapping[str, Any]) -> str:
               "validation recordings" if h.get("threshold") is not None else "no threshold chosen")
         lines.append(f"- `{h['name']}`: {h.get('meaning', '')} ({at})")
     lines += ["", "## Data and provenance", ""]
+    if card.get("data"):
+        lines += ["| dataset | recordings (subjects) used to train | held out for calibration / test | licence |",
+                  "|---|---|---|---|"]
+        lines += [f"| {d['dataset']} | {d['train']} | {d['held_out']} | {d['licence']} |" for d in card["data"]]
+        lines.append("")
     lines += [f"- {k}: {v}" for k, v in prov.items()]
     lines += ["", "## Metrics", ""]
     metrics = dict(meta.get("metrics", {}))
@@ -251,10 +273,12 @@ def model_card(meta: Mapping[str, Any]) -> str:
               "- Trained and evaluated on few subjects; intervals are wide. Numbers on synthetic audio test the "
               "machinery and are not clinical evidence.",
               "- Microphones, rooms and populations unlike the training data change the scores; check the "
-              "operating point on your own validation recordings before any study.", "", "## Files", ""]
+              "operating point on your own validation recordings before any study."]
+    lines += [f"- {x}" for x in card.get("limitations", [])]
+    lines += ["", "## Files", ""]
     lines += [f"- `{n}`: {f.get('format')} {f.get('precision') or ''}, {f.get('bytes')} bytes, sha256 {f.get('sha256')}"
               for n, f in meta.get("files", {}).items()]
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["Bundle", "MODEL_FILES", "PART_FILES", "SCHEMA", "load_bundle", "model_card", "problems", "sha256_file", "write_bundle"]
+__all__ = ["Bundle", "DEFAULT_BUNDLE", "EXAMPLE_RECORDING", "MODEL_FILES", "default_bundle", "PART_FILES", "SCHEMA", "load_bundle", "model_card", "problems", "sha256_file", "write_bundle"]

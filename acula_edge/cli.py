@@ -24,6 +24,7 @@ STAGES = {
     "evaluate": ("acula_edge.evaluate", "linear-probe AUROC of frozen encoders, with intervals"),
     "zeroshot": ("acula_edge.zeroshot", "score recordings against free-text prompts (no retraining)"),
     "listen": ("acula_edge.listen", "screen live audio, a recording or a demo stream with a bundle, in real time"),
+    "pipeline": ("acula_edge.pipeline", "every stage in one command, from recordings to a verified, benchmarked bundle"),
 }
 
 

@@ -1,73 +1,75 @@
-"""``python -m acula_edge.demo``: the toolkit end to end on data it makes itself (device side only).
+"""``python -m acula_edge.demo`` (``make demo``): the packaged default bundle screens the packaged
+example recording in real time, through the same loop as ``python -m acula_edge.listen --mic``.
 
-Writes a small synthetic cardio-respiratory corpus, loads it back through the data layer,
-summarises it, and draws the front end's log-mel view of one clip per modality in the terminal.
+Device side only: numpy, soundfile, onnxruntime. The default bundle is a demonstration model made
+by ``python -m acula_edge.pipeline --preset demo``, not a medical device; the example recording is
+synthetic: :func:`example_audio` makes it (``--write-example PATH`` writes it again).
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Sequence
-
-import numpy as np
 
 from acula_edge.cli import Parser, guarded
 
-SHADES = " .:-=+*#%@"
+
+#: the heads the demo shows: the example is a lung recording (the bundle's other heads judge other sounds)
+EXAMPLE_HEADS = ("sprsound-adventitious", "synthetic-adventitious")
+#: the example's two clips: (subject index, clip index) in the seed-0 lung-only corpus of 10 s clips
+EXAMPLE_CLIPS = {"syn-0002_00": "normal breath sounds", "syn-0003_00": "coarse crackles"}
 
 
-def spectrogram_text(mel_db: np.ndarray, width: int = 64, height: int = 10) -> list[str]:
-    """A log-mel ``[n_mels, frames]`` as rows of characters, high bands on top, 40 dB of range."""
-    m, t = mel_db.shape
-    bands = np.array_split(np.arange(m), height)
-    cols = np.array_split(np.arange(t), min(width, t))
-    grid = np.array([[mel_db[np.ix_(b, c)].mean() for c in cols] for b in bands])
-    top = grid.max()
-    level = np.clip((grid - (top - 40.0)) / 40.0, 0, 1)
-    idx = np.minimum((level * len(SHADES)).astype(int), len(SHADES) - 1)
-    return ["".join(SHADES[i] for i in row) for row in idx[::-1]]
+def example_audio():
+    """The example recording: 10 s of normal breath sounds, then 10 s with coarse crackles (synthetic,
+    16 kHz), and what each part holds."""
+    import numpy as np
+
+    from acula_edge.data.synth import SynthConfig, iter_clips
+
+    cfg = SynthConfig(duration=10.0, modality_weights={"lung": 1.0}, sample_rate=16000)
+    clips = {r.id: a for r, a in iter_clips(8, 0, cfg) if r.id in EXAMPLE_CLIPS}
+    return np.concatenate([clips[k] for k in EXAMPLE_CLIPS]).astype(np.float32), cfg.sample_rate
 
 
 @guarded
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the demo."""
-    from acula_edge.audio import load
-    from acula_edge.data.summary import print_summary, summarize
-    from acula_edge.data.loaders import load as load_dataset
-    from acula_edge.data.synth import SynthConfig, generate
-    from acula_edge.frontend import FrontendConfig, logmel
+    from acula_edge import listen
+    from acula_edge.bundle import EXAMPLE_RECORDING, default_bundle, load_bundle
 
     p = Parser(prog="python -m acula_edge.demo", description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
-    p.add_argument("--n", type=int, default=40, help="synthetic clips to write (default 40)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-realtime", action="store_true", help="as fast as the loop takes it")
+    p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    p.add_argument("--write-example", metavar="PATH", help="write the example recording (FLAC) and exit")
     a = p.parse_args(argv)
+    if a.write_example:
+        import soundfile as sf
 
-    corpus = Path(a.out) / "synth"
-    print(f"1. writing {a.n} synthetic clips to {corpus} (synthetic data: not clinical evidence)")
-    generate(corpus, a.n, a.seed, SynthConfig())
-    records = load_dataset("synthetic", corpus)
-    print("2. loaded back through the data layer:")
-    print_summary(summarize(records), str(corpus))
+        from acula_edge.data.synth import to_pcm16
 
-    fe = FrontendConfig()
-    print(f"3. the front end's view ({fe.n_mels} log-mel bands {fe.f_min:g}-{fe.f_max:g} Hz, "
-          f"hop {1000 * fe.hop_length / fe.sample_rate:.0f} ms), one clip per modality:")
-    shown = set()
-    for r in records:
-        if r.modality in shown:
-            continue
-        shown.add(r.modality)
-        x, _ = load(r.path, sample_rate=fe.sample_rate)
-        labels = ", ".join(f"{k}={v}" for k, v in r.labels.items() if k != "condition")
-        facts = ", ".join(f"{k} {r.metadata[k]}" for k in ("age", "sex", "smoker", "condition") if k in r.metadata)
-        print(f"\n   {r.id}: {r.modality} at {r.site}, {r.device}; {facts}\n   labels: {labels}")
-        for line in spectrogram_text(logmel(x, fe)):
-            print("   |" + line + "|")
-    print("\nTo screen audio with an exported bundle: python -m acula_edge.listen --file REC.wav --bundle BUNDLE "
-          "(or --mic, or --demo for a synthetic stream).")
-    return 0
+        audio, rate = example_audio()
+        sf.write(a.write_example, to_pcm16(audio), rate, format="FLAC", subtype="PCM_16")
+        return 0
+    b = load_bundle(default_bundle())
+    metrics = (b.meta.get("metrics") or {}).get("heads", {})
+    print(f"default bundle: {b.meta['name']} ({b.path})")
+    print("  a demonstration model, not a medical device (see MODEL_CARD.md in that folder)")
+    for h in b.heads:
+        m = metrics.get(h["name"])
+        held_out = (f"; held-out AUROC {m['auroc']:.2f} (95% CI {m['auroc_ci95'][0]:.2f}-{m['auroc_ci95'][1]:.2f}, "
+                    f"{m['recordings']} recordings)" if m else "")
+        print(f"  head {h['name']}: {h['meaning']}{held_out}")
+    heads = [h["name"] for h in b.heads if h["name"] in EXAMPLE_HEADS]
+    print(f"example recording: {EXAMPLE_RECORDING} (synthetic: 10 s of {', then 10 s of '.join(EXAMPLE_CLIPS.values())}); "
+          f"a lung recording, so the lung heads decide: {', '.join(heads) or 'every head'}\n", flush=True)
+    flags = ["--file", str(EXAMPLE_RECORDING), *(x for h in heads for x in ("--head", h))] + \
+        (["--no-realtime"] if a.no_realtime else []) + (["--plain"] if a.plain else [])
+    code = listen.main(flags)
+    sys.stderr.flush()
+    print("\nNext: python -m acula_edge.listen --mic (a microphone; --list-devices), or --file REC.wav; "
+          "--bundle BUNDLE for your own model.")
+    return code
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@ The OPERA protocol: one embedding per recording from a frozen encoder; subject-g
 label-stratified train/val/test splits; a logistic-regression probe whose L2 strength is chosen
 on validation AUROC only; 5 seeds; test AUROC as mean ± std over seeds, with a subject-level
 bootstrap 95% interval. Several encoders run side by side on the same splits.
+
+With ``--manifest`` files whose recordings all carry a ``split`` (train/val/test, as written by
+``python -m acula_edge.data split`` or the pipeline), that split is used as it is: the probe is
+fitted on train, chosen on val and scored on test, once (the probe's fit is deterministic).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from acula_edge.cli import Parser, guarded
-from acula_edge.data.records import MISSING, Recording, atomic_write_text
+from acula_edge.data.records import MISSING, Recording, atomic_write_text, read_manifest
 from acula_edge.errors import AculaError
 from acula_edge.progress import progress
 
@@ -143,7 +147,6 @@ def data_overrides(items: Sequence[str]) -> dict[str, str]:
 def load_task_records(task: Task, overrides: dict[str, str], root: str | None, out: Path) -> list[Recording]:
     """Recordings of ``task`` with a label, from the resolved data root (the synthetic corpus is made if absent)."""
     from acula_edge.data.loaders import load
-    from acula_edge.data.records import read_manifest
 
     if task.dataset.startswith("manifest:"):
         records = read_manifest(task.dataset.split(":", 1)[1])
@@ -438,9 +441,18 @@ def wilson_ci(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return float((centre - half) / den), float((centre + half) / den)
 
 
+FIXED_PARTS = ("train", "val", "test")
+
+
+def fixed_split(records: list[Recording]) -> bool:
+    """Whether every recording carries a train/val/test ``split`` (then the probe uses it as it is)."""
+    return bool(records) and all(r.split in FIXED_PARTS for r in records)
+
+
 def probe_task(emb: np.ndarray, records: list[Recording], seeds: int = 5, n_boot: int = 1000,
                forbidden: set[str] = frozenset(), allow_overlap: bool = False) -> dict[str, Any]:
-    """Run the protocol on one encoder's embeddings of one task's recordings."""
+    """Run the protocol on one encoder's embeddings of one task's recordings (the records' own split,
+    once, when :func:`fixed_split`)."""
     from acula_edge.checkpoint import subject_hash
     from acula_edge.data.splits import split_subjects
 
@@ -448,9 +460,13 @@ def probe_task(emb: np.ndarray, records: list[Recording], seeds: int = 5, n_boot
     y = np.array([classes.index(r.labels["_task"]) for r in records])
     subjects = np.array([r.subject for r in records])
     per_seed, overlap = [], 0
-    for seed in range(seeds):
-        assign = split_subjects(records, "_task", {"train": 0.6, "val": 0.2, "test": 0.2}, seed)
-        part = np.array([assign[s] for s in subjects])
+    fixed = fixed_split(records)
+    for seed in range(1 if fixed else seeds):
+        if fixed:
+            part = np.array([r.split for r in records])
+        else:
+            assign = split_subjects(records, "_task", {"train": 0.6, "val": 0.2, "test": 0.2}, seed)
+            part = np.array([assign[s] for s in subjects])
         tr, va, te = (np.flatnonzero(part == k) for k in ("train", "val", "test"))
         test_subjects = {subject_hash(s) for s in subjects[te]}
         overlap = max(overlap, len(test_subjects & forbidden))
@@ -474,13 +490,14 @@ def probe_task(emb: np.ndarray, records: list[Recording], seeds: int = 5, n_boot
                          "test_subjects": len(set(subjects[te]))})
     done = [s for s in per_seed if "test_auroc" in s]
     if not done:
-        raise AculaError("no seed gave train, validation and test parts holding every class: too few subjects")
+        raise AculaError("the given split's train, validation or test part lacks a class" if fixed else
+                         "no seed gave train, validation and test parts holding every class: too few subjects")
     a = np.array([s["test_auroc"] for s in done])
     return {"auroc_mean": round(float(a.mean()), 4), "auroc_std": round(float(a.std()), 4),
             "ci95": [round(float(np.mean([s["ci95"][0] for s in done])), 4),
                      round(float(np.mean([s["ci95"][1] for s in done])), 4)],
             "seeds": per_seed, "classes": [str(c) for c in classes], "recordings": len(records),
-            "subjects": len(set(subjects)), "test_subject_overlap": overlap}
+            "subjects": len(set(subjects)), "test_subject_overlap": overlap, "fixed_split": fixed}
 
 
 # ---------------------------------------------------------------- CLI
@@ -506,6 +523,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="runs/evaluate", help="output folder (default runs/evaluate)")
     p.add_argument("--data", action="append", default=[], metavar="FORMAT=PATH", help="where a dataset lives; repeat")
     p.add_argument("--data-root", help="folder holding datasets in subfolders named by format (else $ACULA_DATA)")
+    p.add_argument("--manifest", action="append", default=[], help="take the recordings from this manifest instead "
+                   "(repeat); when each carries a train/val/test split, that split is used")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the interval")
     p.add_argument("--allow-overlap", action="store_true", help="score even when the encoder saw test subjects")
@@ -528,8 +547,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     encoders = [make_encoder(e, a.threads) for e in a.encoder]
     t0 = time.perf_counter()
     results = []
+    listed = []
+    for m in a.manifest:
+        if not Path(m).is_file():
+            raise AculaError(f"manifest not found: {m}")
+        listed += read_manifest(m)
     for task in tasks:
-        records = load_task_records(task, overrides, a.data_root, out)
+        records = (task_records(task, [r for r in listed if r.dataset == task.dataset]) if a.manifest
+                   else load_task_records(task, overrides, a.data_root, out))
         if a.unseen_only:
             records = unseen(records, set().union(*(e.trained_subjects for e in encoders)), task.name)
         for enc in encoders:
@@ -539,14 +564,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "unseen_only": a.unseen_only, **r})
             print(f"{task.name} | {enc.name}: AUROC {r['auroc_mean']:.3f} ± {r['auroc_std']:.3f} "
                   f"(95% CI {r['ci95'][0]:.2f}–{r['ci95'][1]:.2f}; {r['recordings']} recordings, "
-                  f"{r['subjects']} subjects, {a.seeds} seeds)" + (" [test subjects overlap training]" if r["test_subject_overlap"] else ""))
+                  f"{r['subjects']} subjects, " + ("the given split)" if r["fixed_split"] else f"{a.seeds} seeds)") + (" [test subjects overlap training]" if r["test_subject_overlap"] else ""))
     table = _table(results, [e.name for e in encoders], [t.name for t in tasks])
     from acula_edge.provenance import machine, versions
 
     doc = {"command": " ".join(["python -m acula_edge.evaluate", *(argv if argv is not None else sys.argv[1:])]),
-           "protocol": "frozen encoder, subject-grouped stratified 60/20/20 splits, L2 logistic-regression probe "
-                       "chosen on validation AUROC, test AUROC mean ± std over seeds, 95% CI = mean of per-seed "
-                       "subject-bootstrap percentile intervals",
+           "protocol": ("frozen encoder, the manifests' own subject split, L2 logistic-regression probe fitted on "
+                        "train and chosen on validation AUROC, test AUROC with a subject-bootstrap percentile interval"
+                        if results and all(r["fixed_split"] for r in results) else
+                        "frozen encoder, subject-grouped stratified 60/20/20 splits, L2 logistic-regression probe "
+                        "chosen on validation AUROC, test AUROC mean ± std over seeds, 95% CI = mean of per-seed "
+                        "subject-bootstrap percentile intervals"),
            "seconds": round(time.perf_counter() - t0, 1), "results": results, "machine": machine(),
            "versions": versions("numpy", "torch")}
     atomic_write_text(out / "results.json", json.dumps(doc, indent=2) + "\n")

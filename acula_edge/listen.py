@@ -1,8 +1,11 @@
 """Real-time screening on the device: ``python -m acula_edge.listen``.
 
-    python -m acula_edge.listen --mic [--device NAME] [--samplerate HZ] --bundle BUNDLE
-    python -m acula_edge.listen --file REC.wav [--no-realtime] --bundle BUNDLE [--json]
-    python -m acula_edge.listen --demo --bundle BUNDLE          (a synthetic stream, in real time)
+    python -m acula_edge.listen --mic [--device NAME] [--samplerate HZ] [--bundle BUNDLE]
+    python -m acula_edge.listen --file REC.wav [--no-realtime] [--bundle BUNDLE] [--json]
+    python -m acula_edge.listen --demo [--bundle BUNDLE]        (a synthetic stream, in real time)
+
+Without ``--bundle`` the package's default bundle is used: a demonstration model (lung adventitious
+sounds, abnormal heart sounds, zero-shot prompts; see its MODEL_CARD.md), not a medical device.
 
 Audio flows from a source (a PortAudio input stream's callback, a file played at real time, or
 the synthetic demo stream) into a bounded queue; the loop here resamples it to the bundle's rate,
@@ -592,9 +595,15 @@ class Recorder:
         os.replace(self.tmp, self.path)
 
 
-def _thresholds(bundle, overrides: Sequence[str], extra: Sequence[str]) -> dict[str, float]:
-    """Each head's threshold: the bundle's (0.5 where it has none), then ``HEAD=P`` overrides."""
-    out = {h["name"]: float(h.get("threshold") if h.get("threshold") is not None else 0.5) for h in bundle.heads}
+def _thresholds(bundle, overrides: Sequence[str], extra: Sequence[str], chosen: Sequence[str] = ()) -> dict[str, float]:
+    """Each head's threshold: the bundle's (0.5 where it has none), then ``HEAD=P`` overrides; only the
+    ``chosen`` heads when any are named."""
+    names = [h["name"] for h in bundle.heads]
+    unknown = [c for c in chosen if c not in names]
+    if unknown:
+        raise AculaError(f"--head {unknown[0]}: the bundle's heads are {', '.join(names) or '(none)'}")
+    out = {h["name"]: float(h.get("threshold") if h.get("threshold") is not None else 0.5) for h in bundle.heads
+           if not chosen or h["name"] in chosen}
     out.update({h: 0.5 for h in extra})
     for item in overrides:
         name, sep, value = item.rpartition("=")
@@ -708,7 +717,7 @@ def _parser() -> Parser:
     src.add_argument("--no-realtime", action="store_true", help="--file/--demo: as fast as the loop takes it")
     src.add_argument("--duration", type=float, help="stop after this many seconds of audio")
     m = p.add_argument_group("model")
-    m.add_argument("--bundle", required=False, help="the bundle folder")
+    m.add_argument("--bundle", help="the bundle folder (default: the package's demonstration bundle)")
     m.add_argument("--backend", default="onnx", help="onnx (default), tflite or torch")
     m.add_argument("--precision", choices=("int8", "fp32"), help="default: int8 when the bundle holds it")
     m.add_argument("--checkpoint", help="the torch backend's checkpoint (default: the bundle's source)")
@@ -716,6 +725,8 @@ def _parser() -> Parser:
     m.add_argument("--warmup", type=int, default=2, help="model runs before the first report (default 2)")
     d = p.add_argument_group("decisions")
     d.add_argument("--hop", type=float, help="seconds between windows (default: the bundle's)")
+    d.add_argument("--head", action="append", default=[], metavar="NAME", help="decide and show only these heads "
+                   "(repeat; default every head of the bundle)")
     d.add_argument("--threshold", action="append", default=[], metavar="HEAD=P", help="override a head's threshold")
     d.add_argument("--smooth", type=int, default=2, help="windows averaged per decision (default 2)")
     d.add_argument("--hysteresis", type=float, default=0.05, help="drop below threshold minus this to re-arm")
@@ -748,14 +759,12 @@ def _check_args(a, p: Parser) -> None:
             p.error(f"--{name} must be positive")
     if a.refractory < 0 or not 0 <= a.hysteresis < 1:
         p.error("--refractory must be >= 0 and --hysteresis in [0, 1)")
-    if not a.bundle:
-        p.error("give --bundle BUNDLE")
 
 
 @guarded
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m acula_edge.listen``."""
-    from acula_edge.bundle import load_bundle
+    from acula_edge.bundle import default_bundle, load_bundle
     from acula_edge.runtime import load_model
 
     p = _parser()
@@ -779,11 +788,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = FileSource(a.file, not a.no_realtime, a.duration)
     else:
         source = DemoSource(not a.no_realtime, a.duration)
-    bundle = load_bundle(a.bundle)
+    bundle = load_bundle(a.bundle or default_bundle())
     model = load_model(bundle, a.backend, a.precision, a.threads, a.checkpoint)
     prompts = _prompts(bundle, a.prompt, a.checkpoint)
     extra = [f"prompt:{t}" for t in prompts[0]] if prompts else []
-    thresholds = _thresholds(bundle, a.threshold, extra)
+    thresholds = _thresholds(bundle, a.threshold, extra, a.head)
     deciders = [Decider(h, thresholds[h], a.smooth, a.hysteresis, a.refractory) for h in thresholds]
     temperature = float((bundle.meta.get("prompts") or {}).get("temperature", DEFAULT_TEMPERATURE))
     listener = Listener(model, bundle, a.hop or bundle.meta["hop_s"], deciders, source.rate,

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from acula_edge.data.splits import subject_parts  # noqa: F401  (re-exported for the scripts)
 from acula_edge.provenance import cpu_model, machine, versions  # noqa: F401  (re-exported for the scripts)
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -67,17 +68,6 @@ def finished(run_dir: Path, epochs: int, recordings: int, checkpoint: str = "enc
     return True
 
 
-def subject_parts(records: list, task: str | None, fractions: dict[str, float], seed: int) -> dict[str, str]:
-    """Subject -> part name, subject-grouped (stratified on ``task``'s label where given)."""
-    from acula_edge.data.records import Recording
-    from acula_edge.data.splits import split_subjects
-    from acula_edge.evaluate import get_task
-
-    labelled = []
-    for r in records:
-        y = get_task(task).label(r) if task else None
-        labelled.append(Recording(**{**r.to_dict(), "labels": {**r.labels, "_strat": str(y)}}))
-    return split_subjects(labelled, "_strat", fractions, seed)
 
 
 def evaluate_once(cmd: list[str], out: Path, checkpoints: list[str], log: list[str]) -> Path:

@@ -30,7 +30,8 @@ INT8_TOOLS = {"ort": {"onnx": "onnxruntime", "tflite": "ai-edge-quantizer"},
 QUANTIZERS = tuple(INT8_TOOLS)
 
 
-def bundle_meta(checkpoint: str, meta: dict[str, Any], samples: int, hop_s: float | None) -> dict[str, Any]:
+def bundle_meta(checkpoint: str, meta: dict[str, Any], samples: int, hop_s: float | None,
+                name: str | None = None) -> dict[str, Any]:
     """``bundle.json``'s description of a student checkpoint (everything but the files)."""
     from acula_edge import __version__
     from acula_edge.evaluate import get_task
@@ -47,7 +48,7 @@ def bundle_meta(checkpoint: str, meta: dict[str, Any], samples: int, hop_s: floa
             meaning = h["task"]
         op = h.get("calibration") if isinstance(h.get("calibration"), dict) else None
         heads.append({"name": h["name"], "meaning": meaning, "threshold": h.get("threshold"), "operating_point": op})
-    return {"name": Path(checkpoint).parent.name or "student", "sample_rate": fe["sample_rate"],
+    return {"name": name or Path(checkpoint).parent.name or "student", "sample_rate": fe["sample_rate"],
             "window_s": round(window_s, 6), "hop_s": round(hop_s or window_s / 2, 6), "frontend": fe,
             "input": {"name": "waveform", "dtype": "float32", "shape": ["batch", samples], "range": [-1.0, 1.0]},
             "outputs": {"embedding": {"dtype": "float32", "shape": ["batch", student["embed_dim"]],
@@ -99,6 +100,26 @@ def held_out_metrics(model, checkpoint: str, manifest: str, heads: list[dict[str
             "trained_subjects_left_out": left_out, "heads": head_metrics(kept, scores, heads)}
 
 
+def read_card(path: str) -> dict[str, Any]:
+    """The ``--card`` JSON, checked: a clear error instead of a half-written model card."""
+    import json
+
+    try:
+        card = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AculaError(f"--card: file not found: {path}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise AculaError(f"--card: {path} is not JSON: {e}") from None
+    ok = (isinstance(card, dict) and set(card) <= {"summary", "data", "limitations"}
+          and isinstance(card.get("summary", ""), str)
+          and all(isinstance(d, dict) and {"dataset", "train", "held_out", "licence"} <= set(d) for d in card.get("data", []))
+          and all(isinstance(x, str) for x in card.get("limitations", [])))
+    if not ok:
+        raise AculaError(f"--card: {path} must hold summary (text), data (rows with dataset, train, held_out, licence) "
+                         "and limitations (texts), nothing else")
+    return card
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m export`` (and ``python -m export verify``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -121,10 +142,15 @@ def export_main(argv: Sequence[str]) -> int:
     p.add_argument("--quantizer", default="ort", help="who makes the ONNX int8 file: 'ort' (onnxruntime static "
                    "QDQ) or 'inc' (Intel Neural Compressor on the PyTorch side, exported to ONNX)")
     p.add_argument("--calibration", metavar="MANIFEST", help="recordings to calibrate int8 on")
+    p.add_argument("--calibrator", default="minmax", help="onnxruntime int8: activation ranges from the min/max "
+                   "(default) or the 99.99th percentile ('percentile') of the calibration windows")
     p.add_argument("--prompts", metavar="FILE", help="zero-shot prompts, one per line (embedded into prompts.npy)")
     p.add_argument("--evaluate", metavar="MANIFEST", help="held-out recordings: each head's AUROC, sensitivity and "
                    "specificity with intervals go into the bundle and its model card (subjects the student was "
                    "trained on are left out)")
+    p.add_argument("--name", help="the bundle's name (default: the checkpoint's folder name)")
+    p.add_argument("--card", metavar="JSON", help="model-card additions: {\"summary\": text, \"data\": [{\"dataset\", "
+                   "\"train\", \"held_out\", \"licence\"}], \"limitations\": [text]}")
     p.add_argument("--hop", type=float, help="default hop between windows in seconds (default half a window)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     a = p.parse_args(argv)
@@ -134,6 +160,10 @@ def export_main(argv: Sequence[str]) -> int:
         raise AculaError(f"unknown format(s) {', '.join(unknown) or '(none)'}; this exporter writes: {', '.join(FORMATS)}")
     if a.quantizer not in QUANTIZERS:
         raise AculaError(f"unknown quantizer {a.quantizer!r}; choose one of: {', '.join(QUANTIZERS)}")
+    from export.onnx import CALIBRATORS
+
+    if a.calibrator not in CALIBRATORS:
+        raise AculaError(f"unknown calibrator {a.calibrator!r}; choose one of: {', '.join(CALIBRATORS)}")
     if a.quantizer != "ort" and "onnx" not in formats:
         raise AculaError(f"--quantizer {a.quantizer} makes the ONNX int8 file: add onnx to --formats "
                          "(TFLite int8 is always made by ai-edge-quantizer)")
@@ -142,6 +172,7 @@ def export_main(argv: Sequence[str]) -> int:
     for flag, path in (("--calibration", a.calibration), ("--evaluate", a.evaluate)):
         if path and not Path(path).is_file():
             raise AculaError(f"{flag}: manifest not found: {path}")
+    card = read_card(a.card) if a.card else None
     prompts: list[str] = []
     if a.prompts:
         if not Path(a.prompts).is_file():
@@ -167,14 +198,16 @@ def export_main(argv: Sequence[str]) -> int:
     if prompts and not (meta.get("projections") or {}).get("text"):  # before minutes of conversion
         raise AculaError(f"{a.checkpoint}: not an aligned checkpoint (no text projection): it cannot embed --prompts")
     model = edge_model(a.checkpoint)
-    doc = bundle_meta(a.checkpoint, meta, model.samples, a.hop)
+    doc = bundle_meta(a.checkpoint, meta, model.samples, a.hop, a.name)
+    if card:
+        doc["card"] = card
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         files: dict[str, Any] = {}
         waves = calibration_waves(a.calibration, model.fe.sample_rate, model.samples, work) if a.int8 else None
         if waves is not None:
             doc["provenance"]["int8_calibration"] = {"source": a.calibration or "synthetic corpus (64 clips, seed 0)",
-                                                     "windows": int(waves.shape[0]),
+                                                     "windows": int(waves.shape[0]), "onnxruntime_calibrator": a.calibrator,
                                                      "quantizer": {f: INT8_TOOLS[a.quantizer][f] for f in formats}}
         if "onnx" in formats:
             fp32 = export_onnx(model, work / "model_fp32.onnx", torch.zeros(2, model.samples), "waveform", OUTPUTS)
@@ -184,7 +217,7 @@ def export_main(argv: Sequence[str]) -> int:
 
                 files["model_int8.onnx"] = quantize_inc(model, work / "model_int8.onnx", waves)
             elif waves is not None:
-                files["model_int8.onnx"] = quantize_int8(fp32, work / "model_int8.onnx", waves)
+                files["model_int8.onnx"] = quantize_int8(fp32, work / "model_int8.onnx", waves, calibrator=a.calibrator)
             for onnx_file in [f for n, f in files.items() if n.endswith(".onnx")]:
                 compact_front_end(onnx_file, doc["frontend"])  # after quantization, which reads the fp32 basis
         if "tflite" in formats:

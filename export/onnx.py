@@ -4,8 +4,8 @@ The network takes the log-mel window (``logmel`` float32 ``[batch, n_mels, windo
 and gives ``embedding`` ``[batch, D]`` and ``logits`` ``[batch, H]``. :func:`quantize_int8` runs
 onnxruntime's maintained route: ``quant_pre_process``, then ``quantize_static`` with QDQ nodes,
 int8 weights (per channel) and activations, calibrated on real log-mel windows with min/max ranges.
-Nodes named in ``exclude`` stay fp32 (by default the student's own min-max normalisation, which
-sees raw dB values before the first convolution).
+Nodes named in ``exclude`` stay fp32 (by default everything before the first convolution, which
+sees raw dB values, and everything after the last: pooling, embedding and heads).
 """
 
 from __future__ import annotations
@@ -88,6 +88,18 @@ def before_first_conv(model_path: str | Path) -> list[str]:
     return names
 
 
+def after_last_conv(model_path: str | Path) -> list[str]:
+    """Nodes to keep in fp32 at the other end: those after the network's last convolution (pooling, the
+    embedding and head layers, the sigmoid, the L2 normalisation). They cost a few thousand
+    multiply-adds, and int8 there leaves a weakly separating head few distinct score levels: an
+    undertrained student's scores all fell on one level, AUROC 0.5."""
+    import onnx
+
+    nodes = list(onnx.load(str(model_path)).graph.node)
+    last = max((i for i, n in enumerate(nodes) if n.op_type == "Conv"), default=len(nodes) - 1)
+    return [n.name for n in nodes[last + 1:] if n.name]
+
+
 def logmel_windows(records: Sequence, frontend: dict, frames: int) -> list[np.ndarray]:
     """Each recording's log-mel windows ``[k, n_mels, frames]`` (the students' chunk rule): the
     network's input, for calibration and for checks."""
@@ -131,12 +143,17 @@ def waveform_windows(records: Sequence, sample_rate: int, samples: int, limit: i
     return np.stack([out[k] for k in sorted(pick)]).astype(np.float32)
 
 
-def quantize_int8(fp32: str | Path, out: str | Path, calibration: np.ndarray,
-                  exclude: Sequence[str] | None = None, batch: int = 16) -> Path:
-    """Static int8 QDQ model of ``fp32`` calibrated on ``calibration``: inputs of the model's input
-    (log-mel windows ``[N, n_mels, T]`` or waveforms ``[N, samples]``).
+#: activation range calibrators of :func:`quantize_int8`: min/max, or the 99.99th percentile of |x|
+CALIBRATORS = ("minmax", "percentile")
 
-    ``exclude``: node names kept in fp32 (default: :func:`before_first_conv`).
+
+def quantize_int8(fp32: str | Path, out: str | Path, calibration: np.ndarray,
+                  exclude: Sequence[str] | None = None, batch: int = 16, calibrator: str = "minmax") -> Path:
+    """Static int8 QDQ model of ``fp32`` calibrated on ``calibration``: inputs of the model's input
+    (log-mel windows ``[N, n_mels, T]`` or waveforms ``[N, samples]``). ``calibrator``: how the
+    activations' ranges are set (:data:`CALIBRATORS`; a percentile ignores rare outliers).
+
+    ``exclude``: node names kept in fp32 (default: :func:`before_first_conv` and :func:`after_last_conv`).
     """
     import onnx
 
@@ -144,6 +161,8 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: np.ndarray,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    if calibrator not in CALIBRATORS:
+        raise AculaError(f"unknown calibrator {calibrator!r}; choose one of: {', '.join(CALIBRATORS)}")
     graph_input = onnx.load(str(fp32)).graph.input[0]
     rank = len(graph_input.type.tensor_type.shape.dim)
     calibration = np.asarray(calibration, np.float32)
@@ -162,11 +181,19 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: np.ndarray,
     with tempfile.TemporaryDirectory() as tmp:
         pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(q), Windows(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax,
-                        nodes_to_exclude=list(before_first_conv(pre) if exclude is None else exclude),
-                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        try:
+            method = CalibrationMethod.MinMax if calibrator == "minmax" else CalibrationMethod.Percentile
+            quantize_static(str(pre), str(q), Windows(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=method,
+                            nodes_to_exclude=list(before_first_conv(pre) + after_last_conv(pre) if exclude is None
+                                                  else exclude),
+                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
+                                           "CalibPercentile": 99.99})
+        except ValueError as e:  # the percentile's histogram cannot bin an activation of (almost) no range
+            if calibrator == "minmax":
+                raise
+            raise AculaError(f"percentile calibration failed ({e}): an activation hardly varies over the calibration "
+                             "windows (an untrained network?); use the minmax calibrator") from None
         data = q.read_bytes()
     atomic_write(out, lambda f: f.write(data))
     return out
@@ -256,5 +283,5 @@ def centred_cosine(reference: np.ndarray, other: np.ndarray) -> float:
     return float(((a * b).sum(1) / den).mean())
 
 
-__all__ = ["before_first_conv", "centred_cosine", "compact_front_end", "export_onnx", "export_student", "fold_weight_quantization", "logmel_windows", "quantize_int8",
+__all__ = ["CALIBRATORS", "after_last_conv", "before_first_conv", "centred_cosine", "compact_front_end", "export_onnx", "export_student", "fold_weight_quantization", "logmel_windows", "quantize_int8",
            "waveform_windows"]

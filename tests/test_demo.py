@@ -1,36 +1,76 @@
-"""The README's main command, and the device-side promise: no torch on the edge."""
+"""The README's main command (``make demo``): the packaged default bundle screens the packaged example
+recording; the default bundle is small, verified and documented; and no torch on the edge."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
-from acula_edge.demo import spectrogram_text
+import numpy as np
+import soundfile as sf
+
+from acula_edge.bundle import DEFAULT_BUNDLE, EXAMPLE_RECORDING, load_bundle
 from conftest import ROOT, run_module
 
-import numpy as np
+HEADS = ["sprsound-adventitious", "physionet2016-abnormal"]
 
 
-def test_demo_runs_on_its_own_data(tmp_path):
-    p = run_module("acula_edge.demo", "--out", str(tmp_path), "--n", "12")
+def test_demo_screens_the_example_recording_with_the_default_bundle():
+    p = run_module("acula_edge.demo", "--no-realtime", "--plain")
     assert p.returncode == 0, p.stderr
-    assert "12 recordings" in p.stdout and "not clinical evidence" in p.stdout
-    views = [line for line in p.stdout.splitlines() if line.strip().startswith("|")]
-    assert len(views) >= 10 * 2  # at least two modalities drawn, ten rows each
-    assert (tmp_path / "synth" / "manifest.jsonl").is_file()
+    assert "a demonstration model, not a medical device" in p.stdout
+    for head in HEADS:
+        assert f"head {head}:" in p.stdout and "held-out AUROC" in p.stdout
+    screened = [line for line in p.stdout.splitlines() if " ok " in line]  # the lung head, on a lung recording
+    assert len(screened) == 8 and all("sprsound-adventitious" in x and "physionet2016-abnormal" not in x
+                                      for x in screened)
+    assert f"{EXAMPLE_RECORDING} with acula-edge-demo-mn-xs (onnx int8" in p.stdout
+    assert "summary: 8 windows (8 scored; gated: none)" in p.stderr and "Traceback" not in p.stderr
 
 
-def test_spectrogram_text_puts_energy_where_it_is():
-    mel = np.full((64, 100), -80.0)
-    mel[:8, 50:] = 0.0  # loud low bands in the second half
-    rows = spectrogram_text(mel, width=10, height=8)
-    assert rows[-1] == "     @@@@@" and set(rows[0]) == {" "}
+def test_listen_uses_the_default_bundle_without_bundle():
+    p = run_module("acula_edge.listen", "--file", str(EXAMPLE_RECORDING), "--no-realtime", "--json")
+    assert p.returncode == 0, p.stderr
+    events = [json.loads(line) for line in p.stdout.splitlines()]
+    start = events[0]
+    assert start["type"] == "start" and start["bundle"] == str(DEFAULT_BUNDLE) and start["precision"] == "int8"
+    windows = [e for e in events if e["type"] == "window"]
+    assert len(windows) >= 8 and set(windows[0]["scores"]) == set(HEADS)
+
+
+def test_the_default_bundle_is_small_verified_and_documented():
+    b = load_bundle(DEFAULT_BUNDLE)  # checksums and schema
+    files = {name: f["bytes"] for name, f in b.meta["files"].items()}
+    assert sum(files.values()) + (DEFAULT_BUNDLE / "bundle.json").stat().st_size < 2_000_000
+    assert {"model_fp32.onnx", "model_int8.onnx", "prompts.npy"} <= set(files)
+    assert [h["name"] for h in b.heads] == HEADS
+    texts, vectors = b.prompts()
+    assert len(texts) == vectors.shape[0] >= 4
+    metrics = b.meta["metrics"]["heads"]
+    for h in b.heads:
+        op, m = h["operating_point"], metrics[h["name"]]
+        assert 0 < h["threshold"] < 1 and op["sensitivity"] >= 0.9  # chosen on validation subjects
+        assert m["auroc_ci95"][0] <= m["auroc"] <= m["auroc_ci95"][1] and m["subjects"] >= 10
+    card = (DEFAULT_BUNDLE / "MODEL_CARD.md").read_text()
+    for text in ("Not a medical device", "demonstration model", "GPL-3.0", "ODC-By 1.0", "Apache-2.0",
+                 "95% CI", "sensitivity", "## Limitations"):
+        assert text in card, text
+
+
+def test_the_example_recording_is_the_synthetic_one_the_demo_describes():
+    from acula_edge.data.synth import to_pcm16
+    from acula_edge.demo import example_audio
+
+    audio, rate = example_audio()
+    got, got_rate = sf.read(EXAMPLE_RECORDING, dtype="int16")
+    assert got_rate == rate and np.array_equal(got, to_pcm16(audio))
 
 
 def test_device_side_modules_import_without_torch():
     code = ("import sys; import acula_edge.audio, acula_edge.data.cli, acula_edge.data.loaders, "
             "acula_edge.data.splits, acula_edge.data.synth, acula_edge.demo, acula_edge.frontend, acula_edge.cli, "
-            "acula_edge.reports, acula_edge.reports.cli, acula_edge.reports.llm, acula_edge.text; "
+            "acula_edge.pipeline, acula_edge.reports, acula_edge.reports.cli, acula_edge.reports.llm, acula_edge.text; "
             "from acula_edge.data.loaders import load, list_formats; [__import__('acula_edge.data.loaders.' + m) "
             "for m in ('sprsound', 'physionet2016', 'icbhi', 'circor', 'coswara', 'coughvid', 'kauh', 'generic_csv', 'synthetic')]; "
             "print(sorted(m for m in ('torch', 'scipy', 'librosa') if m in sys.modules))")

@@ -120,6 +120,20 @@ def test_cli_on_a_synthetic_task_and_a_manifest_column(tmp_path):
     p = run_module("acula_edge.evaluate", "--encoder", "logmel-stats", "--task", f"csv:{m}:smoker",
                    "--out", str(tmp_path / "ev2"), "--seeds", "1", "--bootstrap", "50")
     assert p.returncode == 0, p.stderr[-2000:]
+    # a manifest whose recordings carry a split: fitted on train, chosen on val, scored on test, once
+    from acula_edge.data.records import read_manifest
+    from acula_edge.data.splits import subject_parts
+
+    records = read_manifest(m)
+    assign = subject_parts(records, "synthetic-adventitious", {"train": 0.6, "val": 0.2, "test": 0.2}, seed=3)
+    write_manifest([Recording(**{**r.to_dict(), "split": assign[r.subject]}) for r in records], m)
+    p = call_main("acula_edge.evaluate", "--encoder", "logmel-stats", "--task", "synthetic-adventitious",
+                  "--manifest", str(m), "--out", str(tmp_path / "ev3"), "--seeds", "3", "--bootstrap", "50")
+    assert p.returncode == 0, p.stderr
+    r = json.loads((tmp_path / "ev3" / "results.json").read_text())["results"][0]
+    lung = [x for x in records if x.modality == "lung"]
+    want = {part: sum(assign[x.subject] == part for x in lung) for part in ("train", "val", "test")}
+    assert r["fixed_split"] and len(r["seeds"]) == 1 and r["seeds"][0]["n"] == want and "the given split" in p.stdout
 
 
 def test_cli_bad_input(tmp_path):

@@ -123,6 +123,10 @@ def test_export_bad_input_is_one_line_and_leaves_no_bundle(student_ckpt, exporte
         (["--checkpoint", str(ckpt), "--evaluate", str(tmp_path / "none.jsonl")], "--evaluate: manifest not found"),
         (["--checkpoint", str(ckpt), "--prompts", str(tmp_path / "p.txt")], "no text projection"),
         (["--checkpoint", str(ckpt), "--out", str(root / "bundle")], "exists"),
+        (["--checkpoint", str(ckpt), "--card", str(tmp_path / "p.txt")], "is not JSON"),
+        (["--checkpoint", str(ckpt), "--int8", "--calibrator", "kl"], "unknown calibrator 'kl'"),
+        (["--checkpoint", str(ckpt), "--card", str(manifest)], "must hold summary (text), data"),
+        (["--checkpoint", str(ckpt), "--card", str(tmp_path / "none.json")], "--card: file not found"),
     ]
     for args, expect in cases:
         r = call_main("export.cli", *(args if "--out" in args else [*args, "--out", str(out)]))

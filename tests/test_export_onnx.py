@@ -100,6 +100,9 @@ def test_int8_waveform_graph_keeps_the_front_end_in_fp32(tmp_path):
     convs = [n for n in graph.node if n.op_type == "Conv"]
     assert made.get(convs[0].input[0]) is None or made[convs[0].input[0]].op_type != "DequantizeLinear"  # fp32 waveform
     assert all(made[c.input[1]].op_type == "DequantizeLinear" for c in convs[1:])  # the network's weights are int8
+    tail = [n for n in graph.node if n.op_type in ("Gemm", "Sigmoid", "ReduceL2")]  # after the last convolution
+    assert len(tail) == 4 and all(made.get(i) is None or made[i].op_type != "DequantizeLinear"
+                                  for n in tail for i in n.input)  # fp32 in, fp32 weights
     out = session(int8).run(None, {"waveform": waves})
     assert out[0].shape == (6, 512) and out[1].shape == (6, 1) and np.isfinite(out[0]).all()
 

@@ -253,6 +253,7 @@ def test_bad_input_is_one_line(bundle, tmp_path):
         (["--file", str(tmp_path / "noise.wav"), "--bundle", str(bundle.path)], "noise.wav"),
         (["--bundle", str(bundle.path)], "choose one source"),
         (["--file", rec, "--bundle", str(bundle.path), "--threshold", "nohead=0.3"], "--threshold"),
+        (["--file", rec, "--bundle", str(bundle.path), "--head", "nohead"], "--head nohead: the bundle's heads are"),
         (["--file", rec, "--bundle", str(bundle.path), "--backend", "coreml"], "unknown backend"),
         (["--file", rec, "--bundle", str(bundle.path), "--record", str(rec)], "exists"),
         (["--file", rec, "--bundle", str(bundle.path), "--backend", "torch", "--checkpoint", rec], "sha256 differs"),

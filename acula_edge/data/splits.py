@@ -8,7 +8,7 @@ fraction, as scikit-learn's StratifiedGroupKFold does.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -90,3 +90,18 @@ def apply_split(records: list[Recording], assignment: dict[str, str | int]) -> d
     for r in records:
         out[assignment[r.subject]].append(r)
     return dict(out)
+
+
+def subject_parts(records: list, task: str | Sequence[str] | None, fractions: dict[str, float],
+                  seed: int) -> dict[str, str]:
+    """Subject -> part name, subject-grouped (stratified on ``task``'s label where given; on the
+    joint labels of several tasks)."""
+    from acula_edge.evaluate import get_task
+
+    tasks = [get_task(t) for t in ([task] if isinstance(task, str) else task or [])]
+    labelled = []
+    for r in records:
+        y = [t.label(r) for t in tasks]
+        key = str(y[0] if len(y) == 1 else (tuple(y) if y else None))
+        labelled.append(Recording(**{**r.to_dict(), "labels": {**r.labels, "_strat": key}}))
+    return split_subjects(labelled, "_strat", fractions, seed)

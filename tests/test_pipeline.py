@@ -1,0 +1,148 @@
+"""``python -m acula_edge.pipeline``: every stage on the tiny preset, then up to date on a rerun, a
+remade output that changes nothing downstream, a killed training stage resumed in a copied run
+folder, subject splits no training stage crossed, and bad input as one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from conftest import call_main, kill_after_steps, run_module
+
+STAGES = ["synthetic", "manifests", "reports", "text", "msm", "align", "evaluate", "distill", "export", "verify",
+          "benchmarks"]
+TINY_TASKS = {"synthetic-adventitious", "synthetic-abnormal-heart", "synthetic-wet-cough"}
+
+
+def pipeline(*args: str):
+    return run_module("acula_edge.pipeline", *args)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pipeline") / "run"
+    r = pipeline("--preset", "tiny", "--out", str(out))
+    return out, r
+
+
+def test_tiny_preset_runs_every_stage(tiny):
+    out, r = tiny
+    s = json.loads((out / "summary.json").read_text())
+    verify = json.loads((out / "verify" / "report.json").read_text())
+    assert r.returncode == (0 if verify["ok"] else 1), r.stderr
+    assert s["bundle"]["verified"] == verify["ok"]
+    assert list(s["stages"]) == STAGES and all(x["status"] == "ran" for x in s["stages"].values())
+    assert s["seconds_total"] == pytest.approx(sum(x["seconds"] for x in s["stages"].values()), abs=0.5)
+    assert (out / "summary.md").read_text() in r.stdout
+    finished = [line.split(" ran in ")[0].split() for line in r.stderr.splitlines() if " ran in " in line]
+    assert finished == [[f"[{i}/11]", name] for i, name in enumerate(STAGES, 1)]  # one progress display
+    # the summary's numbers come from the stages' own results
+    assert {v["variant"] for v in s["variants"]} == {"teacher", "student-torch", "onnx-fp32", "onnx-int8-onnxruntime"}
+    for v in s["variants"]:
+        assert v["bytes"] > 0 and v["p50_ms_1_thread"] > 0 and set(v["auroc"]) == TINY_TASKS
+        for a in v["auroc"].values():
+            assert a["ci95"][0] <= a["auroc"] <= a["ci95"][1]
+    assert {(p["task"], p["encoder"]) for p in s["probe_auroc"]} == {
+        (t, e) for t in TINY_TASKS for e in ("logmel-stats", "MSM only", "teacher")}
+    bundle = json.loads((out / "bundle" / "bundle.json").read_text())
+    assert sum(f["bytes"] for f in bundle["files"].values()) == s["bundle"]["bytes"] < 2_000_000
+    assert [h["name"] for h in bundle["heads"]] == ["synthetic-adventitious", "synthetic-abnormal-heart",
+                                                    "synthetic-wet-cough"]
+    assert len(bundle["prompts"]["texts"]) == 6 and (out / "bundle" / "prompts.npy").is_file()
+    card = (out / "bundle" / "MODEL_CARD.md").read_text()
+    assert "Not a medical device" in card and "demonstration model" in card and "Apache-2.0" in card
+
+
+def test_no_training_stage_saw_a_val_or_test_subject(tiny):
+    from acula_edge.checkpoint import read_sidecar, subject_hash
+    from acula_edge.data.records import read_manifest
+
+    out, _ = tiny
+    records = read_manifest(out / "data" / "manifest.jsonl")
+    assert {r.split for r in records} == {"train", "val", "test"}
+    parts = {}
+    for r in records:
+        parts.setdefault(r.subject, set()).add(r.split)
+    assert all(len(p) == 1 for p in parts.values())  # a subject lies in one part
+    held = {subject_hash(r.subject) for r in records if r.split != "train"}
+    train = {subject_hash(r.subject) for r in records if r.split == "train"}
+    for ckpt in ("msm/encoder.safetensors", "teacher/encoder.safetensors", "student/student.safetensors"):
+        seen = set(read_sidecar(out / ckpt)["trained_subjects_sha256"])
+        assert seen and seen <= train and not seen & held, ckpt
+    ev = json.loads((out / "evaluate" / "results.json").read_text())
+    test = {r.subject for r in records if r.split == "test"}
+    for x in ev["results"]:
+        assert x["fixed_split"] and x["seeds"][0]["test_subjects"] <= len(test)
+    bench = json.loads((out / "benchmarks" / "results.json").read_text())  # read from train.jsonl + test.jsonl
+    for t in bench["tasks"].values():
+        assert 0 < t["test"]["subjects"] <= len(test) and t["teacher_head"]["subjects"] <= len(train)
+
+
+def test_rerun_is_up_to_date_and_a_remade_output_changes_nothing_downstream(tiny):
+    out, _ = tiny
+    r = pipeline("--preset", "tiny", "--out", str(out))
+    s = json.loads((out / "summary.json").read_text())
+    assert all(x["status"] == "up to date" for x in s["stages"].values()), r.stderr
+    prompts = out / "data" / "prompts.txt"
+    kept = prompts.read_text()
+    prompts.write_text("edited\n")  # an output no longer what its stage wrote: that stage runs again
+    r = pipeline("--preset", "tiny", "--out", str(out), "--until", "export")
+    s = json.loads((out / "summary.json").read_text())
+    assert prompts.read_text() == kept
+    assert {n: x["status"] for n, x in s["stages"].items()} == {
+        n: ("ran" if n == "manifests" else "up to date") for n in STAGES[:9]}, r.stderr
+
+
+def test_a_killed_training_stage_resumes_in_a_copied_run_folder(tiny, tmp_path):
+    out, _ = tiny
+    run = tmp_path / "moved"
+    shutil.copytree(out, run, ignore=shutil.ignore_patterns("lock"))
+    args = ["acula_edge.pipeline", "--preset", "tiny", "--out", str(run), "--until", "msm",
+            "--set", "max_steps=none", "--set", "pretrain_epochs=4"]
+    kill_after_steps(args, run / "msm", steps=9)
+    r = run_module(*args)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((run / "summary.json").read_text())
+    assert {n: x["status"] for n, x in s["stages"].items()} == {
+        "synthetic": "up to date", "manifests": "up to date", "reports": "up to date", "text": "up to date",
+        "msm": "resumed"}
+    result = json.loads((run / "msm" / "result.json").read_text())
+    steps_per_epoch = result["steps"] / 4
+    assert result["epochs"] == 4 and steps_per_epoch == int(steps_per_epoch)
+    assert "--resume" in (run / "logs" / "msm.log").read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset", "huge", "--out", "x"], "give --preset (one of: tiny, demo, cpu-small, gpu-paper)"),
+    (["--preset", "tiny", "--out", "x", "--data", "wav=/tmp"], "--data wav: the pipeline knows the formats"),
+    (["--preset", "tiny", "--out", "x", "--data", "sprsound=/no/such/folder"], "not a folder: /no/such/folder"),
+    (["--preset", "tiny", "--out", "x", "--set", "epochs=3"], "--set epochs=3: give FIELD=VALUE with FIELD one of"),
+    (["--preset", "tiny", "--out", "x", "--set", "max_steps=many"], "max_steps takes a int value"),
+])
+def test_bad_input_is_one_line(args, message, tmp_path):
+    r = call_main("acula_edge.pipeline", *args)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_failing_stage_is_one_line_naming_its_log(tmp_path):
+    run = tmp_path / "run"
+    r = pipeline("--preset", "tiny", "--out", str(run), "--text-model", str(tmp_path / "no-model"), "--until", "text")
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and last.startswith("error: stage text failed (exit 2): error:"), r.stderr
+    assert last.endswith(f"(log: {run / 'logs' / 'text.log'})") and "Traceback" not in r.stderr
+    empty = tmp_path / "sprsound"
+    empty.mkdir()
+    r = pipeline("--preset", "tiny", "--out", str(run), "--data", f"sprsound={empty}", "--until", "manifests")
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error:"), r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_presets_list():
+    r = call_main("acula_edge.pipeline", "--list-presets")
+    assert r.returncode == 0
+    for name in ("tiny", "demo", "cpu-small", "gpu-paper"):
+        assert f"\n{name} " in "\n" + r.stdout
+    assert "align_preset=gpu-paper" in r.stdout

@@ -547,11 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     encoders = [make_encoder(e, a.threads) for e in a.encoder]
     t0 = time.perf_counter()
     results = []
-    listed = []
-    for m in a.manifest:
-        if not Path(m).is_file():
-            raise AculaError(f"manifest not found: {m}")
-        listed += read_manifest(m)
+    listed = [r for m in a.manifest for r in read_manifest(m)]  # a missing one is one clear error
     for task in tasks:
         records = (task_records(task, [r for r in listed if r.dataset == task.dataset]) if a.manifest
                    else load_task_records(task, overrides, a.data_root, out))

@@ -665,18 +665,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def install_bundle(bundle: Path, target: Path) -> None:
-    """Copy a bundle folder to ``target``, replacing what is there only once the copy is complete and loads."""
-    from acula_edge.bundle import load_bundle
+    """Copy a bundle to ``target`` through :func:`acula_edge.bundle.write_bundle` (checksums checked on
+    both sides; the old folder is replaced only once the new one is complete)."""
+    from acula_edge.bundle import CARD, load_bundle, write_bundle
 
-    tmp, old = target.with_name(target.name + ".new"), target.with_name(target.name + ".old")
-    for p in (tmp, old):
-        shutil.rmtree(p, ignore_errors=True)
-    shutil.copytree(bundle, tmp)
-    load_bundle(tmp)  # checksums and schema
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+    b = load_bundle(bundle)
+    meta = {k: v for k, v in b.meta.items() if k not in ("schema", "files")}
+    write_bundle(target, meta, {n: b.path / n for n in b.meta["files"]}, card=(b.path / CARD).read_text(encoding="utf-8"),
+                 overwrite=True)
 
 
 def override(preset: Preset, items: Sequence[str]) -> Preset:

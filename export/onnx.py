@@ -236,7 +236,7 @@ def compact_front_end(path: str | Path, frontend: dict) -> Path:
     """Store the front end's DFT basis (``2 * n_freqs * n_fft`` floats, about 4 MB at n_fft 1024) as the
     few nodes that make it, in place: ``basis[k, n] = table[(k * n) mod n_fft] * window[n]`` from a cos
     and a sin table of ``n_fft`` values. onnxruntime folds them back into the same basis when it loads
-    the file, so the numbers and the speed do not change; the file shrinks by the basis. A file without
+    the file, so the same graph runs; the file shrinks by the basis. A file without
     the basis (a log-mel input graph) is left as it is."""
     import onnx
     from onnx import helper, numpy_helper

@@ -55,6 +55,20 @@ def test_tiny_preset_runs_every_stage(tiny):
     assert "Not a medical device" in card and "demonstration model" in card and "Apache-2.0" in card
 
 
+def test_make_default_installs_an_identical_bundle_replacing_the_old(tiny, tmp_path):
+    from acula_edge.pipeline import install_bundle
+
+    out, _ = tiny
+    target = tmp_path / "default_bundle"
+    target.mkdir()
+    (target / "stale.txt").write_text("an older bundle")
+    install_bundle(out / "bundle", target)
+    assert sorted(p.name for p in target.iterdir()) == sorted(p.name for p in (out / "bundle").iterdir())
+    for f in (out / "bundle").iterdir():
+        assert (target / f.name).read_bytes() == f.read_bytes(), f.name
+    assert [p.name for p in tmp_path.iterdir()] == ["default_bundle"]  # no temporary or old folder left
+
+
 def test_no_training_stage_saw_a_val_or_test_subject(tiny):
     from acula_edge.checkpoint import read_sidecar, subject_hash
     from acula_edge.data.records import read_manifest

@@ -35,8 +35,8 @@ def example_audio():
 @guarded
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the demo."""
-    from acula_edge import listen
-    from acula_edge.bundle import EXAMPLE_RECORDING, default_bundle, load_bundle
+    from acula_edge.device import listen
+    from acula_edge.device.bundle import EXAMPLE_RECORDING, default_bundle, load_bundle
 
     p = Parser(prog="python -m acula_edge.demo", description=__doc__.splitlines()[0])
     p.add_argument("--no-realtime", action="store_true", help="as fast as the loop takes it")

@@ -295,7 +295,7 @@ def write_manifests(r: Run) -> None:
     from acula_edge.data.loaders import load
     from acula_edge.data.records import Recording, atomic_write_text, write_manifest
     from acula_edge.data.splits import subject_parts
-    from acula_edge.evaluate import get_task
+    from acula_edge.data.tasks import get_task
 
     out = r.p("data")
     sources = {"synthetic": (r.p("synthetic"), SYNTHETIC_TASKS, SYNTHETIC_LICENCE)}
@@ -322,7 +322,7 @@ def write_manifests(r: Run) -> None:
 
 def card(r: Run, splits: dict[str, Any]) -> dict[str, Any]:
     """The bundle's model-card additions: what it is, its data and licences, its limits."""
-    from acula_edge.evaluate import get_task
+    from acula_edge.data.tasks import get_task
 
     def cell(s: dict[str, Any], *parts: str) -> str:
         return (f"{sum(s[p]['recordings'] for p in parts)} "
@@ -657,7 +657,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.make_default:
         if verified is not True:
             raise AculaError("--make-default needs a verified bundle: run the stages through verify")
-        from acula_edge.bundle import DEFAULT_BUNDLE
+        from acula_edge.device.bundle import DEFAULT_BUNDLE
 
         install_bundle(r.p("bundle"), DEFAULT_BUNDLE)
         print(f"installed {r.p('bundle')} as the default bundle: {DEFAULT_BUNDLE}", file=sys.stderr)
@@ -665,9 +665,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def install_bundle(bundle: Path, target: Path) -> None:
-    """Copy a bundle to ``target`` through :func:`acula_edge.bundle.write_bundle` (checksums checked on
+    """Copy a bundle to ``target`` through :func:`acula_edge.device.bundle.write_bundle` (checksums checked on
     both sides; the old folder is replaced only once the new one is complete)."""
-    from acula_edge.bundle import CARD, load_bundle, write_bundle
+    from acula_edge.device.bundle import CARD, load_bundle, write_bundle
 
     b = load_bundle(bundle)
     meta = {k: v for k, v in b.meta.items() if k not in ("schema", "files")}

@@ -176,7 +176,7 @@ def file_digests(files: Sequence[Path]) -> dict[Path, str]:
     The memo lives in this process and in :func:`hash_memo_path` (a small JSON file), so a large
     model is read once, not on every run; a changed file (new size or times) is hashed again.
     """
-    from acula_edge.bundle import sha256_file
+    from acula_edge.device.bundle import sha256_file
 
     out: dict[Path, str] = {}
     memo: dict[str, dict[str, Any]] | None = None

@@ -24,35 +24,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from acula_edge.cli import Parser, guarded
+from acula_edge.device.zeroshot import DEFAULT_TEMPERATURE, unit, zero_shot_probabilities
 from acula_edge.errors import AculaError
-
-DEFAULT_TEMPERATURE = 0.05
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-def zero_shot_probabilities(audio: np.ndarray, prompts: np.ndarray,
-                            temperature: float = DEFAULT_TEMPERATURE) -> np.ndarray:
-    """``[N, K]`` softmax over the cosine similarities of ``audio`` ``[N, D]`` to ``prompts`` ``[K, D]``.
-
-    ``temperature`` scales the similarities before the softmax (an aligned model's learned InfoNCE
-    temperature is a natural choice); it changes the probabilities but not their ranking.
-    """
-    audio, prompts = np.atleast_2d(audio), np.atleast_2d(prompts)
-    if audio.shape[1] != prompts.shape[1]:
-        raise AculaError(f"audio embeddings are {audio.shape[1]}-d but prompt embeddings {prompts.shape[1]}-d")
-    if prompts.shape[0] < 2:
-        raise AculaError("a zero-shot question needs at least two prompts (one per answer)")
-    if not temperature > 0:
-        raise AculaError(f"temperature must be positive, got {temperature}")
-    logits = _unit(audio) @ _unit(prompts).T / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    e = np.exp(logits)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
-
 
 def embed_prompts(checkpoint: str, prompts: Sequence[str], text_model: str | None = None,
                   cache: str | None = None) -> np.ndarray:
@@ -86,38 +59,7 @@ def embed_prompts(checkpoint: str, prompts: Sequence[str], text_model: str | Non
             c.close()
     with torch.no_grad():
         z = heads["text"](torch.from_numpy(vectors))
-    return _unit(z.numpy()).astype(np.float32)
-
-
-def rates_at(y: np.ndarray, p: np.ndarray, threshold: float) -> tuple[float, float]:
-    """``(sensitivity, specificity)`` of ``p >= threshold`` against binary ``y``."""
-    y, p = np.asarray(y).astype(bool), np.asarray(p, np.float64)
-    pos, neg = y.sum(), (~y).sum()
-    if pos == 0 or neg == 0:
-        raise AculaError("sensitivity and specificity need both classes")
-    hit = p >= threshold
-    return float((hit & y).sum() / pos), float((~hit & ~y).sum() / neg)
-
-
-def operating_point(y: np.ndarray, p: np.ndarray, min_sensitivity: float = 0.9) -> dict[str, Any]:
-    """The threshold with the best specificity among those reaching ``min_sensitivity`` on (``y``, ``p``).
-
-    Thresholds are the observed scores (``p >= t`` is positive). Returns ``threshold``,
-    ``sensitivity``, ``specificity``, ``target_sensitivity`` and the counts used.
-    """
-    if not 0.0 < min_sensitivity <= 1.0:
-        raise AculaError(f"the sensitivity target must be in (0, 1], got {min_sensitivity}")
-    y, p = np.asarray(y).astype(bool), np.asarray(p, np.float64)
-    if y.shape != p.shape or y.ndim != 1:
-        raise AculaError("labels and scores must be 1-d and of the same length")
-    # From the highest score down, sensitivity only grows and specificity only falls: the first
-    # threshold that reaches the target is the most specific one (the lowest score always does).
-    for t in np.unique(p)[::-1]:
-        sens, spec = rates_at(y, p, t)
-        if sens >= min_sensitivity - 1e-12:
-            break
-    return {"threshold": float(t), "sensitivity": round(sens, 4), "specificity": round(spec, 4),
-            "target_sensitivity": min_sensitivity, "positives": int(y.sum()), "negatives": int((~y).sum())}
+    return unit(z.numpy()).astype(np.float32)
 
 
 def alignment_loss(checkpoint: str) -> str | None:
@@ -141,7 +83,7 @@ def temperature_of(checkpoint: str) -> float:
 def score_records(checkpoint: str, records: list, prompts: Sequence[str], threads: int = 1,
                   text_model: str | None = None) -> np.ndarray:
     """``[N, K]`` zero-shot probabilities of ``records`` for ``prompts`` under an aligned encoder or student."""
-    from acula_edge.evaluate import make_encoder
+    from acula_edge.encoders import make_encoder
 
     vectors = embed_prompts(checkpoint, prompts, text_model)
     audio = make_encoder(checkpoint, threads, aligned=True).embed(records)
@@ -152,7 +94,8 @@ def task_auroc(checkpoint: str, task: str, records: list, prompts: Sequence[str]
                text_model: str | None = None, n_boot: int = 1000) -> dict[str, Any]:
     """Zero-shot AUROC of ``checkpoint`` on ``task``'s labelled ``records`` (label in ``labels["_task"]``,
     as :func:`acula_edge.evaluate.load_task_records` gives them), with a subject-bootstrap 95% interval."""
-    from acula_edge.evaluate import auroc, bootstrap_ci, get_task
+    from acula_edge.data.tasks import get_task
+    from acula_edge.metrics import auroc, bootstrap_ci
 
     prompts = tuple(prompts or get_task(task).prompts or ())
     if not prompts:
@@ -174,7 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m acula_edge.zeroshot``."""
     from acula_edge.data.records import Recording, atomic_write_text
     from acula_edge.checkpoint import read_sidecar
-    from acula_edge.evaluate import data_overrides, get_task, load_task_records, unseen
+    from acula_edge.data.roots import data_overrides, load_task_records
+    from acula_edge.data.tasks import get_task
+    from acula_edge.encoders import unseen
 
     p = Parser(prog="python -m acula_edge.zeroshot",
                description="Score recordings against free-text prompts through an aligned checkpoint (encoder or student).")
@@ -227,5 +172,4 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["alignment_loss", "embed_prompts", "operating_point", "rates_at", "score_records", "task_auroc", "temperature_of",
-           "zero_shot_probabilities"]
+__all__ = ["alignment_loss", "embed_prompts", "score_records", "task_auroc", "temperature_of"]

@@ -59,7 +59,7 @@ def report_variance(records: list[Recording], tasks: dict[str, list[str]]) -> di
     import numpy as np
 
     from acula_edge.align.data import report_texts
-    from acula_edge.evaluate import get_task
+    from acula_edge.data.tasks import get_task
     from acula_edge.text import EmbeddingCache, TextTeacher, default_cache_path, embed_with_cache
 
     with EmbeddingCache(default_cache_path()) as cache:
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     from acula_edge.data.loaders import load
     from acula_edge.data.synth import generate
-    from acula_edge.evaluate import data_root
+    from acula_edge.data.roots import data_root
 
     work = Path(a.work)
     t0 = time.perf_counter()

@@ -57,14 +57,14 @@ def split_for_students(records: list[Recording], seed: int = 0) -> list[Recordin
 
 
 def with_ci(y: np.ndarray, p: np.ndarray, subjects: np.ndarray) -> dict[str, Any]:
-    from acula_edge.evaluate import auroc, bootstrap_ci
+    from acula_edge.metrics import auroc, bootstrap_ci
 
     lo, hi = bootstrap_ci(y, p, subjects)
     return {"auroc": round(auroc(y, p), 4), "ci95": [round(lo, 4), round(hi, 4)]}
 
 
 def at_threshold(y: np.ndarray, p: np.ndarray, threshold: float | None) -> dict[str, Any]:
-    from acula_edge.zeroshot import rates_at
+    from acula_edge.metrics import rates_at
 
     if threshold is None:
         return {}
@@ -74,14 +74,14 @@ def at_threshold(y: np.ndarray, p: np.ndarray, threshold: float | None) -> dict[
 
 def relabelled(records: list[Recording], task: str) -> list[Recording]:
     """The records with the task's label under ``_task`` (what zero-shot scoring reads)."""
-    from acula_edge.evaluate import get_task
+    from acula_edge.data.tasks import get_task
 
     t = get_task(task)
     return [Recording(**{**r.to_dict(), "labels": {**r.labels, "_task": t.label(r)}}) for r in records]
 
 
 def labelled(records: list[Recording], task: str) -> tuple[list[Recording], np.ndarray]:
-    from acula_edge.evaluate import get_task
+    from acula_edge.data.tasks import get_task
 
     t = get_task(task)
     keep = [r for r in records if r.dataset == t.dataset and t.label(r) in (0, 1)]
@@ -91,8 +91,10 @@ def labelled(records: list[Recording], task: str) -> tuple[list[Recording], np.n
 def teacher_head(teacher: str, train: list[Recording], val: list[Recording], test: list[Recording], task: str,
                  sensitivity: float, threads: int) -> dict[str, Any]:
     """A logistic head on the teacher's aligned embedding: fitted on ``train``, L2 and threshold chosen on ``val``."""
-    from acula_edge.evaluate import L2_GRID, auroc, fit_probe, make_encoder, torch_threads
-    from acula_edge.zeroshot import operating_point
+    from acula_edge.encoders import make_encoder
+    from acula_edge.metrics import auroc
+    from acula_edge.probe import L2_GRID, fit_probe, torch_threads
+    from acula_edge.metrics import operating_point
 
     enc = make_encoder(teacher, threads, aligned=True)
     (tr, ytr), (va, yva), (te, yte) = (labelled(rs, task) for rs in (train, val, test))
@@ -108,7 +110,7 @@ def teacher_head(teacher: str, train: list[Recording], val: list[Recording], tes
 
 def student_heads(ckpt: str, test: list[Recording], tasks: list[str], threads: int) -> dict[str, dict[str, Any]]:
     from acula_edge.checkpoint import read_sidecar
-    from acula_edge.evaluate import make_encoder
+    from acula_edge.encoders import make_encoder
 
     enc = make_encoder(ckpt, threads)
     meta = read_sidecar(ckpt)
@@ -127,9 +129,9 @@ def student_heads(ckpt: str, test: list[Recording], tasks: list[str], threads: i
 
 def int8_effect(ckpt: str, train: list[Recording], test: list[Recording], tasks: list[str]) -> dict[str, Any]:
     """Export the student to ONNX, quantize it to int8 and compare the two on the test recordings."""
-    from distill.trainer import load_student
+    from acula_edge.models.students import load_student
     from export.onnx import centred_cosine, export_student, logmel_windows, quantize_int8
-    from acula_edge.runtime import session
+    from acula_edge.device.runtime import session
 
     student, meta = load_student(ckpt)
     frames = student.config.window_frames
@@ -178,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="benchmarks/results/distill", help="results prefix (.json and .md)")
     a = p.parse_args(argv)
     from acula_edge.checkpoint import read_sidecar
-    from acula_edge.evaluate import data_root, get_task, load_task_records, unseen
+    from acula_edge.data.roots import data_root, load_task_records
+    from acula_edge.data.tasks import get_task
+    from acula_edge.encoders import unseen
     from acula_edge.zeroshot import task_auroc
 
     t0 = time.perf_counter()

@@ -39,7 +39,7 @@ def student_model(spec: str):
     if spec.endswith(".safetensors"):
         m = edge_model(spec)
     else:
-        from distill.students import create_student
+        from acula_edge.models.students import create_student
 
         m = EdgeModel(create_student(spec), FrontendConfig().to_dict()).eval()
     return m, m.samples, m.fe.sample_rate

@@ -100,7 +100,8 @@ def task_data(tasks: list[str], overrides: dict[str, str], root: str | None, man
     subjects), from ``manifests`` when given, else from each dataset's folder."""
     from acula_edge.checkpoint import subject_hash
     from acula_edge.data.records import read_manifest
-    from acula_edge.evaluate import get_task, load_task_records, task_records
+    from acula_edge.data.roots import load_task_records
+    from acula_edge.data.tasks import get_task, task_records
 
     listed = [r for m in manifests for r in read_manifest(m)]  # a missing one is one clear error
     out = {}
@@ -133,7 +134,8 @@ def fit_teacher_heads(teacher: str, data: dict[str, dict[str, list]], heads: lis
     AUROC on a fifth of them, then refitted on all. Saves ``coef``/``intercept`` to ``out`` (NaN
     for heads without a task here); returns what each head was fitted on."""
     from acula_edge.data.splits import split_subjects
-    from acula_edge.evaluate import L2_GRID, auroc, fit_probe, torch_threads
+    from acula_edge.metrics import auroc
+    from acula_edge.probe import L2_GRID, fit_probe, torch_threads
     from benchmarks.variants import teacher_runner
 
     run = teacher_runner(teacher, None, threads)
@@ -182,9 +184,9 @@ def fit_teacher_heads(teacher: str, data: dict[str, dict[str, list]], heads: lis
 
 def score(variants: list[Variant], runs: dict[str, Any], records: list, bundle, stream: bool) -> dict[str, dict]:
     """Per variant: ``offline [R, H]`` and ``streaming [R, H]`` (NaN rows: every window gated) scores."""
-    from acula_edge.audio import info, iter_blocks
-    from acula_edge.listen import Listener
-    from acula_edge.runtime import Model
+    from acula_edge.device.audio import info, iter_blocks
+    from acula_edge.device.listen import Listener
+    from acula_edge.device.runtime import Model
 
     rate, samples = bundle.sample_rate, bundle.window_samples
     hop = int(round(bundle.meta["hop_s"] * rate))
@@ -213,7 +215,7 @@ def score(variants: list[Variant], runs: dict[str, Any], records: list, bundle, 
 
 
 def auroc_of(y: np.ndarray, p: np.ndarray, subjects: np.ndarray, n_boot: int) -> dict[str, Any]:
-    from acula_edge.evaluate import auroc, bootstrap_ci
+    from acula_edge.metrics import auroc, bootstrap_ci
 
     known = ~np.isnan(p)
     if len(set(y[known])) < 2:
@@ -246,7 +248,7 @@ def int8_effects(scores: dict[str, dict], doc_variants: dict[str, dict], records
                  heads: list[str], n_boot: int) -> list[dict[str, Any]]:
     """Each int8 variant against the fp32 file of its format: AUROC change per task (paired subject
     bootstrap interval), speed-up and size ratio, all from this run."""
-    from acula_edge.evaluate import auroc, paired_delta_ci
+    from acula_edge.metrics import auroc, paired_delta_ci
 
     out = []
     for name, ref in FP32_OF.items():
@@ -392,9 +394,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     s = QUICK if a.quick else FULL
     t_start = time.time()
-    from acula_edge.bundle import load_bundle
+    from acula_edge.device.bundle import load_bundle
     from acula_edge.checkpoint import read_sidecar
-    from acula_edge.evaluate import data_overrides, get_task
+    from acula_edge.data.roots import data_overrides
+    from acula_edge.data.tasks import get_task
     from acula_edge.frontend import FrontendConfig
     from acula_edge.provenance import machine, versions
     from benchmarks.report import REFERENCES, write_report

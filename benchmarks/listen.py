@@ -39,9 +39,9 @@ def listen(bundle: str, backend: str, precision: str, *flags: str) -> dict[str, 
 
 def gate_counts(manifest: str, bundle) -> dict[str, dict[str, int]]:
     """Signal-quality statuses of every window of the manifest's recordings, per dataset."""
-    from acula_edge.audio import load
+    from acula_edge.device.audio import load
     from acula_edge.data.records import read_manifest
-    from acula_edge.listen import Windower, signal_quality
+    from acula_edge.device.listen import Windower, signal_quality
 
     out: dict[str, dict[str, int]] = {}
     hop = int(round(bundle.meta["hop_s"] * bundle.sample_rate))
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                    "(a manifest; '' to skip)")
     p.add_argument("--out", default="benchmarks/results/listen", help="results prefix (.json and .md)")
     a = p.parse_args(argv)
-    from acula_edge.bundle import load_bundle
+    from acula_edge.device.bundle import load_bundle
     from acula_edge.data.records import atomic_write_text
 
     b = load_bundle(a.bundle)

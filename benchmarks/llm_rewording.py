@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     from acula_edge.data.loaders import load
-    from acula_edge.evaluate import data_root
+    from acula_edge.data.roots import data_root
     from acula_edge.reports import check, extract_facts, render
     from acula_edge.reports.llm import LocalRewriter, packaged_gguf
 

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     cpus = pin_one_cpu()
     import numpy as np
 
-    from acula_edge.audio import resample
+    from acula_edge.device.audio import resample
 
     try:
         from scipy.signal import resample_poly

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from acula_edge.errors import AculaError
-from acula_edge.runtime import SPLIT, Run
+from acula_edge.device.runtime import SPLIT, Run
 
 LABELS = {"teacher": "teacher (torch fp32)", "student-torch": "student (torch fp32)", "onnx-fp32": "ONNX fp32",
           "onnx-int8-onnxruntime": "ONNX int8 (onnxruntime)", "onnx-int8-neural-compressor": "ONNX int8 (Neural Compressor)",
@@ -117,7 +117,7 @@ def teacher_model(spec: str | Path, projection: bool = True, aligned: bool = Tru
     parts = []
     if str(spec).endswith(".safetensors"):
         from acula_edge.checkpoint import load_checkpoint, load_projections
-        from acula_edge.evaluate import AlignedEncoder
+        from acula_edge.encoders import AlignedEncoder
 
         enc, meta = load_checkpoint(spec)
         proj = load_projections(spec).get("audio") if projection else None
@@ -168,10 +168,11 @@ def teacher_runner(checkpoint: str | Path, heads: str | Path | None, threads: in
 
 def load_run(spec: Spec, threads: int = 1) -> Run:
     """The run function of a variant."""
-    from acula_edge.runtime import runner, session, torch_runner
+    from acula_edge.device.runtime import runner, session
+    from export.model import torch_runner
 
     if spec.kind == "file":
-        from acula_edge.bundle import load_bundle
+        from acula_edge.device.bundle import load_bundle
 
         return runner(load_bundle(spec.bundle), spec.file, threads)
     if spec.kind == "onnx":
@@ -197,7 +198,7 @@ def network_cost(checkpoint: str, samples: int | None = None, projection: bool =
     from acula_edge.models import count_macs
 
     if read_sidecar(checkpoint).get("kind") == "student":
-        from distill.trainer import load_student
+        from acula_edge.models.students import load_student
 
         student, meta = load_student(checkpoint)
         fe, frames = FrontendConfig.from_dict(meta["frontend"]), student.config.window_frames

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from acula_edge.cli import Parser, add_run_arguments, augment_override, guarded, loop_overrides
+from acula_edge.cli import Parser, guarded
+from acula_edge.training_args import add_run_arguments, augment_override, loop_overrides
 from acula_edge.errors import AculaError
 
 
@@ -43,10 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m distill``."""
     import dataclasses
 
-    from acula_edge.align.augment import AugmentConfig
+    from acula_edge.augment import AugmentConfig
     from acula_edge.align.data import load_sources
     from distill.losses import DistillWeights
-    from distill.students import create_student, list_students
+    from acula_edge.models.students import create_student, list_students
     from distill.trainer import DistillConfig, distill
 
     a = _parser().parse_args(argv)

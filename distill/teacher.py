@@ -101,9 +101,10 @@ def teacher_targets(teacher: str | Path, records: Sequence[Recording], out: str 
     teacher file, recordings, front end and windows, else computed and written there atomically."""
     import torch
 
-    from acula_edge.audio import load
+    from acula_edge.device.audio import load
     from acula_edge.checkpoint import load_checkpoint, load_projections
-    from acula_edge.evaluate import AlignedEncoder, torch_threads
+    from acula_edge.encoders import AlignedEncoder
+    from acula_edge.probe import torch_threads
     from acula_edge.frontend import FrontendConfig, LogMel
 
     hop_s = hop_s or window_s / 2

@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from acula_edge.align.augment import AugmentConfig, Backgrounds, augment_waveform
+from acula_edge.augment import AugmentConfig, Backgrounds, augment_waveform
 from acula_edge.data.records import Recording
 from acula_edge.errors import AculaError
 from acula_edge.align.trainer import TextSource
 from acula_edge.training import Dist, Job, LoopConfig, clip_seed, gather, prepare, run, steps_per_epoch
 from distill.losses import DistillWeights, distill_loss
-from distill.students import Student, create_student
+from acula_edge.models.students import Student, create_student
 from distill.teacher import TeacherTargets, file_sha256, teacher_targets
 
 STUDENT_NAME = "student.safetensors"
@@ -78,7 +78,7 @@ class DistillConfig(LoopConfig, TextSource):
 def head_labels(records: list[Recording], heads: tuple, need_both: bool = True) -> np.ndarray:
     """``[N, H]`` float labels (NaN where a head's task does not apply to a recording); with
     ``need_both``, a head whose recordings lack a class is an error."""
-    from acula_edge.evaluate import get_task
+    from acula_edge.data.tasks import get_task
 
     out = np.full((len(records), len(heads)), np.nan, np.float32)
     for j, name in enumerate(heads):
@@ -104,7 +104,7 @@ class WindowSet:
         self.backgrounds = Backgrounds.of(augment, sample_rate)
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
-        from acula_edge.audio import load
+        from acula_edge.device.audio import load
 
         epoch, row = key
         rid, start = self.windows[row]
@@ -184,7 +184,7 @@ class DistillJob(Job):
     def _soft_targets(self) -> np.ndarray:
         """``[rows, H]``: each head's teacher probe (logistic regression on the teacher's window
         embeddings of the labelled recordings) applied to every window."""
-        from acula_edge.evaluate import fit_probe, torch_threads
+        from acula_edge.probe import fit_probe, torch_threads
 
         rows_labels = self.labels[self.record_of_row]
         out = np.full(rows_labels.shape, np.nan, np.float32)
@@ -214,9 +214,10 @@ class DistillJob(Job):
     def operating_points(self) -> list[dict[str, Any]]:
         """Each head's threshold for ``cfg.sensitivity``, chosen on the calibration recordings (whole
         recordings, window probabilities averaged), with the sensitivity and specificity reached there."""
-        from acula_edge.evaluate import TorchEncoder, auroc
-        from acula_edge.zeroshot import operating_point
-        from distill.students import WindowedStudent
+        from acula_edge.encoders import TorchEncoder
+        from acula_edge.metrics import auroc
+        from acula_edge.metrics import operating_point
+        from acula_edge.models.students import WindowedStudent
 
         heads: list[dict[str, Any]] = [{"name": h, "task": h, "threshold": None} for h in self.cfg.heads]
         if not self.calibration or not heads:
@@ -291,24 +292,13 @@ def distill(cfg: DistillConfig, records: list[Recording], out: str | Path, resum
     return run(DistillJob(cfg, records, targets, d, calibration, progress_bar), out, d, state, progress_bar)
 
 
-def load_student(path: str | Path) -> tuple[Student, dict[str, Any]]:
-    """``(student, sidecar)`` from a distillation checkpoint, in eval mode."""
-    from acula_edge.checkpoint import load_weights, read_sidecar
-    from distill.students import student_from_config
-
-    meta = read_sidecar(path)
-    if meta.get("kind") != "student":
-        raise AculaError(f"{path} is not a student checkpoint")
-    return load_weights(path, student_from_config(meta["student"]), "student", "student"), meta
-
-
 def agreement(student: Student, targets: TeacherTargets, records: list[Recording], fe_dict: dict,
               batch: int = 32, centred: bool = False) -> float:
     """Mean cosine between the student's embedding and the teacher's of the same clean windows.
 
     ``centred``: both minus the teacher's mean embedding first, so that only how windows differ
     counts (an aligned space can share a large common direction that a constant output matches)."""
-    from acula_edge.audio import load
+    from acula_edge.device.audio import load
     from acula_edge.frontend import FrontendConfig, LogMel
 
     fe = FrontendConfig.from_dict(fe_dict)
@@ -335,4 +325,4 @@ def agreement(student: Student, targets: TeacherTargets, records: list[Recording
     return float(np.concatenate(sims).mean())
 
 
-__all__ = ["DistillConfig", "DistillJob", "agreement", "distill", "load_student"]
+__all__ = ["DistillConfig", "DistillJob", "agreement", "distill"]

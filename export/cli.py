@@ -10,7 +10,7 @@ With ``--int8``, calibrated on the recordings of ``--calibration`` (else on a sm
 corpus), the front end kept in fp32: ONNX int8 made by onnxruntime (static QDQ, per channel;
 :mod:`export.onnx`) or, with ``--quantizer inc``, by Intel Neural Compressor (:mod:`export.inc`);
 TFLite int8 and the full-integer pair (:mod:`export.tflite`). The bundle is written to a temporary
-folder and renamed into place (:mod:`acula_edge.bundle`).
+folder and renamed into place (:mod:`acula_edge.device.bundle`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def bundle_meta(checkpoint: str, meta: dict[str, Any], samples: int, hop_s: floa
                 name: str | None = None) -> dict[str, Any]:
     """``bundle.json``'s description of a student checkpoint (everything but the files)."""
     from acula_edge import __version__
-    from acula_edge.evaluate import get_task
+    from acula_edge.data.tasks import get_task
     from distill.teacher import file_sha256
 
     fe = meta["frontend"]
@@ -186,7 +186,7 @@ def export_main(argv: Sequence[str]) -> int:
     import numpy as np
     import torch
 
-    from acula_edge.bundle import write_bundle
+    from acula_edge.device.bundle import write_bundle
     from export.model import OUTPUTS, edge_model
     from export.onnx import compact_front_end, export_onnx, quantize_int8
 

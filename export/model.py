@@ -11,10 +11,14 @@ takes its input from an fp32 front end.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from acula_edge.device.runtime import Model, Run
 from acula_edge.errors import AculaError
 
 OUTPUTS = ("embedding", "scores")
@@ -73,10 +77,31 @@ class EdgeModel(nn.Module):
 
 def edge_model(checkpoint: str) -> EdgeModel:
     """The deployable graph of a student checkpoint, in eval mode."""
-    from distill.trainer import load_student
+    from acula_edge.models.students import load_student
 
     student, meta = load_student(checkpoint)
     return EdgeModel(student, meta["frontend"]).eval()
 
 
-__all__ = ["EdgeFrontend", "EdgeModel", "EdgeNetwork", "OUTPUTS", "edge_model"]
+def torch_runner(checkpoint: str | Path, threads: int = 1) -> Run:
+    """A student checkpoint run in torch (fp32): the torch backend runs a bundle's source checkpoint."""
+    torch.set_num_threads(threads)
+    model = edge_model(str(checkpoint))
+
+    def run(waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            e, s = model(torch.from_numpy(np.asarray(waves, np.float32)))
+        return e.numpy(), s.numpy()
+
+    return run
+
+
+def torch_model(bundle, precision: str | None = None, threads: int = 1, checkpoint: str | None = None) -> Model:
+    """The torch backend of :func:`acula_edge.device.runtime.load_model`: the bundle's source checkpoint in fp32."""
+    if precision == "int8":
+        raise AculaError("the torch backend runs the fp32 checkpoint; int8 runs with --backend onnx or tflite")
+    ckpt = bundle.source_checkpoint(checkpoint, "the torch backend")
+    return Model("torch", str(ckpt), "fp32", torch_runner(ckpt, threads))
+
+
+__all__ = ["EdgeFrontend", "EdgeModel", "EdgeNetwork", "OUTPUTS", "edge_model", "torch_model", "torch_runner"]

@@ -105,7 +105,7 @@ def logmel_windows(records: Sequence, frontend: dict, frames: int) -> list[np.nd
     network's input, for calibration and for checks."""
     import torch
 
-    from acula_edge.audio import load
+    from acula_edge.device.audio import load
     from acula_edge.frontend import FrontendConfig, LogMel
     from acula_edge.models import chunk_frames
 
@@ -124,7 +124,7 @@ def waveform_windows(records: Sequence, sample_rate: int, samples: int, limit: i
     """Up to ``limit`` waveform windows ``[N, samples]`` cut from ``records`` (every half window),
     drawn at random: the waveform graph's calibration input. Unreadable files are skipped; none
     readable is one clear error."""
-    from acula_edge.audio import load
+    from acula_edge.device.audio import load
     from distill.teacher import cut_windows
 
     rng = np.random.default_rng(seed)

@@ -77,7 +77,7 @@ def quantize(fp32: str | Path, out: str | Path, calibration: np.ndarray, scope: 
     from ai_edge_quantizer import calibrator, quantizer, recipe_manager
     from ai_edge_quantizer.utils import qsv_utils
 
-    from acula_edge.runtime import signature
+    from acula_edge.device.runtime import signature
 
     model = Path(fp32).read_bytes()
     r, name = signature(fp32)

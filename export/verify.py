@@ -30,7 +30,7 @@ INT8_AUROC_DROP = 0.01
 
 def record_windows(record, sample_rate: int, samples: int, hop: int) -> np.ndarray:
     """A recording's windows ``[k, samples]``, every ``hop`` samples (the last one padded)."""
-    from acula_edge.audio import load
+    from acula_edge.device.audio import load
     from distill.teacher import cut_windows
 
     return cut_windows(load(record.path, sample_rate=sample_rate)[0], samples, hop)[1]
@@ -43,7 +43,7 @@ def record_waves(records: list, sample_rate: int, samples: int, hop: int) -> lis
 
 def labels_of(records: list, heads: list[dict[str, Any]]) -> np.ndarray:
     """``[N, H]`` labels (NaN where a head's task does not label a recording, or is not registered here)."""
-    from acula_edge.evaluate import get_task
+    from acula_edge.data.tasks import get_task
     from distill.trainer import head_labels
 
     out = np.full((len(records), len(heads)), np.nan, np.float32)
@@ -59,7 +59,7 @@ def labels_of(records: list, heads: list[dict[str, Any]]) -> np.ndarray:
 def held_out(records: list, checkpoint: str | Path) -> tuple[list, int]:
     """The recordings of subjects the checkpoint was not trained on, and how many subjects were left out."""
     from acula_edge.checkpoint import read_sidecar
-    from acula_edge.evaluate import without_subjects
+    from acula_edge.encoders import without_subjects
 
     kept = without_subjects(records, set(read_sidecar(checkpoint).get("trained_subjects_sha256") or []))
     return kept, len({r.subject for r in records}) - len({r.subject for r in kept})
@@ -67,7 +67,7 @@ def held_out(records: list, checkpoint: str | Path) -> tuple[list, int]:
 
 def head_aurocs(labels: np.ndarray, scores: np.ndarray, heads: list[dict[str, Any]]) -> dict[str, float]:
     """Head name -> AUROC of ``scores [N, H]`` (one row per recording) for the heads with both classes."""
-    from acula_edge.evaluate import auroc
+    from acula_edge.metrics import auroc
 
     out = {}
     for j, h in enumerate(heads):
@@ -81,7 +81,7 @@ def head_metrics(records: list, scores: np.ndarray, heads: list[dict[str, Any]],
     """Each labelled head's AUROC on ``records`` (``scores [N, H]``, one row per recording) with a
     subject-level bootstrap interval, and its sensitivity and specificity at its threshold with
     Wilson intervals."""
-    from acula_edge.evaluate import bootstrap_ci, wilson_ci
+    from acula_edge.metrics import bootstrap_ci, wilson_ci
 
     labels = labels_of(records, heads)
     subjects = np.array([r.subject for r in records])
@@ -109,11 +109,11 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
     """Run every model file of the bundle and its source checkpoint on the same clips; the report."""
     import torch
 
-    from acula_edge.bundle import load_bundle
+    from acula_edge.device.bundle import load_bundle
     from acula_edge.data.records import read_manifest
     from export.model import OUTPUTS, edge_model
     from export.onnx import centred_cosine
-    from acula_edge.runtime import SPLIT, runner
+    from acula_edge.device.runtime import SPLIT, runner
 
     b = load_bundle(bundle_path)
     ckpt = str(b.source_checkpoint(checkpoint, "verifying"))

@@ -81,7 +81,7 @@ def student_ckpt(tmp_path_factory):
 
     from acula_edge.checkpoint import save_checkpoint
     from acula_edge.frontend import FrontendConfig
-    from distill.students import create_student
+    from acula_edge.models.students import create_student
 
     from acula_edge.data.synth import iter_clips
     from export.model import EdgeFrontend

@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from acula_edge.align.augment import AugmentConfig, augment_waveform, lowpass, spec_masks
+from acula_edge.augment import AugmentConfig, augment_waveform, lowpass, spec_masks
 from acula_edge.align.data import ClipSet, load_sources
 from acula_edge.training import clip_seed, micro_batches
 from acula_edge.checkpoint import load_checkpoint, subject_hash
@@ -87,7 +87,7 @@ def test_augmentations_depend_only_on_the_clip_seed():
 
 
 def test_background_recordings_mix_in_at_the_drawn_snr(tmp_path):
-    from acula_edge.align.augment import Backgrounds
+    from acula_edge.augment import Backgrounds
     from conftest import write_tone
 
     (tmp_path / "bg" / "street").mkdir(parents=True)

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from acula_edge import audio
+from acula_edge.device import audio
 from acula_edge.errors import AudioError
 from conftest import write_tone
 

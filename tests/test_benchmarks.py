@@ -117,7 +117,7 @@ def test_bad_input_is_one_line(distilled_bundles, tmp_path):
 
 
 def test_paired_interval_and_pareto_front():
-    from acula_edge.evaluate import auroc, paired_delta_ci
+    from acula_edge.metrics import auroc, paired_delta_ci
     from benchmarks.report import pareto_front
 
     rng = np.random.default_rng(0)

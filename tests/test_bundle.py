@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from acula_edge.bundle import load_bundle, write_bundle
+from acula_edge.device.bundle import load_bundle, write_bundle
 from acula_edge.errors import AculaError
 
 
@@ -109,7 +109,7 @@ def test_a_failed_write_leaves_the_previous_bundle_whole(bundle, tmp_path):
 
 
 def test_the_bundle_module_needs_no_torch():
-    code = "import sys, acula_edge.bundle; sys.exit('torch' in sys.modules)"
+    code = "import sys, acula_edge.device.bundle; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

@@ -98,17 +98,18 @@ def test_every_loader_rejects_an_empty_folder(tmp_path, fmt):
 
 def test_real_sprsound_summary():
     s = summarize(load("sprsound", shared("sprsound")))
-    assert (s["recordings"], s["subjects"]) == (355, 41)
-    assert s["labels"]["record"] == {"Normal": 241, "CAS": 65, "DAS": 24, "CAS & DAS": 17, "Poor Quality": 8}
-    assert s["sample_rates"] == {"8000": 355}
-    assert 4000 < s["total_duration_s"] < 4500
+    assert (s["recordings"], s["subjects"]) == (984, 130)  # the inter-patient test split and 89 training children
+    assert s["labels"]["record"] == {"Normal": 745, "CAS": 92, "DAS": 66, "CAS & DAS": 29, "Poor Quality": 52}
+    assert s["splits"] == {"train": 629, "test_inter": 355}
+    assert s["sample_rates"] == {"8000": 984}
+    assert 11000 < s["total_duration_s"] < 11700
 
 
 def test_real_physionet_summary():
     s = summarize(load("physionet2016", shared("physionet2016")))
-    assert s["recordings"] == 409
-    assert s["labels"]["abnormal"] == {"abnormal": 292, "normal": 117}
-    assert s["sample_rates"] == {"2000": 409}
+    assert s["recordings"] == 899  # training-a (409) and training-b (490)
+    assert s["labels"]["abnormal"] == {"abnormal": 396, "normal": 503}
+    assert s["sample_rates"] == {"2000": 899}
 
 
 # ---- manifests ----

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import soundfile as sf
 
-from acula_edge.bundle import DEFAULT_BUNDLE, EXAMPLE_RECORDING, load_bundle
+from acula_edge.device.bundle import DEFAULT_BUNDLE, EXAMPLE_RECORDING, load_bundle
 from conftest import ROOT, run_module
 
 HEADS = ["sprsound-adventitious", "physionet2016-abnormal"]
@@ -68,7 +68,7 @@ def test_the_example_recording_is_the_synthetic_one_the_demo_describes():
 
 
 def test_device_side_modules_import_without_torch():
-    code = ("import sys; import acula_edge.audio, acula_edge.data.cli, acula_edge.data.loaders, "
+    code = ("import sys; import acula_edge.device.audio, acula_edge.data.cli, acula_edge.data.loaders, "
             "acula_edge.data.splits, acula_edge.data.synth, acula_edge.demo, acula_edge.frontend, acula_edge.cli, "
             "acula_edge.pipeline, acula_edge.reports, acula_edge.reports.cli, acula_edge.reports.llm, acula_edge.text; "
             "from acula_edge.data.loaders import load, list_formats; [__import__('acula_edge.data.loaders.' + m) "

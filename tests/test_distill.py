@@ -11,9 +11,10 @@ import torch
 
 from acula_edge.data.records import read_manifest
 from conftest import DISTILL_HEADS, call_main, kill_after_steps, run_module
-from distill.students import create_student
+from acula_edge.models.students import create_student
 from distill.teacher import read_targets
-from distill.trainer import agreement, load_student
+from acula_edge.models.students import load_student
+from distill.trainer import agreement
 
 HEADS = DISTILL_HEADS
 
@@ -51,7 +52,7 @@ def test_distillation_raises_student_teacher_agreement(distill_setup, distilled)
 def test_int8_distilled_student_stays_close_to_fp32(distill_setup, distilled, tmp_path):
     pytest.importorskip("onnxruntime")
     from export.onnx import centred_cosine, export_student, logmel_windows, quantize_int8
-    from acula_edge.runtime import session
+    from acula_edge.device.runtime import session
 
     root, manifest, _ = distill_setup
     student, meta = load_student(distilled / "student.safetensors")
@@ -109,7 +110,7 @@ def test_every_exported_file_of_a_distilled_student_passes_verify(distill_setup,
 
 
 def test_windowed_student_averages_its_windows():
-    from distill.students import WindowedStudent
+    from acula_edge.models.students import WindowedStudent
 
     torch.manual_seed(0)
     s = create_student("mn-xs").eval()
@@ -158,9 +159,10 @@ def test_distill_resumes_after_a_kill_to_the_same_student(distill_setup, tmp_pat
 def test_heads_get_thresholds_on_calibration_subjects_and_prompts_need_no_teacher(distill_setup, tmp_path):
     from acula_edge.data.records import Recording, write_manifest
     from acula_edge.data.splits import split_subjects
-    from acula_edge.evaluate import TorchEncoder
-    from acula_edge.zeroshot import embed_prompts, rates_at
-    from distill.students import WindowedStudent
+    from acula_edge.encoders import TorchEncoder
+    from acula_edge.metrics import rates_at
+    from acula_edge.zeroshot import embed_prompts
+    from acula_edge.models.students import WindowedStudent
     from distill.trainer import head_labels
 
     root, manifest, cache = distill_setup

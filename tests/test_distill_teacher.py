@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from acula_edge.audio import load
+from acula_edge.device.audio import load
 from acula_edge.checkpoint import load_checkpoint, load_projections
 from acula_edge.data.records import read_manifest
 from acula_edge.data.synth import generate

@@ -12,7 +12,9 @@ from acula_edge.checkpoint import subject_hash
 from acula_edge.data import Recording, write_manifest
 from acula_edge.data.synth import generate
 from acula_edge.errors import AculaError
-from acula_edge.evaluate import auroc, bootstrap_ci, get_task, list_tasks, probe_task
+from acula_edge.data.tasks import get_task, list_tasks
+from acula_edge.metrics import auroc, bootstrap_ci
+from acula_edge.probe import probe_task
 from conftest import call_main, run_module, shared
 
 
@@ -153,7 +155,7 @@ def test_real_sprsound_random_init_and_hand_made_features(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     results = {r["encoder"]: r for r in json.loads((tmp_path / "results.json").read_text())["results"]}
     for r in results.values():
-        assert r["recordings"] == 347 and r["subjects"] == 41  # 355 less 8 Poor Quality
+        assert r["recordings"] == 932 and r["subjects"] == 130  # 984 less 52 Poor Quality
         assert 0 <= r["ci95"][0] <= r["ci95"][1] <= 1
     assert results["logmel-stats"]["auroc_mean"] > 0.6
     assert p.stdout.count("95% CI") == 2

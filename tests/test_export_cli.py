@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from acula_edge.bundle import load_bundle
+from acula_edge.device.bundle import load_bundle
 from conftest import EXPORT_HEAD as HEAD
 from conftest import call_main, run_module
 
@@ -18,7 +18,7 @@ from conftest import call_main, run_module
 def test_export_writes_a_verified_bundle_that_matches_torch(student_ckpt, exported):
     import onnxruntime as ort
 
-    from acula_edge.audio import load
+    from acula_edge.device.audio import load
     from acula_edge.data.synth import generate
     from export.model import edge_model
 
@@ -71,7 +71,7 @@ def test_export_writes_a_verified_bundle_that_matches_torch(student_ckpt, export
 
 
 def test_verify_reports_every_file_and_bites_on_a_quantized_front_end(student_ckpt, exported, tmp_path):
-    from acula_edge.bundle import write_bundle
+    from acula_edge.device.bundle import write_bundle
     from acula_edge.data.records import write_manifest
     from acula_edge.data.synth import generate
     from export.onnx import quantize_int8, waveform_windows

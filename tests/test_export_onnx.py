@@ -18,9 +18,9 @@ def test_int8_student_graph(tmp_path):
 
     from acula_edge.data.synth import generate
     from acula_edge.frontend import FrontendConfig
-    from distill.students import create_student
+    from acula_edge.models.students import create_student
     from export.onnx import before_first_conv, export_student, logmel_windows, quantize_int8
-    from acula_edge.runtime import session
+    from acula_edge.device.runtime import session
 
     records = generate(tmp_path / "corpus", 8, seed=5)
     windows = np.concatenate(logmel_windows(records, FrontendConfig().to_dict(), 128))
@@ -46,13 +46,13 @@ def test_waveform_in_graph_matches_torch_in_onnxruntime(name, tmp_path):
     """The deployable graph (front end included): input ``waveform``, outputs ``embedding`` and
     probabilities ``scores``, the same in onnxruntime as in torch on real synthetic recordings."""
     pytest.importorskip("onnxruntime")
-    from acula_edge.audio import load
+    from acula_edge.device.audio import load
     from acula_edge.data.synth import generate
     from acula_edge.frontend import FrontendConfig
-    from distill.students import create_student
+    from acula_edge.models.students import create_student
     from export.model import EdgeModel
     from export.onnx import export_onnx
-    from acula_edge.runtime import session
+    from acula_edge.device.runtime import session
 
     torch.manual_seed(0)
     model = EdgeModel(create_student(name, heads=("a", "b")), FrontendConfig().to_dict()).eval()
@@ -76,13 +76,13 @@ def test_int8_waveform_graph_keeps_the_front_end_in_fp32(tmp_path):
     pytest.importorskip("onnxruntime")
     import onnx
 
-    from acula_edge.audio import load
+    from acula_edge.device.audio import load
     from acula_edge.data.synth import generate
     from acula_edge.frontend import FrontendConfig
-    from distill.students import create_student
+    from acula_edge.models.students import create_student
     from export.model import EdgeModel
     from export.onnx import before_first_conv, export_onnx, quantize_int8
-    from acula_edge.runtime import session
+    from acula_edge.device.runtime import session
 
     torch.manual_seed(0)
     model = EdgeModel(create_student("mn-xs", heads=("a",)), FrontendConfig().to_dict()).eval()
@@ -112,11 +112,11 @@ def test_the_onnx_front_end_keeps_its_floor_on_band_limited_audio(tmp_path):
     the log offset's floor, in onnxruntime as in torch (the ONNX exporter drops an offset written as a
     Python literal)."""
     pytest.importorskip("onnxruntime")
-    from acula_edge.audio import load
+    from acula_edge.device.audio import load
     from acula_edge.frontend import FrontendConfig, LogMel
     from conftest import write_tone
     from export.onnx import export_onnx
-    from acula_edge.runtime import session
+    from acula_edge.device.runtime import session
 
     write_tone(tmp_path / "heart.wav", rate=2000, seconds=5.0, freq=90.0)
     fe = LogMel(FrontendConfig()).eval()

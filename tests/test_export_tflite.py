@@ -20,7 +20,7 @@ pytest.importorskip("ai_edge_quantizer")
 
 def tensor_types(path) -> dict[str, list[tuple[str, str]]]:
     """Op name -> [(first input dtype, output dtype)] of a .tflite file."""
-    from acula_edge.runtime import tflite_interpreter
+    from acula_edge.device.runtime import tflite_interpreter
 
     it = tflite_interpreter(path)
     it.allocate_tensors()
@@ -49,7 +49,7 @@ def test_tflite_int8_and_the_full_integer_pair(student_ckpt, exported, tmp_path)
     assert files["model_int8.tflite"].stat().st_size < files["model_fp32.tflite"].stat().st_size
     assert files["network_int8.tflite"].stat().st_size < 0.5 * files["frontend_fp32.tflite"].stat().st_size
 
-    from acula_edge.runtime import tflite_interpreter
+    from acula_edge.device.runtime import tflite_interpreter
 
     runner = tflite_interpreter(files["network_int8.tflite"]).get_signature_runner()
     assert {d["dtype"] for d in [*runner.get_input_details().values(), *runner.get_output_details().values()]} == {np.int8}

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from acula_edge.bundle import load_bundle, write_bundle
-from acula_edge.listen import Decider, Output, Windower, signal_quality
+from acula_edge.device.bundle import load_bundle, write_bundle
+from acula_edge.device.listen import Decider, Output, Windower, signal_quality
 from capture import ALSA_NAME, PulseDaemon, alsa_file_device, pcm16
 from conftest import EXPORT_HEAD as HEAD
 from conftest import ROOT
@@ -61,7 +61,7 @@ def records(stdout: str) -> dict[str, list[dict]]:
 def offline(bundle, x: np.ndarray, backend: str = "onnx", precision: str | None = None,
             hop: int | None = None) -> np.ndarray:
     """Scores ``[windows, heads]`` of the windows at starts 0, hop, 2 hop, ... run one at a time."""
-    from acula_edge.runtime import load_model
+    from acula_edge.device.runtime import load_model
 
     m = load_model(bundle, backend, precision)
     w, hop = bundle.window_samples, hop or int(round(bundle.meta["hop_s"] * bundle.sample_rate))
@@ -140,7 +140,7 @@ def test_live_view_draws_bars_in_place_and_plain_lines_otherwise():
 
 
 def test_file_json_matches_offline_scores_in_an_environment_without_torch(bundle, tmp_path):
-    from acula_edge.audio import resample
+    from acula_edge.device.audio import resample
 
     x8 = resample(np.concatenate([clip(5), clip(0)]), RATE, 8000)  # an 8 kHz recording, as SPRSound's
     sf.write(tmp_path / "rec.wav", x8, 8000, subtype="FLOAT")

@@ -229,7 +229,7 @@ def test_cli_bad_input(tmp_path, sprsound_dir):
 
 
 def test_real_sprsound_and_physionet_reports(tmp_path):
-    for fmt, n in [("sprsound", 355), ("physionet2016", 409)]:
+    for fmt, n in [("sprsound", 984), ("physionet2016", 899)]:
         out = tmp_path / f"{fmt}.jsonl"
         p = _cli("--data", str(shared(fmt)), "--format", fmt, "--out", str(out))
         assert p.returncode == 0, p.stderr

@@ -9,7 +9,7 @@ import torch
 
 from acula_edge.errors import AculaError
 from acula_edge.models import create_encoder
-from distill.students import create_student, list_students, student_from_config
+from acula_edge.models.students import create_student, list_students, student_from_config
 
 
 # the presets share their blocks and differ in width: the narrowest and the widest

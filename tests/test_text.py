@@ -305,7 +305,7 @@ def test_file_hashes_are_memoised(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     f = tmp_path / "w.bin"
     f.write_bytes(b"x" * 1000)
-    import acula_edge.bundle as bundle
+    import acula_edge.device.bundle as bundle
 
     hashed = []
     real = bundle.sha256_file

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from acula_edge.errors import AculaError
-from acula_edge.zeroshot import embed_prompts, operating_point, rates_at, zero_shot_probabilities
+from acula_edge.device.zeroshot import zero_shot_probabilities
+from acula_edge.metrics import operating_point, rates_at
+from acula_edge.zeroshot import embed_prompts
 from conftest import call_main, run_module
 
 
@@ -63,7 +65,7 @@ def test_prompts_embed_into_an_aligned_checkpoints_space(tmp_path):
 
 
 def test_every_registered_question_has_one_prompt_per_class():
-    from acula_edge.evaluate import get_task, list_tasks
+    from acula_edge.data.tasks import get_task, list_tasks
 
     asked = [t for t in list_tasks() if get_task(t).prompts]
     assert {"sprsound-adventitious", "physionet2016-abnormal", "synthetic-wet-cough"} <= set(asked)
@@ -74,7 +76,7 @@ def test_zero_shot_cli_scores_files_and_tasks(tmp_path):
     import json
 
     from acula_edge.data.synth import generate
-    from acula_edge.evaluate import auroc
+    from acula_edge.metrics import auroc
 
     records = generate(tmp_path / "corpus", 80, seed=4)
     # trained on a third of the subjects: the task is scored on the others only

@@ -11,7 +11,8 @@ import json
 import sys
 from typing import Sequence
 
-from acula_edge.cli import Parser, add_run_arguments, augment_override, guarded, loop_overrides
+from acula_edge.cli import Parser, guarded
+from acula_edge.training_args import add_run_arguments, augment_override, loop_overrides
 from acula_edge.errors import AculaError
 
 
@@ -60,7 +61,7 @@ def _parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m acula_edge.align``."""
     from acula_edge.align.trainer import PRESETS, preset_config, train
-    from acula_edge.align.augment import AugmentConfig
+    from acula_edge.augment import AugmentConfig
     from acula_edge.align.data import load_sources
 
     p = _parser()

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from acula_edge.align.augment import AugmentConfig, Backgrounds, augment_waveform, spec_masks
+from acula_edge.augment import AugmentConfig, Backgrounds, augment_waveform, spec_masks
 from acula_edge.data.records import Recording, read_manifest
 from acula_edge.errors import AculaError
 from acula_edge.training import clip_seed
@@ -90,7 +90,7 @@ class ClipSet:
 
     def crop(self, r: Recording, rng: np.random.Generator) -> np.ndarray:
         """A random window of ``samples`` samples (zero padded when the recording is shorter)."""
-        from acula_edge.audio import info, load
+        from acula_edge.device.audio import info, load
 
         sr, need = self.sample_rate, self.samples
         dur = r.duration if r.duration else info(r.path).duration

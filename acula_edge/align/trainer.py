@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from acula_edge.align.augment import AugmentConfig
+from acula_edge.augment import AugmentConfig
 from acula_edge.align.data import ClipSet, collate, report_texts, subjects_of
 from acula_edge.align.losses import DEFAULT_LOSS, InfoNCELoss, create_loss, msm_align_loss
 from acula_edge.data.records import Recording

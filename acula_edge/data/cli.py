@@ -36,7 +36,7 @@ def _summarize_cmd(a: argparse.Namespace) -> int:
 def _inspect_cmd(a: argparse.Namespace) -> int:
     import numpy as np
 
-    from acula_edge.audio import info, load
+    from acula_edge.device.audio import info, load
 
     rows = []
     for path in a.files:

@@ -96,7 +96,7 @@ def subject_parts(records: list, task: str | Sequence[str] | None, fractions: di
                   seed: int) -> dict[str, str]:
     """Subject -> part name, subject-grouped (stratified on ``task``'s label where given; on the
     joint labels of several tasks)."""
-    from acula_edge.evaluate import get_task
+    from acula_edge.data.tasks import get_task
 
     tasks = [get_task(t) for t in ([task] if isinstance(task, str) else task or [])]
     labelled = []

@@ -99,7 +99,7 @@ def load(name: str, root: str | Path, probe_audio: bool = True, **options) -> li
 
 def probe(records: list[Recording]) -> None:
     """Fill ``sample_rate`` and ``duration`` of records that lack them, from the audio headers."""
-    from acula_edge.audio import info
+    from acula_edge.device.audio import info
 
     for r in records:
         if r.sample_rate and r.duration:

@@ -15,7 +15,7 @@ import logging
 import re
 from pathlib import Path
 
-from acula_edge.audio import info
+from acula_edge.device.audio import info
 from acula_edge.data.loaders import (find_files, find_metadata_file, parse_flag, read_csv_rows, register_loader,
                                      require)
 from acula_edge.data.records import Recording, parse_cell

@@ -120,7 +120,7 @@ class Backgrounds:
 
     def segment(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` samples from a random place of a random file (a short file is repeated)."""
-        from acula_edge.audio import info, load
+        from acula_edge.device.audio import info, load
 
         path = self.files[int(rng.integers(len(self.files)))]
         want = n / self.sample_rate

@@ -1,6 +1,7 @@
-"""Inference backends for bundles: onnxruntime, LiteRT and (when installed) torch.
+"""Inference backends for bundles: onnxruntime and LiteRT (numpy and a runtime only).
 
-The device side: numpy and a runtime only; torch is imported only by the ``torch`` backend.
+A training machine adds the ``torch`` backend (:func:`export.model.torch_model`) with
+:func:`register_backend`; ``python -m acula_edge.listen`` does so where torch is installed.
 :func:`load_model` picks a bundle's model file by backend and precision and returns a
 :class:`Model` whose ``run`` maps windows ``[N, samples]`` to ``(embedding [N, D], scores [N, H])``.
 
@@ -104,13 +105,13 @@ def runner(bundle, name: str, threads: int = 1) -> Run:
     return lambda waves: tuple(s.run(None, {"waveform": np.asarray(waves, np.float32)}))
 
 
-#: backend name -> the format of the bundle files it runs (``torch`` runs the source checkpoint)
-BACKENDS = {"onnx": "onnx", "tflite": "tflite", "torch": None}
+#: backend name -> the format of the bundle files it runs
+BACKENDS = {"onnx": "onnx", "tflite": "tflite"}
 
 
 @dataclass
 class Model:
-    """A runnable model of a bundle: ``run(windows [N, samples]) -> (embedding, scores)``."""
+    """A runnable model of a bundle: ``run(windows [N, samples]) -> (embedding [N, D], scores [N, H])``."""
 
     backend: str
     file: str
@@ -118,37 +119,31 @@ class Model:
     run: Run
 
 
-def torch_runner(checkpoint: str | Path, threads: int = 1) -> Run:
-    """A student checkpoint run in torch (fp32): the torch backend runs a bundle's source checkpoint."""
-    try:
-        import torch
-    except ImportError as e:
-        raise AculaError("the torch backend needs torch: pip install 'acula-edge[train]' (or use --backend onnx)") from e
-    from export.model import edge_model
+#: ``load(bundle, precision, threads, checkpoint) -> Model`` of backends that run something other
+#: than the bundle's own files (the torch backend: its source checkpoint; see :func:`register_backend`)
+_EXTRA: dict[str, Callable[..., Model]] = {}
 
-    torch.set_num_threads(threads)
-    model = edge_model(str(checkpoint))
 
-    def run(waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        with torch.no_grad():
-            e, s = model(torch.from_numpy(np.asarray(waves, np.float32)))
-        return e.numpy(), s.numpy()
+def register_backend(name: str, load: Callable[..., Model]) -> None:
+    """Offer ``name`` to :func:`load_model` (``load(bundle, precision, threads, checkpoint) -> Model``).
+    Training machines add the torch backend this way; the device side itself needs none."""
+    _EXTRA[name] = load
 
-    return run
+
+def list_backends() -> list[str]:
+    """Names :func:`load_model` accepts here."""
+    return [*BACKENDS, *_EXTRA]
 
 
 def load_model(bundle, backend: str = "onnx", precision: str | None = None, threads: int = 1,
                checkpoint: str | None = None) -> Model:
     """The bundle's model for ``backend`` at ``precision`` (int8 when the bundle holds it, by default)."""
-    if backend not in BACKENDS:
-        raise AculaError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if backend not in list_backends():
+        raise AculaError(f"unknown backend {backend!r} (choose from {', '.join(list_backends())})")
     if precision not in (None, "int8", "fp32"):
         raise AculaError(f"unknown precision {precision!r} (choose int8 or fp32)")
-    if backend == "torch":
-        if precision == "int8":
-            raise AculaError("the torch backend runs the fp32 checkpoint; int8 runs with --backend onnx or tflite")
-        ckpt = bundle.source_checkpoint(checkpoint, "the torch backend")
-        return Model("torch", str(ckpt), "fp32", torch_runner(ckpt, threads))
+    if backend in _EXTRA:
+        return _EXTRA[backend](bundle, precision, threads, checkpoint)
     held = {p: n for n, (f, p) in bundle.models().items() if f == BACKENDS[backend]}
     if not held:
         raise AculaError(f"{bundle.path} holds no {backend} model (it holds {', '.join(bundle.models())})")
@@ -163,5 +158,5 @@ def load_model(bundle, backend: str = "onnx", precision: str | None = None, thre
         raise AculaError(f"{bundle.path / held[precision]}: {backend} cannot load it ({str(e).splitlines()[0][:200]})") from e
 
 
-__all__ = ["BACKENDS", "Model", "SPLIT", "load_model", "runner", "session", "signature", "tflite_interpreter",
-           "tflite_runner", "torch_runner"]
+__all__ = ["BACKENDS", "Model", "SPLIT", "list_backends", "load_model", "register_backend", "runner", "session",
+           "signature", "tflite_interpreter", "tflite_runner"]

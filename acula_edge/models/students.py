@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -277,6 +278,16 @@ register_student("mn-xs", StudentConfig(width=0.15, feature_dim=256))
 register_student("mn-s", StudentConfig(width=0.5))
 register_student("mn-m", StudentConfig(width=0.75, feature_dim=384))
 register_student("mn-l", StudentConfig(width=1.0, feature_dim=256))
+
+def load_student(path: str | Path) -> tuple[Student, dict[str, Any]]:
+    """``(student, sidecar)`` from a distillation checkpoint, in eval mode."""
+    from acula_edge.checkpoint import load_weights, read_sidecar
+
+    meta = read_sidecar(path)
+    if meta.get("kind") != "student":
+        raise AculaError(f"{path} is not a student checkpoint")
+    return load_weights(path, student_from_config(meta["student"]), "student", "student"), meta
+
 
 __all__ = ["SMALL_BLOCKS", "Student", "StudentConfig", "WindowedStudent", "create_student", "list_students", "register_student",
            "student_from_config"]

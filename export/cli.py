@@ -35,7 +35,7 @@ def bundle_meta(checkpoint: str, meta: dict[str, Any], samples: int, hop_s: floa
     """``bundle.json``'s description of a student checkpoint (everything but the files)."""
     from acula_edge import __version__
     from acula_edge.data.tasks import get_task
-    from distill.teacher import file_sha256
+    from acula_edge.hashing import sha256_file
 
     fe = meta["frontend"]
     window_s = samples / fe["sample_rate"]
@@ -55,7 +55,7 @@ def bundle_meta(checkpoint: str, meta: dict[str, Any], samples: int, hop_s: floa
                                       "l2_normalised": True, "space": "aligned audio-text"},
                         "scores": {"dtype": "float32", "shape": ["batch", len(heads)], "meaning": "probability per head"}},
             "heads": heads, "metrics": {},
-            "provenance": {"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint),
+            "provenance": {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint, persistent=True),
                            "student": student["name"], "parameters": meta.get("parameters"),
                            "teacher": (meta.get("teacher") or {}).get("path"),
                            "teacher_sha256": (meta.get("teacher") or {}).get("sha256"),

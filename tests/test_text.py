@@ -290,8 +290,10 @@ def test_same_name_same_size_models_differ_by_content(tmp_path, cache_home):
         np.testing.assert_allclose(vb, tb.embed(TEXTS[:2]), atol=1e-6)
         assert np.abs(va - vb).max() > 1e-3
     # the memo next to the default cache holds each weight file's sha256
-    memo = json.loads(tx.hash_memo_path().read_text())
-    assert tx.hash_memo_path().parent == tx.default_cache_path().parent
+    from acula_edge.hashing import memo_path
+
+    memo = json.loads(memo_path().read_text())
+    assert memo_path().parent == tx.default_cache_path().parent
     import hashlib
 
     for folder in (a, b):
@@ -299,36 +301,6 @@ def test_same_name_same_size_models_differ_by_content(tmp_path, cache_home):
         entry = memo[str(w.resolve())]
         assert entry["sha256"] == hashlib.sha256(w.read_bytes()).hexdigest()
         assert entry["size"] == w.stat().st_size
-
-
-def test_file_hashes_are_memoised(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    f = tmp_path / "w.bin"
-    f.write_bytes(b"x" * 1000)
-    import acula_edge.device.bundle as bundle
-
-    hashed = []
-    real = bundle.sha256_file
-    monkeypatch.setattr(bundle, "sha256_file", lambda p: hashed.append(p) or real(p))
-    d1 = tx.file_digests([f])[f]
-    assert len(hashed) == 1 and tx.hash_memo_path().is_file()
-    monkeypatch.setattr(tx, "_digests", {})  # a new process: the JSON memo answers
-    assert tx.file_digests([f])[f] == d1 and len(hashed) == 1
-    # a same-size change with a new mtime is hashed again
-    f.write_bytes(b"y" * 1000)
-    st = f.stat()
-    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    d2 = tx.file_digests([f])[f]
-    assert d2 != d1 and len(hashed) == 2
-    # a damaged memo or an unwritable location only costs hashing again
-    monkeypatch.setattr(tx, "_digests", {})
-    tx.hash_memo_path().write_text("{not json")
-    assert tx.file_digests([f])[f] == d2 and len(hashed) == 3
-    blocker = tmp_path / "file-not-dir"
-    blocker.write_text("")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # the memo folder cannot be created
-    monkeypatch.setattr(tx, "_digests", {})
-    assert tx.file_digests([f])[f] == d2 and len(hashed) == 4
 
 
 def test_precision_in_model_id(teacher, tiny_decoder):

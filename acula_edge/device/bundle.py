@@ -10,7 +10,6 @@ and every checksum and names what is wrong. numpy only: no torch on the device.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ import numpy as np
 
 from acula_edge.data.records import read_json
 from acula_edge.errors import AculaError
+from acula_edge.hashing import sha256_file
 
 SCHEMA = 1
 BUNDLE_JSON, CARD, PROMPTS = "bundle.json", "MODEL_CARD.md", "prompts.npy"
@@ -36,14 +36,6 @@ PART_FILES = {"frontend_fp32.tflite": ("tflite", "fp32", "frontend"),
 REQUIRED = {"schema": int, "name": str, "sample_rate": int, "window_s": (int, float), "hop_s": (int, float),
             "frontend": dict, "input": dict, "outputs": dict, "heads": list, "metrics": dict, "provenance": dict,
             "files": dict}
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def problems(meta: Any) -> list[str]:
@@ -281,4 +273,4 @@ def model_card(meta: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["Bundle", "DEFAULT_BUNDLE", "EXAMPLE_RECORDING", "MODEL_FILES", "default_bundle", "PART_FILES", "SCHEMA", "load_bundle", "model_card", "problems", "sha256_file", "write_bundle"]
+__all__ = ["Bundle", "DEFAULT_BUNDLE", "EXAMPLE_RECORDING", "MODEL_FILES", "default_bundle", "PART_FILES", "SCHEMA", "load_bundle", "model_card", "problems", "write_bundle"]

@@ -100,3 +100,13 @@ def operating_point(y: np.ndarray, p: np.ndarray, min_sensitivity: float = 0.9) 
             break
     return {"threshold": float(t), "sensitivity": round(sens, 4), "specificity": round(spec, 4),
             "target_sensitivity": min_sensitivity, "positives": int(y.sum()), "negatives": int((~y).sum())}
+
+
+def mean_cosine(reference: np.ndarray, other: np.ndarray, centred: bool = True) -> float:
+    """Mean cosine of ``other``'s rows to ``reference``'s; ``centred``: after removing ``reference``'s
+    mean row, i.e. how much of the way inputs differ survives (the raw cosine of an aligned space
+    sharing one large direction stays near 1 even for a constant output)."""
+    mu = reference.mean(0) if centred else 0.0
+    a, b = np.asarray(reference, np.float64) - mu, np.asarray(other, np.float64) - mu
+    den = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    return float(((a * b).sum(1) / den).mean())

@@ -58,7 +58,7 @@ def report_variance(records: list[Recording], tasks: dict[str, list[str]]) -> di
     whole mix, and each task's label within its dataset (share of variance between group means)."""
     import numpy as np
 
-    from acula_edge.align.data import report_texts
+    from acula_edge.text_source import report_texts
     from acula_edge.data.tasks import get_task
     from acula_edge.text import EmbeddingCache, TextTeacher, default_cache_path, embed_with_cache
 

@@ -130,7 +130,8 @@ def student_heads(ckpt: str, test: list[Recording], tasks: list[str], threads: i
 def int8_effect(ckpt: str, train: list[Recording], test: list[Recording], tasks: list[str]) -> dict[str, Any]:
     """Export the student to ONNX, quantize it to int8 and compare the two on the test recordings."""
     from acula_edge.models.students import load_student
-    from export.onnx import centred_cosine, export_student, logmel_windows, quantize_int8
+    from acula_edge.metrics import mean_cosine
+    from export.onnx import export_student, logmel_windows, quantize_int8
     from acula_edge.device.runtime import session
 
     student, meta = load_student(ckpt)
@@ -158,7 +159,7 @@ def int8_effect(ckpt: str, train: list[Recording], test: list[Recording], tasks:
                     scores[k].append(float((1 / (1 + np.exp(-logits[:, names.index(task)]))).mean()))
             subjects = np.array([r.subject for r in te])
             out["tasks"][task] = {k: with_ci(y, np.array(v), subjects)["auroc"] for k, v in scores.items()}
-        out["embedding_centred_cosine_int8_vs_fp32"] = round(centred_cosine(*(np.concatenate(emb[k])
+        out["embedding_centred_cosine_int8_vs_fp32"] = round(mean_cosine(*(np.concatenate(emb[k])
                                                                              for k in ("fp32", "int8"))), 4)
     return out
 

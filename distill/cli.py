@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import dataclasses
 
     from acula_edge.augment import AugmentConfig
-    from acula_edge.align.data import load_sources
+    from acula_edge.data.roots import load_sources
     from distill.losses import DistillWeights
     from acula_edge.models.students import create_student, list_students
     from distill.trainer import DistillConfig, distill

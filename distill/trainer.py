@@ -26,7 +26,8 @@ from acula_edge.augment import AugmentConfig, Backgrounds, augment_waveform
 from acula_edge.data.records import Recording
 from acula_edge.errors import AculaError
 from acula_edge.hashing import sha256_file
-from acula_edge.align.trainer import TextSource
+from acula_edge.metrics import mean_cosine
+from acula_edge.text_source import TextSource
 from acula_edge.training import Dist, Job, LoopConfig, clip_seed, gather, prepare, run, steps_per_epoch
 from distill.losses import DistillWeights, distill_loss
 from acula_edge.models.students import Student, create_student
@@ -170,7 +171,7 @@ class DistillJob(Job):
         self.text = None
         self.text_proj = load_projections(cfg.teacher).get("text")  # saved with the student: prompts need it
         if cfg.weights.text:
-            from acula_edge.align.trainer import text_side
+            from acula_edge.text_source import text_side
 
             _, _, vectors = text_side(cfg, records, d)
             proj = self.text_proj
@@ -307,8 +308,7 @@ def agreement(student: Student, targets: TeacherTargets, records: list[Recording
     samples = fe.num_samples(student.config.window_frames)
     by_id = {r.id: r for r in records}
     cache: dict[str, np.ndarray] = {}
-    mu = torch.from_numpy(targets.vectors.mean(0) if centred else np.zeros(targets.vectors.shape[1], np.float32))
-    sims = []
+    embeddings = []
     was = student.training
     student.eval()
     with torch.no_grad():
@@ -319,11 +319,9 @@ def agreement(student: Student, targets: TeacherTargets, records: list[Recording
                     cache = {rid: load(by_id[rid].path, sample_rate=fe.sample_rate)[0]}
                 x = cache[rid][start:start + samples]
                 clips.append(np.pad(x, (0, samples - x.shape[0])))
-            emb, _ = student(logmel(torch.from_numpy(np.stack(clips))))
-            t = torch.from_numpy(targets.vectors[k:k + batch])
-            sims.append(torch.nn.functional.cosine_similarity(emb - mu, t - mu, dim=1).numpy())
+            embeddings.append(student(logmel(torch.from_numpy(np.stack(clips))))[0].numpy())
     student.train(was)
-    return float(np.concatenate(sims).mean())
+    return mean_cosine(targets.vectors, np.concatenate(embeddings), centred)
 
 
 __all__ = ["DistillConfig", "DistillJob", "agreement", "distill"]

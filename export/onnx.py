@@ -273,15 +273,5 @@ def compact_front_end(path: str | Path, frontend: dict) -> Path:
     return Path(path)
 
 
-def centred_cosine(reference: np.ndarray, other: np.ndarray) -> float:
-    """Mean cosine of ``other``'s rows to ``reference``'s after removing ``reference``'s mean row: how
-    much of the way inputs differ survives (the raw cosine of an aligned space sharing one large
-    direction stays near 1 even for a constant output)."""
-    mu = reference.mean(0)
-    a, b = reference - mu, other - mu
-    den = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-    return float(((a * b).sum(1) / den).mean())
-
-
-__all__ = ["CALIBRATORS", "after_last_conv", "before_first_conv", "centred_cosine", "compact_front_end", "export_onnx", "export_student", "fold_weight_quantization", "logmel_windows", "quantize_int8",
+__all__ = ["CALIBRATORS", "after_last_conv", "before_first_conv", "compact_front_end", "export_onnx", "export_student", "fold_weight_quantization", "logmel_windows", "quantize_int8",
            "waveform_windows"]

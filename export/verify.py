@@ -4,7 +4,7 @@ Each model file of the bundle (ONNX, TFLite, and the full-integer TFLite pair as
 source checkpoint (torch) run on the same windows of the same recordings (``--data``, else a
 small synthetic corpus), leaving out the subjects the checkpoint was trained on (all of them stay
 when no other subject is left, and the report says so). Reported per file: the largest absolute difference of ``embedding`` and
-``scores`` to torch, the embeddings' centred cosine to torch's (:func:`export.onnx.centred_cosine`)
+``scores`` to torch, the embeddings' centred cosine to torch's (:func:`acula_edge.metrics.mean_cosine`)
 and each head's AUROC on the recordings its task labels (window probabilities averaged per
 recording). Failing: an fp32 file
 off by more than 1e-4, or an int8 file whose AUROC of a head falls more than 0.01 below the fp32
@@ -112,7 +112,7 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
     from acula_edge.device.bundle import load_bundle
     from acula_edge.data.records import read_manifest
     from export.model import OUTPUTS, edge_model
-    from export.onnx import centred_cosine
+    from acula_edge.metrics import mean_cosine
     from acula_edge.device.runtime import SPLIT, runner
 
     b = load_bundle(bundle_path)
@@ -158,7 +158,7 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
         # np.max, not max(): a NaN anywhere must show in the difference
         diff = {k: float(np.abs(np.concatenate([g[i] for g in outs]) - np.concatenate([r[i] for r in reference])).max())
                 for i, k in enumerate(OUTPUTS)}
-        cosine = centred_cosine(np.concatenate([r[0] for r in reference]), np.concatenate([o[0] for o in outs]))
+        cosine = mean_cosine(np.concatenate([r[0] for r in reference]), np.concatenate([o[0] for o in outs]))
         report["files"][name] = {"precision": precision, "max_abs_diff": diff, "embedding_centred_cosine": round(cosine, 4),
                                  "auroc": scores_of(outs)}
         worst = max(diff.values())

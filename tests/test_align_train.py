@@ -19,7 +19,8 @@ import torch
 from safetensors.torch import load_file
 
 from acula_edge.augment import AugmentConfig, augment_waveform, lowpass, spec_masks
-from acula_edge.align.data import ClipSet, load_sources
+from acula_edge.align.data import ClipSet
+from acula_edge.data.roots import load_sources
 from acula_edge.training import clip_seed, micro_batches
 from acula_edge.checkpoint import load_checkpoint, subject_hash
 from acula_edge.data.records import read_manifest, write_manifest

@@ -51,7 +51,8 @@ def test_distillation_raises_student_teacher_agreement(distill_setup, distilled)
 
 def test_int8_distilled_student_stays_close_to_fp32(distill_setup, distilled, tmp_path):
     pytest.importorskip("onnxruntime")
-    from export.onnx import centred_cosine, export_student, logmel_windows, quantize_int8
+    from acula_edge.metrics import mean_cosine
+    from export.onnx import export_student, logmel_windows, quantize_int8
     from acula_edge.device.runtime import session
 
     root, manifest, _ = distill_setup
@@ -66,7 +67,7 @@ def test_int8_distilled_student_stays_close_to_fp32(distill_setup, distilled, tm
         ref = student(torch.from_numpy(held))
     np.testing.assert_allclose(a[0], ref[0].numpy(), atol=1e-4)
     spread = float(1 - (a[0] @ a[0].T).mean())
-    kept = centred_cosine(a[0], b[0])
+    kept = mean_cosine(a[0], b[0])
     print(f"int8 vs fp32 on {len(held)} windows: centred embedding cosine {kept:.3f} (fp32 spread {spread:.3f}); "
           f"head logits max |diff| {np.abs(a[1] - b[1]).max():.3f} (fp32 std {a[1].std():.3f})")
     assert spread > 1e-3  # the distilled student's embeddings differ between windows

@@ -9,7 +9,6 @@ import pytest
 
 from acula_edge.errors import AculaError
 from acula_edge.device.zeroshot import zero_shot_probabilities
-from acula_edge.metrics import operating_point, rates_at
 from acula_edge.zeroshot import embed_prompts
 from conftest import call_main, run_module
 
@@ -27,23 +26,6 @@ def test_zero_shot_probabilities():
     for bad in [(audio[:, :8], prompts), (audio, prompts[:1])]:
         with pytest.raises(AculaError):
             zero_shot_probabilities(*bad)
-
-
-def test_operating_point_is_the_most_specific_threshold_reaching_the_target():
-    rng = np.random.default_rng(1)
-    y = rng.integers(0, 2, 200)
-    p = np.round(y * 0.3 + rng.uniform(0, 1, 200), 2)  # ties included
-    for target in (0.8, 0.9, 0.95, 1.0):
-        op = operating_point(y, p, target)
-        assert op["sensitivity"] >= target and (op["positives"], op["negatives"]) == (int(y.sum()), int((1 - y).sum()))
-        feasible = [rates_at(y, p, t) for t in np.unique(p)]
-        best_spec = max(spec for sens, spec in feasible if sens >= target)
-        assert op["specificity"] == pytest.approx(best_spec, abs=1e-4)
-        assert rates_at(y, p, op["threshold"]) == pytest.approx((op["sensitivity"], op["specificity"]), abs=1e-4)
-    with pytest.raises(AculaError, match="both classes"):
-        operating_point(np.ones(5), np.arange(5.0))
-    with pytest.raises(AculaError):
-        operating_point(y, p, 0.0)
 
 
 def test_prompts_embed_into_an_aligned_checkpoints_space(tmp_path):

@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m acula_edge.align``."""
     from acula_edge.align.trainer import PRESETS, preset_config, train
     from acula_edge.augment import AugmentConfig
-    from acula_edge.align.data import load_sources
+    from acula_edge.data.roots import load_sources
 
     p = _parser()
     a = p.parse_args(argv)

@@ -8,63 +8,14 @@ loads it and whether or not the run was resumed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from acula_edge.augment import AugmentConfig, Backgrounds, augment_waveform, spec_masks
-from acula_edge.data.records import Recording, read_manifest
+from acula_edge.data.records import Recording
 from acula_edge.errors import AculaError
 from acula_edge.training import clip_seed
-
-
-def load_sources(manifests: Sequence[str] = (), data: Sequence[str] = (), splits: Sequence[str] = ()) -> list[Recording]:
-    """Recordings from manifests (JSONL or CSV) and ``FORMAT=PATH`` dataset folders.
-
-    ``splits`` keeps only recordings whose ``split`` field is one of them (a manifest written by
-    ``python -m acula_edge.data split``), so that an encoder is trained on training subjects only.
-    """
-    from acula_edge.cli import data_pairs
-    from acula_edge.data.loaders import load
-
-    records: list[Recording] = []
-    for m in manifests:
-        records += read_manifest(m)
-    for fmt, path in data_pairs(data):
-        records += load(fmt, path)
-    if not records:
-        raise AculaError("no training data: give --manifest PATH or --data FORMAT=PATH")
-    if splits:
-        have = sorted({str(r.split) for r in records})
-        records = [r for r in records if r.split in splits]
-        if not records:
-            raise AculaError(f"no recording is in split {', '.join(splits)} (the manifests hold: {', '.join(have)})")
-    missing = [r.path for r in records if not Path(r.path).is_file()]
-    if missing:
-        raise AculaError(f"{len(missing)} of {len(records)} training recordings are missing, e.g. {missing[0]}")
-    ids = [r.id for r in records]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise AculaError(f"recording id {dup!r} appears twice among the training data (a manifest given twice?)")
-    return records
-
-
-def report_texts(records: Sequence[Recording], reports: str | None = None, seed: int = 0) -> list[str]:
-    """Each recording's report: from a report store (JSONL, by recording id) or the templates."""
-    if reports is None:
-        from acula_edge.reports import make_report
-
-        return [make_report(r, seed=seed) for r in records]
-    from acula_edge.text import read_reports
-
-    ids, texts = read_reports(reports)
-    by_id = dict(zip(ids, texts))
-    missing = [r.id for r in records if r.id not in by_id]
-    if missing:
-        raise AculaError(f"{reports}: no report for {len(missing)} of {len(records)} recordings "
-                         f"(first: {missing[0]!r}); write them with python -m acula_edge.reports")
-    return [by_id[r.id] for r in records]
 
 
 class ClipSet:
@@ -133,4 +84,4 @@ def subjects_of(records: Sequence[Recording]) -> list[str]:
     return sorted({r.subject for r in records})
 
 
-__all__ = ["ClipSet", "collate", "load_sources", "report_texts", "subjects_of"]
+__all__ = ["ClipSet", "collate", "subjects_of"]

@@ -1,4 +1,5 @@
-"""Where each dataset lives (``--data FORMAT=PATH``, ``$ACULA_DATA``, conventional folders), and a task's recordings from there."""
+"""Where each dataset lives (``--data FORMAT=PATH``, ``$ACULA_DATA``, conventional folders), a task's recordings
+from there, and the training recordings of manifests and dataset folders."""
 
 from __future__ import annotations
 
@@ -55,3 +56,34 @@ def load_task_records(task: Task, overrides: dict[str, str], root: str | None, o
                              f"to a folder holding {task.dataset}/")
         records = load(task.dataset, where)
     return task_records(task, records)
+
+
+def load_sources(manifests: Sequence[str] = (), data: Sequence[str] = (), splits: Sequence[str] = ()) -> list[Recording]:
+    """Recordings from manifests (JSONL or CSV) and ``FORMAT=PATH`` dataset folders.
+
+    ``splits`` keeps only recordings whose ``split`` field is one of them (a manifest written by
+    ``python -m acula_edge.data split``), so that an encoder is trained on training subjects only.
+    """
+    from acula_edge.cli import data_pairs
+    from acula_edge.data.loaders import load
+
+    records: list[Recording] = []
+    for m in manifests:
+        records += read_manifest(m)
+    for fmt, path in data_pairs(data):
+        records += load(fmt, path)
+    if not records:
+        raise AculaError("no training data: give --manifest PATH or --data FORMAT=PATH")
+    if splits:
+        have = sorted({str(r.split) for r in records})
+        records = [r for r in records if r.split in splits]
+        if not records:
+            raise AculaError(f"no recording is in split {', '.join(splits)} (the manifests hold: {', '.join(have)})")
+    missing = [r.path for r in records if not Path(r.path).is_file()]
+    if missing:
+        raise AculaError(f"{len(missing)} of {len(records)} training recordings are missing, e.g. {missing[0]}")
+    ids = [r.id for r in records]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise AculaError(f"recording id {dup!r} appears twice among the training data (a manifest given twice?)")
+    return records

@@ -15,9 +15,8 @@ mixed in at a random SNR, so that a model meant for a phone hears what a phone h
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -58,16 +57,6 @@ class AugmentConfig:
             raise AculaError(f"bad augmentation settings: {self}")
         if self.background_prob > 0 and not self.backgrounds:
             raise AculaError("background_prob > 0 needs a folder of background recordings")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "AugmentConfig":
-        names = {f.name for f in fields(cls)}
-        if set(d) - names:
-            raise AculaError(f"unknown augmentation settings {sorted(set(d) - names)}; known: {sorted(names)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     @classmethod
     def microphone(cls) -> "AugmentConfig":

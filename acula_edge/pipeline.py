@@ -3,6 +3,7 @@ benchmarked bundle.
 
     python -m acula_edge.pipeline --preset demo --out runs/demo \\
         [--data sprsound=../shared/data/sprsound --data physionet2016=../shared/data/physionet2016]
+    python -m acula_edge.pipeline --config RUN/config.json [--out OTHER]   # that run again (flags override it)
     python -m acula_edge.pipeline --list-presets
 
 Stages, in order, each one of this package's CLIs run as a subprocess (its output in ``RUN/logs/``):
@@ -22,6 +23,7 @@ when it last ran (their sum is the time to build the run from nothing).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import json
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from acula_edge.cli import Parser, guarded
+from acula_edge.config import config_document, override, read_config
 from acula_edge.errors import AculaError
 from acula_edge.hashing import path_digest
 
@@ -89,6 +92,20 @@ PRESETS: dict[str, Preset] = {
                         pretrain_epochs=100, align_epochs=50, student="mn-m", distill_epochs=30,
                         formats="onnx,tflite", gpu=True),
 }
+
+
+CONFIG_NAME = "config.json"  # in the run folder: the RunConfig it was built from
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What a pipeline run is built from: written to ``RUN/config.json``, read back by ``--config``."""
+
+    preset: str  # the preset's name
+    settings: Preset  # its fields, with the --set overrides
+    data: dict[str, str] = field(default_factory=dict)  # dataset format -> folder
+    threads: int = 1
+    text_model: str | None = None
 
 
 # ----------------------------------------------------------------------------- content hashes
@@ -583,11 +600,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="a real dataset in its publisher's layout (repeat); formats: " + ", ".join(DATASETS))
     p.add_argument("--text-model", help="the frozen text teacher (local folder or .gguf; default the packaged "
                    "all-MiniLM-L6-v2)")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads per stage")
+    p.add_argument("--threads", type=int, help="CPU threads per stage")
     p.add_argument("--nproc", type=int, help="GPU processes for the training stages (gpu presets; default: every "
                    "visible GPU)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a preset field (see --list-presets), e.g. --set distill_epochs=8; repeat")
+    p.add_argument("--config", metavar="FILE", help="start from a run's RUN/config.json instead of a preset (the "
+                   "flags given alongside override it; --out defaults to that run's folder)")
     p.add_argument("--until", choices=list(STAGES), help="stop after this stage")
     p.add_argument("--make-default", action="store_true", help="when the bundle passed verification, install it "
                    "as the package's default bundle (what listen uses without --bundle)")
@@ -598,31 +617,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             fields = ", ".join(f"{k}={v}" for k, v in asdict(pr).items() if k != "description")
             print(f"{name:<10} {pr.description}\n           {fields}")
         return 0
-    if a.preset not in PRESETS or not a.out:
-        raise AculaError("give --preset (one of: " + ", ".join(PRESETS) + ") and --out RUN")
-    data = {}
-    for fmt, path in data_pairs(a.data):
-        if fmt not in DATASETS:
-            raise AculaError(f"--data {fmt}: the pipeline knows the formats {', '.join(DATASETS)}")
+    base = _run_config(a)
+    out = Path(a.out) if a.out else None
+    if out is None and a.config and (Path(a.config).parent / ".pipeline").is_dir():
+        out = Path(a.config).parent  # a run's own config: that run
+    if base is None or out is None:
+        raise AculaError("give --preset (one of: " + ", ".join(PRESETS) + ") or --config RUN/config.json, and --out RUN")
+    data = dict(base.data)
+    if a.data:
+        data = {}
+        for fmt, path in data_pairs(a.data):
+            if fmt not in DATASETS:
+                raise AculaError(f"--data {fmt}: the pipeline knows the formats {', '.join(DATASETS)}")
+            data[fmt] = str(Path(path).resolve())
+    for fmt, path in data.items():
         if not Path(path).is_dir():
             raise AculaError(f"--data {fmt}: not a folder: {path}")
-        data[fmt] = Path(path).resolve()
-    if a.threads < 1:
+    threads = a.threads if a.threads is not None else base.threads
+    if threads < 1:
         raise AculaError("--threads must be at least 1")
-    preset = override(PRESETS[a.preset], a.set)
+    cfg = RunConfig(base.preset, override(base.settings, a.set), data, threads, a.text_model or base.text_model)
+    preset = cfg.settings
     nproc = a.nproc or (_gpus() if preset.gpu else 1)
     if preset.gpu and nproc < 1:
-        raise AculaError(f"preset {a.preset} trains on GPUs and none is visible; choose cpu-small or demo")
-    out = Path(a.out)
-    r = Run(out, a.preset, preset, data, a.threads, nproc, a.text_model)
+        raise AculaError(f"preset {cfg.preset} trains on GPUs and none is visible; choose cpu-small or demo")
+    r = Run(out, cfg.preset, preset, {f: Path(p) for f, p in data.items()}, threads, nproc, cfg.text_model)
     names = list(STAGES)[: list(STAGES).index(a.until) + 1] if a.until else list(STAGES)
     command = shlex.join(["python", "-m", "acula_edge.pipeline", *argv])
-    print(f"pipeline {a.preset}: {len(names)} stages into {out} (logs in {out / 'logs'})", file=sys.stderr)
+    print(f"pipeline {cfg.preset}: {len(names)} stages into {out} (logs in {out / 'logs'})", file=sys.stderr)
     with locked(r.p(".pipeline")):
-        stages = run_stages(r, names)
-        summary = summarize(r, stages, command)
         from acula_edge.data.records import atomic_write_text
 
+        atomic_write_text(r.p(CONFIG_NAME), config_document(cfg, "pipeline"))
+        stages = run_stages(r, names)
+        summary = summarize(r, stages, command)
         atomic_write_text(r.p("summary.json"), json.dumps(summary, indent=2) + "\n")
         atomic_write_text(r.p("summary.md"), markdown(summary))
     print(markdown(summary))
@@ -653,32 +681,14 @@ def install_bundle(bundle: Path, target: Path) -> None:
                  overwrite=True)
 
 
-def override(preset: Preset, items: Sequence[str]) -> Preset:
-    """``preset`` with ``FIELD=VALUE`` overrides, each value parsed as its field's type."""
-    import dataclasses
-
-    kinds = {f.name: f.type for f in dataclasses.fields(Preset) if f.name != "description"}
-    changes: dict[str, Any] = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        if not sep or name not in kinds:
-            raise AculaError(f"--set {item}: give FIELD=VALUE with FIELD one of {', '.join(kinds)}")
-        kind = str(kinds[name])
-        try:
-            if text.lower() in ("none", "") and "None" in kind:
-                value: Any = None
-            elif kind.startswith("bool"):
-                value = {"true": True, "false": False}[text.lower()]
-            elif kind.startswith("int"):
-                value = int(text)
-            elif kind.startswith("float"):
-                value = float(text)
-            else:
-                value = text
-        except (KeyError, ValueError):
-            raise AculaError(f"--set {item}: {name} takes a {kind.split(' ')[0]} value") from None
-        changes[name] = value
-    return dataclasses.replace(preset, **changes)
+def _run_config(a: argparse.Namespace) -> RunConfig | None:
+    """The run a command starts from: the one ``--config`` names, else ``--preset``'s on every CPU core
+    (None when it names neither)."""
+    if a.config and a.preset:
+        raise AculaError("give --preset or --config (a run's config.json), not both")
+    if a.config:
+        return read_config(a.config, RunConfig, "pipeline")
+    return RunConfig(a.preset, PRESETS[a.preset], threads=os.cpu_count() or 1) if a.preset in PRESETS else None
 
 
 def _gpus() -> int:

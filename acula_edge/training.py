@@ -41,6 +41,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from acula_edge.config import to_dict
 from acula_edge.data.records import atomic_write, atomic_write_text, read_jsonl
 from acula_edge.errors import AculaError
 
@@ -235,15 +236,17 @@ def _trim_metrics(path: Path, step: int) -> None:
 class Job:
     """What a stage gives :func:`run`. Subclasses set the attributes and may override the hooks.
 
-    ``cfg``: a config dataclass with ``to_dict()`` and the loop's fields (``epochs``, ``max_steps``,
+    ``cfg``: a config dataclass (see :mod:`acula_edge.config`) with the loop's fields (``epochs``, ``max_steps``,
     ``batch_size``, ``accum``, ``lr``, ``weight_decay``, ``warmup_steps``, ``clip``, ``seed``,
     ``save_every``, ``workers``, ``bf16``). ``model``: ``forward(*inputs) -> (loss, parts)``.
     ``dataset[(epoch, index)]`` gives an item dict, or ``{"error": message}`` for unreadable data;
     ``collate`` stacks items. ``ids``: one id per index (the data digest). ``unit``: what an item
-    is, for messages and logs (``clips``, ``windows``).
+    is, for messages and logs (``clips``, ``windows``). ``stage``: the command that runs the job,
+    recorded in ``config.json`` so that ``--config`` takes only its own stage's runs.
     """
 
     name = "train"
+    stage = "train"
     unit = "clips"
     cfg: Any
     model: nn.Module
@@ -288,7 +291,7 @@ def prepare(out: Path, resume: bool, cfg: Any, ids: Sequence[str], device: str |
     state = load_resume(state_path)
     if state.get("records_sha256") != data_digest(ids):
         raise AculaError(f"--resume with other training data than the run in {out} was started on")
-    saved, now = json.loads(state["config"]), cfg.to_dict()
+    saved, now = json.loads(state["config"]), to_dict(cfg)
     diff = sorted(k for k in set(saved) | set(now) if k not in RESUME_FREE and saved.get(k) != now.get(k))
     if diff:
         raise AculaError(f"--resume with different settings than the run in {out}: {', '.join(diff)}")
@@ -335,7 +338,7 @@ def run(job: Job, out: Path, d: Dist, state: dict[str, Any] | None, progress_bar
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.json", json.dumps(
-            {"training": cfg.to_dict(), **job.describe(), job.unit: n, "world_size": d.world,
+            {"stage": job.stage, "training": to_dict(cfg), **job.describe(), job.unit: n, "world_size": d.world,
              "device": str(d.device), "steps": total, "steps_per_epoch": per_epoch}, indent=2) + "\n")
         _trim_metrics(out / METRICS_NAME, step)
 
@@ -343,7 +346,7 @@ def run(job: Job, out: Path, d: Dist, state: dict[str, Any] | None, progress_bar
         if d.main:
             _save_resume(out / RESUME_NAME, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                              "scheduler": sched.state_dict(), "step": step,
-                                             "config": json.dumps(cfg.to_dict()), "records_sha256": digest,
+                                             "config": json.dumps(to_dict(cfg)), "records_sha256": digest,
                                              **job.state_extra()})
         d.barrier()
 

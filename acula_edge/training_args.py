@@ -33,6 +33,8 @@ def add_run_arguments(p: argparse.ArgumentParser, out_required: bool = True) -> 
     g.add_argument("--out", required=out_required, help="run folder (outputs, resume state, logs)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved state")
     t = p.add_argument_group("training")
+    t.add_argument("--config", metavar="FILE", help="start from the settings of a run's config.json (the flags "
+                   "given alongside override them)")
     for name, (typ, text) in LOOP_FLAGS.items():
         t.add_argument("--" + name.replace("_", "-"), type=typ, help=text)
     t.add_argument("--no-augment", action="store_true", help="no augmentation")

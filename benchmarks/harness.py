@@ -49,6 +49,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from acula_edge.cli import Parser, guarded
+from acula_edge.config import to_dict
 from acula_edge.errors import AculaError
 from acula_edge.progress import progress
 from benchmarks.variants import FP32_OF, Spec, Variant
@@ -60,6 +61,8 @@ GRID = ("teacher", "student-torch", "onnx-fp32", "onnx-int8-onnxruntime")
 
 @dataclass(frozen=True)
 class Settings:
+    """How much a benchmark run measures (the ``settings`` of its results)."""
+
     runs: int  # timed calls at batch 1 (fewer at larger batches, the same number of windows)
     warmup: int
     throughput_batches: tuple[int, ...]
@@ -72,6 +75,8 @@ class Settings:
 
 FULL = Settings(200, 20, (8, 32), (1.0, 2.0, 4.0, 8.0), (1, 2, 4, 8, 16, 32, 64), 1000, None, None)
 QUICK = Settings(12, 2, (8,), (2.0,), (1, 8), 100, 16, 32)
+#: by name (the pipeline's ``bench`` setting)
+SETTINGS: dict[str, Settings] = {"full": FULL, "quick": QUICK}
 
 
 # ----------------------------------------------------------------------------- data
@@ -392,7 +397,7 @@ def _parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     a = _parser().parse_args(argv)
-    s = QUICK if a.quick else FULL
+    s = SETTINGS["quick" if a.quick else "full"]
     t_start = time.time()
     from acula_edge.device.bundle import load_bundle
     from acula_edge.checkpoint import read_sidecar
@@ -456,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "test": {"recordings": len(test), "subjects": len({r.subject for r in test}),
                              "positives": int(sum(y)), "negatives": len(y) - int(sum(y))},
                     "teacher_head": fitted.get(t) if a.teacher else None}
-    doc = {"schema": 1, "quick": a.quick, "settings": asdict(s),
+    doc = {"schema": 1, "quick": a.quick, "settings": to_dict(s),
            "bundles": [str(b.path) for b in bundles], "checkpoint": ckpt, "teacher": a.teacher,
            "student": b0.meta["name"], "sample_rate": rate, "window_s": round(samples / rate, 3), "hop_s": hop_s,
            "threads_all": a.threads, "tasks": tasks, "variants": list(doc_variants.values()),
@@ -469,4 +474,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["FULL", "GRID", "QUICK", "Settings", "accuracy", "fit_teacher_heads", "main", "score"]
+__all__ = ["FULL", "GRID", "QUICK", "SETTINGS", "Settings", "accuracy", "fit_teacher_heads", "main", "score"]

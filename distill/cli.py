@@ -14,7 +14,7 @@ def _parser() -> Parser:
     p = Parser(prog="python -m distill", description="Distil an aligned teacher checkpoint into a small student.")
     p.add_argument("--list-students", action="store_true", help="print the student presets and exit")
     p.add_argument("--teacher", help="aligned checkpoint from `python -m acula_edge.align train`")
-    p.add_argument("--student", default="mn-s", help="student preset (default mn-s; see --list-students)")
+    p.add_argument("--student", help="student preset (default mn-s; see --list-students)")
     p.add_argument("--act", choices=("hardswish", "relu"), help="student activation (default the preset's)")
     p.add_argument("--head", action="append", default=[], help="a task head (evaluate task name); repeat")
     p.add_argument("--calibrate-split", metavar="SPLIT",
@@ -44,11 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m distill``."""
     import dataclasses
 
-    from acula_edge.augment import AugmentConfig
+    from acula_edge.config import read_config
     from acula_edge.data.roots import load_sources
-    from distill.losses import DistillWeights
     from acula_edge.models.students import create_student, list_students
-    from distill.trainer import DistillConfig, distill
+    from distill.trainer import DistillConfig, DistillJob, distill
 
     a = _parser().parse_args(argv)
     if a.list_students:
@@ -61,19 +60,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"the vit-small encoder)  {s.macs_per_window() / 1e6:6.2f} M MACs per "
                   f"{s.config.window_frames}-frame window")
         return 0
-    if not a.teacher or not a.out:
-        raise AculaError("give --teacher CHECKPOINT and --out DIR (and data: --manifest or --data)")
+    if not (a.teacher or a.config) or not a.out:
+        raise AculaError("give --teacher CHECKPOINT (or --config RUN/config.json) and --out DIR (and data: --manifest "
+                         "or --data)")
+    if a.config:
+        base = read_config(a.config, DistillConfig, DistillJob.stage, key="training")
+    else:
+        base = DistillConfig(teacher=a.teacher)
     weights = {k: v for k, v in {"embedding": a.w_embedding, "embedding_kind": a.embedding_kind,
                                  "relational": a.w_relational, "relational_kind": a.relational_kind,
                                  "text": a.w_text, "heads": a.w_heads, "label_weight": a.label_weight}.items()
                if v is not None}
-    fields = {k: getattr(a, k) for k in ("reports", "text_model", "text_cache", "text_embeddings", "act", "sensitivity")
-              if getattr(a, k) is not None}
+    given = {"teacher": a.teacher, "student": a.student, "heads": tuple(a.head) or None, "hop_s": a.hop,
+             **{k: getattr(a, k) for k in ("reports", "text_model", "text_cache", "text_embeddings", "act",
+                                           "sensitivity")}}
+    fields = {k: v for k, v in given.items() if v is not None}
     fields.update(loop_overrides(a))
-    augment = augment_override(a, AugmentConfig.microphone())
-    cfg = DistillConfig(teacher=a.teacher, student=a.student, heads=tuple(a.head), hop_s=a.hop,
-                        weights=dataclasses.replace(DistillWeights(), **weights),
-                        **({"augment": augment} if augment is not None else {}), **fields)
+    augment = augment_override(a, base.augment)
+    if augment is not None:
+        fields["augment"] = augment
+    cfg = dataclasses.replace(base, weights=dataclasses.replace(base.weights, **weights), **fields)
     create_student(cfg.student)  # an unknown preset fails before the teacher runs
     records = load_sources(a.manifest, a.data, a.split)
     calibration = load_sources(a.manifest, a.data, [a.calibrate_split]) if a.calibrate_split else []

@@ -7,7 +7,7 @@ batch; each returns a 0-d tensor. :func:`distill_loss` combines them with weight
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
@@ -99,9 +99,6 @@ class DistillWeights:
             raise AculaError(f"embedding_kind in {EMBEDDING_KINDS}, relational_kind in {RELATIONAL_KINDS}")
         if not 0.0 <= self.label_weight <= 1.0:
             raise AculaError("label_weight must be in [0, 1]")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, w: DistillWeights, text: torch.Tensor | None = None,

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from acula_edge.augment import AugmentConfig, Backgrounds, augment_waveform
+from acula_edge.config import to_dict
 from acula_edge.data.records import Recording
 from acula_edge.errors import AculaError
 from acula_edge.hashing import sha256_file
@@ -43,7 +44,7 @@ class DistillConfig(LoopConfig, TextSource):
     teacher: str = ""
     student: str = "mn-s"
     act: str | None = None  # student activation override (hardswish, relu)
-    heads: tuple = ()  # evaluate task names, one head each
+    heads: tuple[str, ...] = ()  # evaluate task names, one head each
     epochs: int = 20
     batch_size: int = 32
     lr: float = 2e-3
@@ -68,13 +69,6 @@ class DistillConfig(LoopConfig, TextSource):
             problems.append("the text anchor uses cached or precomputed report embeddings, not text_online")
         if problems:
             raise AculaError("bad distillation config: " + "; ".join(problems))
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["heads"] = list(self.heads)
-        d["weights"] = self.weights.to_dict()
-        d["augment"] = self.augment.to_dict()
-        return d
 
 
 def head_labels(records: list[Recording], heads: tuple, need_both: bool = True) -> np.ndarray:
@@ -146,6 +140,7 @@ class DistillModel(nn.Module):
 
 class DistillJob(Job):
     name = "distill"
+    stage = "distill"
     unit = "windows"
 
     def __init__(self, cfg: DistillConfig, records: list[Recording], targets: TeacherTargets, d: Dist,
@@ -254,7 +249,7 @@ class DistillJob(Job):
                  "projections": {"text": self.text_proj.config()} if self.text_proj is not None else None}
         if "logit_scale" in meta:
             extra["logit_scale"] = meta["logit_scale"]
-        save_checkpoint(out / STUDENT_NAME, self.student, self.fe.to_dict(), {**cfg.to_dict(), "steps": step},
+        save_checkpoint(out / STUDENT_NAME, self.student, self.fe.to_dict(), {**to_dict(cfg), "steps": step},
                         subjects=subjects, extra=extra, kind="student",
                         modules={"text_proj": self.text_proj} if self.text_proj is not None else None,
                         subject_hashes=meta.get("trained_subjects_sha256", ()))

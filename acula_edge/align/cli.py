@@ -18,7 +18,7 @@ from acula_edge.errors import AculaError
 
 def _common(p: argparse.ArgumentParser) -> None:
     t = add_run_arguments(p)
-    t.add_argument("--preset", default="cpu-tiny", help="cpu-tiny or gpu-paper (defaults of the flags above)")
+    t.add_argument("--preset", help="cpu-tiny or gpu-paper (defaults of the flags above)")
     t.add_argument("--encoder", help="encoder preset when starting from random weights (see list_encoders())")
     t.add_argument("--init", help="checkpoint (*.safetensors) to start from")
     t.add_argument("--mask-ratio", type=float, help="MSM mask ratio (default: the encoder's)")
@@ -60,25 +60,33 @@ def _parser() -> Parser:
 @guarded
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m acula_edge.align``."""
-    from acula_edge.align.trainer import PRESETS, preset_config, train
-    from acula_edge.augment import AugmentConfig
+    from acula_edge.align.trainer import PRESETS, STAGES, TrainConfig, configure, preset_config, train
+    from acula_edge.config import read_config, to_dict
     from acula_edge.data.roots import load_sources
 
     p = _parser()
     a = p.parse_args(argv)
     if a.list_presets:
-        print(json.dumps(PRESETS, indent=2))
+        print(json.dumps({name: to_dict(preset) for name, preset in PRESETS.items()}, indent=2))
         return 0
     if a.command is None:
         p.print_help(sys.stderr)
         return 2
     mode = "pretrain" if a.command == "pretrain" else "align"
+    if a.config and a.preset:
+        raise AculaError("give --preset or --config (a run's config.json), not both")
+    if a.config:
+        base = read_config(a.config, TrainConfig, STAGES[mode], key="training")
+    else:
+        base = preset_config(a.preset or "cpu-tiny", mode)
+    if base.mode != mode:
+        raise AculaError(f"--config {a.config}: the config of a `{STAGES[base.mode]}` run, not of `{STAGES[mode]}`")
     overrides = {k: getattr(a, k, None) for k in (
         "encoder", "init", "mask_ratio", "loss", "lambda_align", "lambda_msm", "proj_hidden", "proj_out",
         "dropout", "reports", "report_seed", "text_model", "text_layer", "text_pooling", "text_max_length",
         "text_cache", "text_embeddings")}
     overrides.update(loop_overrides(a))
-    augment = augment_override(a, AugmentConfig())
+    augment = augment_override(a, base.augment)
     if augment is not None:
         overrides["augment"] = augment
     if getattr(a, "text_online", False):
@@ -87,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["text_cache"] = ""
     if a.init and a.encoder:
         raise AculaError("give --init (a checkpoint) or --encoder (a preset from random weights), not both")
-    cfg = preset_config(a.preset, mode, **overrides)
+    cfg = configure(base, **overrides)
     records = load_sources(a.manifest, a.data, a.split)
     result = train(cfg, records, a.out, resume=a.resume, device=a.device, threads=a.threads,
                    progress_bar=not a.quiet)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from acula_edge.augment import AugmentConfig
+from acula_edge.config import to_dict
 from acula_edge.align.data import ClipSet, collate, subjects_of
 from acula_edge.align.losses import DEFAULT_LOSS, InfoNCELoss, create_loss, msm_align_loss
 from acula_edge.data.records import Recording
@@ -80,38 +81,35 @@ class TrainConfig(LoopConfig, TextSource):
     def align(self) -> bool:
         return self.mode == "align"
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["augment"] = self.augment.to_dict()
-        return d
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        d = dict(d)
-        names = {f.name for f in dataclasses.fields(cls)}
-        if set(d) - names:
-            raise AculaError(f"unknown training settings {sorted(set(d) - names)}")
-        if "augment" in d:
-            d["augment"] = AugmentConfig.from_dict(d["augment"])
-        return cls(**d)
+#: the ``python -m acula_edge.align`` command of each mode (the stage recorded in ``config.json``)
+STAGES = {"pretrain": "align pretrain", "align": "align train"}
+
+
+@dataclass(frozen=True)
+class AlignPreset:
+    """A preset's MSM pretraining and alignment settings."""
+
+    pretrain: TrainConfig
+    align: TrainConfig
 
 
 # Published settings (DESIGN.md, "The method") and small ones for a 2-core CPU. The published
 # pretraining schedule is not known here: gpu-paper's pretrain block is MAE-style defaults.
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "cpu-tiny": {
-        "pretrain": dict(encoder="vit-tiny", epochs=30, batch_size=16, lr=1e-3, weight_decay=0.05,
-                         warmup_steps=20, clip=1.0, lambda_align=0.0),
-        "align": dict(encoder="vit-tiny", epochs=15, batch_size=16, accum=1, lr=2e-4, weight_decay=0.01,
-                      warmup_steps=10, clip=1.0),
-    },
-    "gpu-paper": {
-        "pretrain": dict(encoder="vit-small", epochs=100, batch_size=128, lr=1.5e-4, weight_decay=0.05,
-                         warmup_steps=400, clip=1.0, lambda_align=0.0, workers=8),
-        "align": dict(encoder="vit-small", epochs=50, batch_size=24, accum=2, lr=1e-5, weight_decay=0.01,
-                      warmup_steps=400, clip=1.0, proj_hidden=1024, proj_out=512, dropout=0.2,
-                      lambda_align=1.0, lambda_msm=1.0, workers=8),
-    },
+PRESETS: dict[str, AlignPreset] = {
+    "cpu-tiny": AlignPreset(
+        pretrain=TrainConfig(mode="pretrain", encoder="vit-tiny", epochs=30, batch_size=16, lr=1e-3,
+                             weight_decay=0.05, warmup_steps=20, clip=1.0, lambda_align=0.0),
+        align=TrainConfig(mode="align", encoder="vit-tiny", epochs=15, batch_size=16, accum=1, lr=2e-4,
+                          weight_decay=0.01, warmup_steps=10, clip=1.0),
+    ),
+    "gpu-paper": AlignPreset(
+        pretrain=TrainConfig(mode="pretrain", encoder="vit-small", epochs=100, batch_size=128, lr=1.5e-4,
+                             weight_decay=0.05, warmup_steps=400, clip=1.0, lambda_align=0.0, workers=8),
+        align=TrainConfig(mode="align", encoder="vit-small", epochs=50, batch_size=24, accum=2, lr=1e-5,
+                          weight_decay=0.01, warmup_steps=400, clip=1.0, proj_hidden=1024, proj_out=512,
+                          dropout=0.2, lambda_align=1.0, lambda_msm=1.0, workers=8),
+    ),
 }
 
 
@@ -119,13 +117,18 @@ def preset_config(preset: str, mode: str, **overrides: Any) -> TrainConfig:
     """The preset's settings for ``mode`` with ``overrides`` (None values ignored)."""
     if preset not in PRESETS:
         raise AculaError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    base = dict(PRESETS[preset][mode])
-    if mode == "pretrain":
-        base.setdefault("lambda_msm", 1.0)
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    if base.get("init"):
-        base["encoder"] = None  # the checkpoint decides (its config is in config.json and the sidecar)
-    return TrainConfig(mode=mode, **base)
+    return configure(getattr(PRESETS[preset], mode), **overrides)
+
+
+def configure(base: TrainConfig, **overrides: Any) -> TrainConfig:
+    """``base`` with ``overrides`` (None values ignored); a checkpoint to start from (``init``)
+    replaces the encoder preset, and an encoder preset a checkpoint."""
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if changes.get("init"):
+        changes["encoder"] = None  # the checkpoint decides (its config is in config.json and the sidecar)
+    elif changes.get("encoder"):
+        changes["init"] = None
+    return dataclasses.replace(base, **changes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,7 +204,7 @@ class AlignJob(Job):
         from acula_edge.frontend import LogMel
 
         self.cfg, self.records, self.d = cfg, records, d
-        self.name = cfg.mode
+        self.name, self.stage = cfg.mode, STAGES[cfg.mode]
         self.ids = [r.id for r in records]
         torch.manual_seed(cfg.seed)
         self.encoder, self.fe, self.prior_subjects = _build_encoder(cfg)
@@ -246,7 +249,7 @@ class AlignJob(Job):
                  if cfg.align else None, "trained_subjects_count": len(self.subjects)}
         if isinstance(getattr(model, "align_loss", None), InfoNCELoss):
             extra["logit_scale"] = float(model.align_loss.scale().detach())
-        save_checkpoint(out / ENCODER_NAME, self.encoder, self.fe.to_dict(), {**cfg.to_dict(), "steps": step},
+        save_checkpoint(out / ENCODER_NAME, self.encoder, self.fe.to_dict(), {**to_dict(cfg), "steps": step},
                         subjects=self.subjects, extra=extra, modules=modules, subject_hashes=self.prior_subjects)
         return {"recordings": len(self.records), "subjects": len(self.subjects)}
 
@@ -261,4 +264,5 @@ def train(cfg: TrainConfig, records: list[Recording], out: str | os.PathLike, re
     return run(job, out, d, state, progress_bar)
 
 
-__all__ = ["PRESETS", "AlignJob", "AlignModel", "TrainConfig", "preset_config", "train"]
+__all__ = ["PRESETS", "STAGES", "AlignJob", "AlignModel", "AlignPreset", "TrainConfig", "configure", "preset_config",
+           "train"]

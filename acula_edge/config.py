@@ -44,16 +44,16 @@ def from_dict(cls: type[T], data: Any, where: str = "") -> T:
     Unknown or missing fields and values of the wrong type raise :class:`ConfigError` naming the
     field (``where`` is the path of ``data`` inside a larger config, for the message)."""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{where or cls.__name__}: expected an object of settings, got {_short(data)}")
+        raise ConfigError(f"{where or cls.__name__}: expected an object of {cls.__name__} settings, got {_short(data)}")
     hints = field_types(cls)
+    at = f"{where}: " if where else ""
     unknown = [str(k) for k in data if k not in hints]
     if unknown:
-        raise ConfigError(f"{where or cls.__name__}: unknown field{'s' * (len(unknown) > 1)} {', '.join(unknown)} "
-                          f"(not settings of {cls.__name__})")
+        raise ConfigError(f"{at}unknown {cls.__name__} field{'s' * (len(unknown) > 1)} {', '.join(unknown)}")
     missing = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in data
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
-        raise ConfigError(f"{where or cls.__name__}: missing field{'s' * (len(missing) > 1)} {', '.join(missing)}")
+        raise ConfigError(f"{at}missing {cls.__name__} field{'s' * (len(missing) > 1)} {', '.join(missing)}")
     return cls(**{k: _typed(hints[k], v, _join(where, k)) for k, v in data.items()})
 
 
@@ -79,7 +79,7 @@ def read_config(path: str | Path, cls: type[T], stage: str, key: str | None = No
         raise ConfigError(f"--config {path}: expected a JSON object, got {_short(doc)}")
     written_by = doc.get("stage", stage)
     if written_by != stage:
-        raise ConfigError(f"--config {path}: the config of a `{written_by}` run, not of `{stage}`")
+        raise ConfigError(f"--config {path}: a `{written_by}` run's config, not a `{stage}` one")
     body = doc.get(key) if key else {k: v for k, v in doc.items() if k != "stage"}
     if not isinstance(body, dict):
         raise ConfigError(f"--config {path}: no {key!r} settings in it: not a `{stage}` run's config")
@@ -150,18 +150,19 @@ def parse_value(kind: Any, text: str) -> Any:
     raise ValueError(text)
 
 
-def describe(kind: Any) -> str:
-    """What a value of type ``kind`` looks like, for messages."""
+def describe(kind: Any, listed: bool = False) -> str:
+    """What a value of type ``kind`` looks like, for messages: on the command line, or in JSON with ``listed``."""
     options = _union(kind)
     if options is not None:
         rest = [k for k in options if k is not type(None)]
-        text = " or ".join(describe(k) for k in rest)
-        return text + " or none" if len(rest) < len(options) else text
+        text = " or ".join(describe(k, listed) for k in rest)
+        return text + (" or null" if listed else " or none") if len(rest) < len(options) else text
     if kind is tuple or typing.get_origin(kind) is tuple:
         args = typing.get_args(kind)
+        what = "a list of" if listed else "comma-separated"
         if not args or (len(args) == 2 and args[1] is Ellipsis):
-            return "comma-separated values" + (f" ({describe(args[0])} each)" if args else "")
-        return f"{len(args)} comma-separated values ({', '.join(describe(a) for a in args)})"
+            return f"{what} values" + (f" ({describe(args[0], listed)} each)" if args else "")
+        return f"{what} {len(args)} values ({', '.join(describe(a, listed) for a in args)})"
     return {bool: "true or false", int: "an integer", float: "a number", str: "text"}.get(
         kind, getattr(kind, "__name__", str(kind)))
 
@@ -177,14 +178,14 @@ def _typed(kind: Any, value: Any, where: str) -> Any:
         if value is None and type(None) in options:
             return None
         rest = [k for k in options if k is not type(None)]
-        if len(rest) == 1:
-            return _typed(rest[0], value, where)
+        if len(rest) == 1 and _is_config(rest[0]):
+            return _typed(rest[0], value, where)  # its own message names the field inside it
         for k in rest:
             try:
                 return _typed(k, value, where)
             except ConfigError:
                 continue
-        raise ConfigError(f"{where}: expected {describe(kind)}, got {_short(value)}")
+        raise ConfigError(f"{where}: expected {describe(kind, True)}, got {_short(value)}")
     if _is_config(kind):
         return from_dict(kind, value, where)
     origin, args = typing.get_origin(kind) or kind, typing.get_args(kind)
@@ -192,15 +193,15 @@ def _typed(kind: Any, value: Any, where: str) -> Any:
           float: isinstance(value, (int, float)) and not isinstance(value, bool), str: isinstance(value, str)}
     if origin in ok:
         if not ok[origin]:
-            raise ConfigError(f"{where}: expected {describe(kind)}, got {_short(value)}")
+            raise ConfigError(f"{where}: expected {describe(kind, True)}, got {_short(value)}")
         return value
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected {describe(kind)}, got {_short(value)}")
+            raise ConfigError(f"{where}: expected {describe(kind, True)}, got {_short(value)}")
         try:
             items = _tuple_items(kind, len(value))
         except ValueError:
-            raise ConfigError(f"{where}: expected {describe(kind)}, got {_short(value)}") from None
+            raise ConfigError(f"{where}: expected {describe(kind, True)}, got {_short(value)}") from None
         return tuple(_typed(k, v, f"{where}[{i}]") for i, (k, v) in enumerate(zip(items, value)))
     if origin is dict:
         if not isinstance(value, Mapping):

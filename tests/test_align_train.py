@@ -224,6 +224,38 @@ def test_resume_after_a_kill_gives_the_same_weights(corpus, cache, tmp_path):
     assert other.returncode == 2 and "other training data" in other.stderr
 
 
+def test_a_runs_config_file_starts_the_same_run(corpus, cache, tmp_path):
+    """``--config OUT/config.json`` resolves the same settings and trains the same weights; flags
+    given with it override it; another stage's config or none at all is one line."""
+    first, again, changed = tmp_path / "first", tmp_path / "again", tmp_path / "changed"
+    r = align("train", "--manifest", str(corpus), "--encoder", "vit-tiny", "--loss", "infonce", "--max-steps", "2",
+              "--batch-size", "8", "--lr", "3e-4", "--dropout", "0.1", "--no-augment", "--text-cache", cache,
+              "--threads", "1", "--quiet", "--out", str(first))
+    assert r.returncode == 0, r.stderr
+    config = first / "config.json"
+    r = align("train", "--config", str(config), "--manifest", str(corpus), "--threads", "1", "--quiet", "--out", str(again))
+    assert r.returncode == 0, r.stderr
+    written = json.loads(config.read_text())
+    assert written["stage"] == "align train" and written["training"]["lr"] == 3e-4
+    assert json.loads((again / "config.json").read_text()) == written
+    wa, wb = _weights(first), _weights(again)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    r = align("train", "--config", str(config), "--lr", "1e-4", "--max-steps", "1", "--manifest", str(corpus),
+              "--threads", "1", "--quiet", "--out", str(changed))
+    assert r.returncode == 0, r.stderr
+    a, b = written["training"], json.loads((changed / "config.json").read_text())["training"]
+    assert {k for k in a if a[k] != b[k]} == {"lr", "max_steps"} and (b["lr"], b["max_steps"]) == (1e-4, 1)
+    for args, message in [
+        (["pretrain", "--config", str(config)], "a `align train` run's config, not a `align pretrain` one"),
+        (["train", "--config", str(config), "--preset", "cpu-tiny"], "give --preset or --config"),
+        (["train", "--config", str(tmp_path / "none.json")], "none.json: no such file"),
+        (["train", "--config", str(first / "metrics.jsonl")], "not valid JSON"),
+    ]:
+        r = call_main("acula_edge.align.cli", *args, "--manifest", str(corpus), "--out", str(tmp_path / "x"))
+        assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
+    assert not (tmp_path / "x").exists()
+
+
 def test_torchrun_two_cpu_processes_match_one(corpus, cache, tmp_path):
     """Global micro-batch 8 (2 x 4 under torchrun), accumulation 2, InfoNCE (a learned temperature
     shared by both processes), MSM: the same weights. Dropout is off: its masks are drawn per process."""

@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         base = preset_config(a.preset or "cpu-tiny", mode)
     if base.mode != mode:
-        raise AculaError(f"--config {a.config}: the config of a `{STAGES[base.mode]}` run, not of `{STAGES[mode]}`")
+        raise AculaError(f"--config {a.config}: a `{STAGES[base.mode]}` run's config, not a `{STAGES[mode]}` one")
     overrides = {k: getattr(a, k, None) for k in (
         "encoder", "init", "mask_ratio", "loss", "lambda_align", "lambda_msm", "proj_hidden", "proj_out",
         "dropout", "reports", "report_seed", "text_model", "text_layer", "text_pooling", "text_max_length",

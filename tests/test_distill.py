@@ -157,6 +157,34 @@ def test_distill_resumes_after_a_kill_to_the_same_student(distill_setup, tmp_pat
     assert all(torch.equal(a[k], b[k]) for k in a), "the resumed student differs from the uninterrupted one"
 
 
+def test_a_distillations_config_file_starts_the_same_run(distill_setup, tmp_path):
+    """``--config OUT/config.json`` gives the same resolved settings and student; flags given with it
+    override it; an alignment run's config is refused in one line."""
+    root, manifest, cache = distill_setup
+    first, again = tmp_path / "first", tmp_path / "again"
+    r = run_module("distill", "--teacher", str(root / "teacher" / "encoder.safetensors"), "--student", "mn-xs",
+                   "--act", "relu", "--head", HEADS[0], "--w-relational", "0.25", "--embedding-kind", "cosine",
+                   "--manifest", str(manifest), "--max-steps", "2", "--batch-size", "8", "--text-cache", cache,
+                   "--threads", "1", "--quiet", "--out", str(first))
+    assert r.returncode == 0, r.stderr
+    config = first / "config.json"
+    r = run_module("distill", "--config", str(config), "--manifest", str(manifest), "--threads", "1", "--quiet",
+                   "--out", str(again))
+    assert r.returncode == 0, r.stderr
+    written = json.loads(config.read_text())
+    assert written["stage"] == "distill" and written["training"]["weights"]["relational"] == 0.25
+    assert written["training"]["heads"] == [HEADS[0]] and written["training"]["act"] == "relu"
+    assert json.loads((again / "config.json").read_text()) == written
+    a, b = (load_student(d / "student.safetensors")[0].state_dict() for d in (first, again))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    base = ["--manifest", str(manifest), "--out", str(tmp_path / "x")]
+    r = call_main("distill.cli", "--config", str(config), "--w-text", "-1", *base)  # an override, checked as one
+    assert r.returncode == 2 and "loss weights must be >= 0" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    r = call_main("distill.cli", "--config", str(root / "teacher" / "config.json"), *base)
+    assert r.returncode == 2 and "a `align train` run's config, not a `distill` one" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and not (tmp_path / "x").exists()
+
+
 def test_heads_get_thresholds_on_calibration_subjects_and_prompts_need_no_teacher(distill_setup, tmp_path):
     from acula_edge.data.records import Recording, write_manifest
     from acula_edge.data.splits import split_subjects

@@ -128,12 +128,54 @@ def test_a_killed_training_stage_resumes_in_a_copied_run_folder(tiny, tmp_path):
     assert "--resume" in (run / "logs" / "msm.log").read_text().splitlines()[0]
 
 
+def test_a_runs_config_file_starts_the_same_run(tiny, tmp_path):
+    """RUN/config.json holds the preset, its data and threads; ``--config`` with it builds the same run
+    (the same commands: up to date), in its own folder unless --out says otherwise; flags override it."""
+    from acula_edge.config import to_dict
+    from acula_edge.pipeline import PRESETS
+
+    out, _ = tiny
+    written = json.loads((out / "config.json").read_text())
+    assert written == {"stage": "pipeline", "preset": "tiny", "settings": to_dict(PRESETS["tiny"]), "data": {},
+                       "threads": written["threads"], "text_model": None}
+    copy = tmp_path / "copy"
+    r = pipeline("--config", str(out / "config.json"), "--out", str(copy), "--until", "synthetic")
+    assert r.returncode == 0, r.stderr
+    assert (copy / "config.json").read_text() == (out / "config.json").read_text()
+    assert (copy / "synthetic" / "manifest.jsonl").read_bytes() == (out / "synthetic" / "manifest.jsonl").read_bytes()
+    r = pipeline("--config", str(copy / "config.json"), "--until", "synthetic", "--set", "distill_epochs=3",
+                 "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((copy / "summary.json").read_text())["stages"]["synthetic"]["status"] == "up to date"
+    now = json.loads((copy / "config.json").read_text())
+    assert now == {**written, "settings": {**written["settings"], "distill_epochs": 3.0}, "threads": 1}
+
+
+def test_a_config_file_of_another_kind_is_one_line(tmp_path):
+    training = tmp_path / "config.json"
+    training.write_text(json.dumps({"stage": "align train", "training": {"lr": 0.1}}))
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({"stage": "pipeline", "preset": "tiny", "settings": {"synthetic": 4}}))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    for path, message in [(training, "a `align train` run's config, not a `pipeline` one"),
+                          (unknown, "settings: missing Preset fields description, align_preset"),
+                          (bad, "not valid JSON")]:
+        r = call_main("acula_edge.pipeline", "--config", str(path), "--out", str(tmp_path / "run"))
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--preset", "huge", "--out", "x"], "give --preset (one of: tiny, demo, cpu-small, gpu-paper)"),
     (["--preset", "tiny", "--out", "x", "--data", "wav=/tmp"], "--data wav: the pipeline knows the formats"),
     (["--preset", "tiny", "--out", "x", "--data", "sprsound=/no/such/folder"], "not a folder: /no/such/folder"),
     (["--preset", "tiny", "--out", "x", "--set", "epochs=3"], "--set epochs=3: give FIELD=VALUE with FIELD one of"),
-    (["--preset", "tiny", "--out", "x", "--set", "max_steps=many"], "max_steps takes a int value"),
+    (["--preset", "tiny", "--out", "x", "--set", "max_steps=many"], "--set max_steps=many: max_steps takes an integer or none"),
+    (["--preset", "tiny", "--out", "x", "--set", "gpu=maybe"], "gpu takes true or false"),
+    (["--preset", "tiny", "--config", "x/config.json"], "give --preset or --config"),
+    (["--config", "x/config.json", "--out", "x"], "--config x/config.json: no such file"),
+    (["--config", "x/config.json"], "no such file"),
 ])
 def test_bad_input_is_one_line(args, message, tmp_path):
     r = call_main("acula_edge.pipeline", *args)

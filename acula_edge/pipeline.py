@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from acula_edge.cli import Parser, guarded
+from acula_edge.cli import Parser, describe, guarded
 from acula_edge.errors import AculaError
 from acula_edge.stages import Runner, Step, clock, locked
 
@@ -379,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from acula_edge.cli import data_pairs
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = Parser(prog="python -m acula_edge.pipeline", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m acula_edge.pipeline", description=describe(__doc__))
     p.add_argument("--preset", help="one of: " + ", ".join(PRESETS))
     p.add_argument("--out", help="run folder (created; a rerun skips what is up to date and resumes the rest)")
     p.add_argument("--data", action="append", default=[], metavar="FORMAT=PATH",

@@ -7,18 +7,9 @@ spectrogram modelling. The alignment losses live in :mod:`acula_edge.align.losse
 re-exported here. This package needs torch (``pip install 'acula-edge[train]'``).
 """
 
-from acula_edge.align.losses import (
-    DEFAULT_LOSS,
-    CKALoss,
-    FeatureGramCKALoss,
-    InfoNCELoss,
-    create_loss,
-    feature_gram_cka,
-    linear_cka,
-    list_losses,
-    msm_align_loss,
-    register_loss,
-)
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "DEFAULT_LOSS",
@@ -32,3 +23,12 @@ __all__ = [
     "msm_align_loss",
     "register_loss",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # the losses (torch) load on first use, so that ``python -m acula_edge.align --help`` stays instant
+    if name in __all__:
+        from acula_edge.align import losses
+
+        return getattr(losses, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

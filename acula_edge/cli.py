@@ -7,6 +7,7 @@ import contextlib
 import functools
 import importlib
 import os
+import re
 import sys
 from typing import Callable, Iterator, Sequence
 
@@ -24,12 +25,63 @@ STAGES = {
     "evaluate": ("acula_edge.evaluate", "linear-probe AUROC of frozen encoders, with intervals"),
     "zeroshot": ("acula_edge.zeroshot", "score recordings against free-text prompts (no retraining)"),
     "listen": ("acula_edge.listen", "screen live audio, a recording or a demo stream with a bundle, in real time"),
+    "demo": ("acula_edge.demo", "the default bundle screens the example recording in real time"),
     "pipeline": ("acula_edge.pipeline", "every stage in one command, from recordings to a verified, benchmarked bundle"),
+    "benchmarks": ("benchmarks.__main__", "accuracy against latency, size and memory for every variant of a bundle"),
 }
+
+#: the program name of the stage that :func:`main` runs (``acula-edge <stage>``); None under ``python -m``
+_stage_prog: str | None = None
+
+_DOUBLE_BACKTICKS = re.compile(r"``(.+?)``", re.DOTALL)
+
+
+def plain(text: str) -> str:
+    """``text`` without reST's double backticks (``like this`` reads: like this)."""
+    return _DOUBLE_BACKTICKS.sub(r"\1", text)
+
+
+def describe(doc: str) -> str:
+    """A parser description from a module docstring: its first paragraph on one line, without a leading
+    ``command``: (the usage line names the command)."""
+    first = " ".join(doc.strip().split("\n\n")[0].split())
+    m = re.match(r"``[^`]+``(?: \([^)]*\))?: (.+)", first)
+    return m[1][0].upper() + m[1][1:] if m else first
+
+
+class _PlainHelp:
+    """Help formatting without reST's double backticks (mixed into an argparse formatter)."""
+
+    def _format_text(self, text: str) -> str:  # description and epilog
+        return super()._format_text(plain(text))
+
+    def _expand_help(self, action: argparse.Action) -> str:  # an option's or a sub-command's help
+        return plain(super()._expand_help(action))
+
+
+class _SubCommands(argparse._SubParsersAction):
+    """Sub-commands whose parsers take their description from their one-line help when given none."""
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        text = kwargs.get("help")
+        if text and "description" not in kwargs:
+            kwargs["description"] = text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
+        return super().add_parser(name, **kwargs)
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one ``error:`` line (through :func:`guarded`)."""
+    """An argument parser whose usage errors are one ``error:`` line (through :func:`guarded`), whose help
+    shows no reST markup, and whose ``python -m MODULE`` program name reads ``acula-edge <stage>`` when the
+    console script runs the stage (sub-commands follow)."""
+
+    def __init__(self, prog: str | None = None, *args, **kwargs) -> None:
+        if _stage_prog and prog and prog.startswith("python -m "):
+            prog = " ".join([_stage_prog, *prog.split()[3:]])
+        formatter = kwargs.get("formatter_class", argparse.HelpFormatter)
+        if not issubclass(formatter, _PlainHelp):
+            kwargs["formatter_class"] = type(f"Plain{formatter.__name__}", (_PlainHelp, formatter), {})
+        super().__init__(prog, *args, **kwargs)
+        self.register("action", "parsers", _SubCommands)
 
     def error(self, message: str):
         raise AculaError(f"{message} (see {self.prog} --help)")
@@ -91,21 +143,42 @@ def data_pairs(items: Sequence[str]) -> list[tuple[str, str]]:
     return out
 
 
+def _help() -> str:
+    from acula_edge import __doc__ as summary
+
+    stages = "\n".join(f"  {name:<11}{text}" for name, (_, text) in STAGES.items())
+    return (f"usage: acula-edge [-h] [-V] <stage> [options]\n\n{describe(summary)}\n\nstages:\n{stages}\n\n"
+            "options:\n  -h, --help     show this help message and exit\n"
+            "  -V, --version  print the version and exit\n\n"
+            "acula-edge <stage> --help shows a stage's options; each stage also runs as python -m MODULE.\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``acula-edge <stage> [options]``: run one stage of the toolkit."""
+    global _stage_prog
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        out = sys.stdout if args else sys.stderr
-        print("usage: acula-edge <stage> [options]\n\nstages:", file=out)
-        for name, (_, text) in STAGES.items():
-            print(f"  {name:<10} {text}", file=out)
+        print(_help(), end="", file=sys.stdout if args else sys.stderr)
         return 0 if args else 2
+    if args[0] in ("-V", "--version"):
+        from acula_edge import __version__
+
+        print(f"acula-edge {__version__}")
+        return 0
     if args[0] not in STAGES:
-        print(f"error: unknown stage {args[0]!r}; choose one of: {', '.join(STAGES)}", file=sys.stderr)
+        print(f"error: unknown stage {args[0]!r}; choose one of: {', '.join(STAGES)} (see acula-edge --help)",
+              file=sys.stderr)
         return 2
-    module = importlib.import_module(STAGES[args[0]][0])
-    return module.main(args[1:])
+    _stage_prog = f"acula-edge {args[0]}"
+    try:
+        module = importlib.import_module(STAGES[args[0]][0])
+        return module.main(args[1:])
+    finally:
+        _stage_prog = None
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # through the imported module, whose _stage_prog the stages' parsers read (not this __main__ copy)
+    from acula_edge import cli
+
+    raise SystemExit(cli.main())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from acula_edge.cli import Parser, guarded
+from acula_edge.cli import Parser, describe, guarded
 
 
 #: the heads the demo shows: the example is a lung recording (the bundle's other heads judge other sounds)
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from acula_edge.device import listen
     from acula_edge.device.bundle import EXAMPLE_RECORDING, default_bundle, load_bundle
 
-    p = Parser(prog="python -m acula_edge.demo", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m acula_edge.demo", description=describe(__doc__))
     p.add_argument("--no-realtime", action="store_true", help="as fast as the loop takes it")
     p.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     p.add_argument("--write-example", metavar="PATH", help="write the example recording (FLAC) and exit")

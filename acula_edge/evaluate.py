@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from acula_edge.cli import Parser, guarded
+from acula_edge.cli import Parser, describe, guarded
 from acula_edge.data.records import atomic_write_text, read_manifest
 from acula_edge.data.roots import data_overrides, load_task_records
 from acula_edge.data.tasks import get_task, list_tasks, task_records
@@ -41,7 +41,7 @@ def _table(results: list[dict[str, Any]], encoders: list[str], tasks: list[str])
 @guarded
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m acula_edge.evaluate``."""
-    p = Parser(prog="python -m acula_edge.evaluate", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m acula_edge.evaluate", description=describe(__doc__))
     p.add_argument("--encoder", action="append", default=[], help="checkpoint or baseline (random-init, logmel-stats); repeat")
     p.add_argument("--task", action="append", default=[], help="task name or csv:MANIFEST:COLUMN; repeat")
     p.add_argument("--out", default="runs/evaluate", help="output folder (default runs/evaluate)")

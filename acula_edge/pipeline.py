@@ -24,24 +24,19 @@ when it last ran (their sum is the time to build the run from nothing).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hashlib
+import functools
 import json
 import os
 import shlex
-import shutil
-import signal
-import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
-from acula_edge.cli import Parser, guarded
+from acula_edge.cli import Parser, describe, guarded
 from acula_edge.config import config_document, override, read_config
 from acula_edge.errors import AculaError
-from acula_edge.hashing import path_digest
+from acula_edge.stages import Runner, Step, clock, locked
 
 #: dataset format -> (the task its heads and evaluation use, its licence as its publisher states it)
 DATASETS: dict[str, tuple[str, str]] = {
@@ -108,25 +103,7 @@ class RunConfig:
     text_model: str | None = None
 
 
-# ----------------------------------------------------------------------------- content hashes
-
-
 # ----------------------------------------------------------------------------- stages
-
-
-@dataclass
-class Step:
-    """One stage's work: a command (or an in-process function), what it reads and what it writes."""
-
-    command: list[str] = field(default_factory=list)  # module and arguments, after "python -m"
-    inputs: list[Path] = field(default_factory=list)
-    outputs: list[Path] = field(default_factory=list)
-    run: Callable[[], None] | None = None  # in-process work instead of a command
-    resumable: Path | None = None  # a training run folder: continued with --resume after a kill
-    stdout: Path | None = None  # where the command's stdout goes (else the log)
-    torchrun: bool = False
-    progress: tuple[Path, float] | None = None  # (metrics.jsonl, epochs) for the progress line
-    ok_codes: tuple[int, ...] = (0,)  # exit codes that finish the stage (verify: 1 = a file failed a check)
 
 
 @dataclass
@@ -143,11 +120,6 @@ class Run:
 
     def p(self, *parts: str) -> Path:
         return self.out.joinpath(*parts)
-
-    def rel(self, x: str | Path) -> str:
-        """A path inside this run's folder written as ``RUN/...`` (anything else as it is)."""
-        text, base = str(x), str(self.out)
-        return "RUN" + text[len(base):] if text == base or text.startswith(base + os.sep) else text
 
     @property
     def tasks(self) -> list[str]:
@@ -349,175 +321,6 @@ def card(r: Run, splits: dict[str, Any]) -> dict[str, Any]:
                 if x]}
 
 
-# ----------------------------------------------------------------------------- running
-
-
-def _stop_with_parent() -> None:  # pragma: no cover - runs in the child
-    """A stage dies with the pipeline (Linux), so that a killed pipeline leaves no stage writing on."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class Display:
-    """One progress line for the whole run: rewritten in place on a terminal, a line per event in a log."""
-
-    def __init__(self, total: int, stream=sys.stderr) -> None:
-        self.total, self.stream, self.tty = total, stream, stream.isatty()
-        self.last = 0.0
-
-    def show(self, i: int, name: str, text: str, final: bool = False) -> None:
-        line = f"[{i}/{self.total}] {name:<10} {text}"
-        now = time.monotonic()
-        if self.tty:
-            self.stream.write("\r\033[K" + line + ("\n" if final else ""))
-        elif final or now - self.last >= 30:
-            self.stream.write(line + "\n")
-        else:
-            return
-        self.last = now
-        self.stream.flush()
-
-
-def training_progress(metrics: Path, epochs: float, max_steps: int | None) -> str:
-    """``epoch 3.2/10`` (or ``step 5/8``) from the last line of a training run's ``metrics.jsonl``."""
-    try:
-        with open(metrics, "rb") as f:
-            f.seek(max(0, f.seek(0, 2) - 4096))
-            last = json.loads(f.read().decode("utf-8", "replace").strip().splitlines()[-1])
-    except (OSError, ValueError, IndexError):
-        return ""
-    if max_steps:
-        return f"step {last.get('step', 0)}/{max_steps}"
-    return f"epoch {float(last.get('epoch', 0)):.1f}/{epochs:g}"
-
-
-def _clock(s: float) -> str:
-    return f"{int(s // 60)}m{int(s % 60):02d}s"
-
-
-def error_line(log: Path) -> str:
-    """The last ``error:`` line of a stage's log, else its last line."""
-    try:
-        lines = [x.strip() for x in log.read_text(encoding="utf-8", errors="replace").splitlines() if x.strip()]
-    except OSError:
-        return ""
-    errors = [x for x in lines if x.startswith("error:")]
-    return (errors or lines or [""])[-1]
-
-
-def execute(r: Run, name: str, step: Step, display: Display, i: int) -> None:
-    """Run one stage's command (its output in RUN/logs/NAME.log), showing its progress."""
-    log = r.p("logs", f"{name}.log")
-    log.parent.mkdir(parents=True, exist_ok=True)
-    if step.run is not None:
-        display.show(i, name, "running")
-        step.run()
-        return
-    py = [sys.executable]
-    if step.torchrun and r.nproc > 1:
-        py += ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(r.nproc)]
-    cmd = py + ["-m", *step.command] + (["--resume"] if step.resumable and step.resumable.exists() else [])
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    t0 = time.monotonic()
-    if step.stdout:
-        step.stdout.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w", encoding="utf-8") as err, contextlib.ExitStack() as stack:
-        out = stack.enter_context(open(step.stdout.with_suffix(".tmp"), "w", encoding="utf-8")) if step.stdout else err
-        err.write("$ " + shlex.join(["python", *cmd[1:]]) + "\n")
-        err.flush()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, preexec_fn=_stop_with_parent)
-        try:
-            while proc.poll() is None:
-                where = training_progress(*step.progress, r.preset.max_steps) if step.progress else ""
-                display.show(i, name, f"{where}  {_clock(time.monotonic() - t0)}".strip())
-                time.sleep(0.5)
-        except BaseException:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            raise
-    if proc.returncode not in step.ok_codes:
-        raise AculaError(f"stage {name} failed (exit {proc.returncode}): {error_line(log) or 'no output'} "
-                         f"(log: {log})")
-    if step.stdout:
-        os.replace(step.stdout.with_suffix(".tmp"), step.stdout)
-
-
-@contextlib.contextmanager
-def locked(folder: Path) -> Iterator[None]:
-    """One pipeline at a time in a run folder."""
-    import fcntl
-
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise AculaError(f"another pipeline is running in {folder.parent}") from None
-        yield
-
-
-def stage_key(r: Run, name: str, step: Step) -> str:
-    """sha256 of the stage's command and of its inputs' contents (paths inside the run folder written
-    relative to it, so that a copied or moved run folder stays up to date)."""
-    from acula_edge import __version__
-
-    rel = [r.rel(c) for c in step.command]
-    inputs = {r.rel(p): path_digest(p) for p in step.inputs}
-    doc = {"stage": name, "command": rel, "inputs": inputs, "nproc": r.nproc if step.torchrun else 1,
-           "code": __version__}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-
-
-def up_to_date(r: Run, state: Path, key: str, outputs: list[Path]) -> bool:
-    """Whether the stage finished with this key and its outputs are still the ones it wrote."""
-    try:
-        done = json.loads(state.read_text())
-    except (OSError, ValueError):
-        return False
-    return done.get("key") == key and all(done.get("outputs", {}).get(r.rel(p)) == path_digest(p) for p in outputs)
-
-
-def run_stages(r: Run, names: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Run (or skip) the stages in order; what each did and took."""
-    from acula_edge.data.records import atomic_write_text
-
-    meta = r.p(".pipeline")
-    display = Display(len(names))
-    done: dict[str, dict[str, Any]] = {}
-    for i, name in enumerate(names, 1):
-        step = STAGES[name][1](r)
-        key = stage_key(r, name, step)
-        state = meta / f"{name}.json"
-        if up_to_date(r, state, key, step.outputs):
-            seconds = json.loads(state.read_text())["seconds"]
-            done[name] = {"status": "up to date", "seconds": seconds}
-            display.show(i, name, f"up to date (took {_clock(seconds)})", final=True)
-            continue
-        started = meta / f"{name}.started"
-        resuming = step.resumable is not None and started.exists() and started.read_text() == key
-        if not resuming:  # a fresh start: outputs of another configuration go
-            for p in ([step.resumable] if step.resumable else []) + step.outputs:
-                if p.is_dir():
-                    shutil.rmtree(p)
-                elif p.exists():
-                    p.unlink()
-            atomic_write_text(started, key)
-        t0 = time.monotonic()
-        execute(r, name, step, display, i)
-        seconds = round(time.monotonic() - t0, 1)
-        atomic_write_text(state, json.dumps({"key": key, "seconds": seconds, "command": [r.rel(c) for c in step.command],
-                                             "outputs": {r.rel(p): path_digest(p) for p in step.outputs}}, indent=2) + "\n")
-        started.unlink(missing_ok=True)
-        done[name] = {"status": "resumed" if resuming else "ran", "seconds": seconds}
-        display.show(i, name, f"{done[name]['status']} in {_clock(seconds)}", final=True)
-    return done
-
-
 # ----------------------------------------------------------------------------- summary
 
 
@@ -575,8 +378,8 @@ def markdown(s: dict[str, Any]) -> str:
                   "", "| task | " + " | ".join(encs) + " |", "|---|" + "---|" * len(encs)]
         lines += [f"| {t} | " + " | ".join(ci(cell.get((t, e))) for e in encs) + " |" for t in ptasks]
     lines += ["", "| stage | status | time |", "|---|---|---|"]
-    lines += [f"| {n} | {x['status']} | {_clock(x['seconds'])} |" for n, x in s["stages"].items()]
-    lines += [f"| total | | {_clock(s['seconds_total'])} |", ""]
+    lines += [f"| {n} | {x['status']} | {clock(x['seconds'])} |" for n, x in s["stages"].items()]
+    lines += [f"| total | | {clock(s['seconds_total'])} |", ""]
     if s["bundle"]["files"]:
         lines.append(f"Bundle: `{s['bundle']['path']}`, {s['bundle']['bytes'] / 1024:.0f} KiB, verified: "
                      f"{s['bundle']['verified']}.")
@@ -593,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from acula_edge.cli import data_pairs
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = Parser(prog="python -m acula_edge.pipeline", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m acula_edge.pipeline", description=describe(__doc__))
     p.add_argument("--preset", help="one of: " + ", ".join(PRESETS))
     p.add_argument("--out", help="run folder (created; a rerun skips what is up to date and resumes the rest)")
     p.add_argument("--data", action="append", default=[], metavar="FORMAT=PATH",
@@ -645,11 +448,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = list(STAGES)[: list(STAGES).index(a.until) + 1] if a.until else list(STAGES)
     command = shlex.join(["python", "-m", "acula_edge.pipeline", *argv])
     print(f"pipeline {cfg.preset}: {len(names)} stages into {out} (logs in {out / 'logs'})", file=sys.stderr)
-    with locked(r.p(".pipeline")):
+    runner = Runner(out, nproc, preset.max_steps, state=".pipeline")
+    with locked(r.p(".pipeline"), "pipeline"):
         from acula_edge.data.records import atomic_write_text
 
         atomic_write_text(r.p(CONFIG_NAME), config_document(cfg, "pipeline"))
-        stages = run_stages(r, names)
+        stages = runner.run([(n, functools.partial(STAGES[n][1], r)) for n in names])
         summary = summarize(r, stages, command)
         atomic_write_text(r.p("summary.json"), json.dumps(summary, indent=2) + "\n")
         atomic_write_text(r.p("summary.md"), markdown(summary))

@@ -4,17 +4,33 @@ bundle (:mod:`benchmarks.harness`). The other benchmarks run as ``python -m benc
 from __future__ import annotations
 
 import sys
+from typing import Sequence
+
+from acula_edge.cli import Parser, guarded
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> Parser:
+    p = Parser(prog="python -m benchmarks",
+               description="Accuracy against latency, size and memory for every variant of a bundle.")
+    p.epilog = (f"{p.prog} run --help shows the options of run. The single benchmarks behind the README's "
+                "numbers run as python -m benchmarks.NAME (for example benchmarks.export or benchmarks.synth_speed).")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("run", add_help=False, help="benchmark the bundles' variants on the test subjects of tasks")
+    return p
+
+
+@guarded
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m benchmarks``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] != ["run"]:
-        print("usage: python -m benchmarks run --bundle BUNDLE [--teacher CKPT] --task NAME ... [--out DIR] [--quick]\n"
-              "       (python -m benchmarks run --help for every option)", file=sys.stderr)
-        return 2
-    from benchmarks.harness import main as run_main
+    if argv[:1] == ["run"]:
+        from benchmarks.harness import main as run_main
 
-    return run_main(argv[1:])
+        return run_main(argv[1:])
+    p = _parser()
+    p.parse_args(argv)  # --help, or a usage error
+    p.print_help(sys.stderr)  # no command
+    return 2
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from acula_edge.data.records import Recording, atomic_write_text, write_manifest
 from acula_edge.provenance import machine, versions
-from benchmarks.common import evaluate_once, finished, run, subject_parts
+from acula_edge.stages import Runner, Step, locked
+from benchmarks.common import subject_parts, trained
 
 LOSSES = ("cka", "cka-feature", "infonce")
 # dataset -> (task whose label stratifies the subject split, tasks scored)
@@ -92,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(a.work)
     t0 = time.perf_counter()
-    commands: list[str] = []
     corpus = work / "synthetic"
     if not (corpus / "manifest.jsonl").exists():
         generate(corpus, a.synthetic, seed=0)
@@ -115,27 +115,33 @@ def main(argv: list[str] | None = None) -> int:
     manifest = work / "encoder_train.jsonl"
     write_manifest(train_records, manifest)
 
-    py = [sys.executable, "-m"]
     common = ["--manifest", str(manifest), "--threads", str(a.threads), "--quiet"]
     msm = work / "msm"
-    run(py + ["acula_edge.align", "pretrain", *common, "--out", str(msm), "--epochs", str(a.pretrain_epochs),
-              "--resume"], commands, needed=not finished(msm, a.pretrain_epochs, len(train_records)))
+    runner = Runner(work)
+    stages = [("msm", Step(["acula_edge.align", "pretrain", *common, "--out", str(msm), "--epochs",
+                            str(a.pretrain_epochs)], inputs=[manifest], outputs=trained(msm), resumable=msm))]
     encoders = ["random-init", "logmel-stats", str(msm / "encoder.safetensors")]
     names = {"random-init": "random-init", "logmel-stats": "logmel-stats", encoders[2]: "MSM only"}
     for loss in LOSSES:
         run_dir = work / f"align-{loss}"
-        run(py + ["acula_edge.align", "train", *common, "--init", str(msm / "encoder.safetensors"), "--loss", loss,
-                  "--out", str(run_dir), "--epochs", str(a.align_epochs), "--resume"], commands,
-            needed=not finished(run_dir, a.align_epochs, len(train_records)))
+        stages.append((f"align-{loss}", Step(["acula_edge.align", "train", *common, "--init", encoders[2],
+                                              "--loss", loss, "--out", str(run_dir), "--epochs", str(a.align_epochs)],
+                                             inputs=[manifest, Path(encoders[2])], outputs=trained(run_dir),
+                                             resumable=run_dir)))
         encoders.append(str(run_dir / "encoder.safetensors"))
         names[encoders[-1]] = f"MSM + align ({loss})"
     tasks = [t for _, _, ts in sources.values() for t in ts]
     ev = work / "evaluate"
-    cmd = py + ["acula_edge.evaluate", "--unseen-only", "--threads", str(a.threads), "--seeds", str(a.seeds),
-                "--out", str(ev), "--data", f"synthetic={corpus}"]
+    cmd = ["acula_edge.evaluate", "--unseen-only", "--threads", str(a.threads), "--seeds", str(a.seeds),
+           "--out", str(ev), "--data", f"synthetic={corpus}"]
     cmd += [x for fmt, (where, _, _) in sources.items() if fmt != "synthetic" for x in ("--data", f"{fmt}={where}")]
     cmd += [x for e in encoders for x in ("--encoder", e)] + [x for t in tasks for x in ("--task", t)]
-    done = evaluate_once(cmd, ev, encoders, commands)
+    stages.append(("evaluate", Step(cmd, inputs=[Path(e) for e in encoders[2:]] + [Path(w) for w, _, _ in sources.values()],
+                                    outputs=[ev / "results.json"])))
+    with locked(work / runner.state, "benchmark"):
+        runner.run(stages)
+    commands = runner.commands
+    done = ev / "results.json"
 
     results = json.loads((ev / "results.json").read_text())["results"]
     for r in results:

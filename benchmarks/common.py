@@ -1,12 +1,12 @@
 """What every benchmark shares: one pinned thread and CPU, the machine, versions, the saved JSON;
-for the training benchmarks: logged commands, finished-run checks, subject splits, cached evaluation."""
+for the training benchmarks: subject splits and a training run's outputs (their stages run through
+:class:`acula_edge.stages.Runner`, skipped when up to date)."""
 
 from __future__ import annotations
 
 import json
 import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -46,35 +46,6 @@ def save_result(result: dict, out: str, module: str, argv: list[str], echo: bool
     return result
 
 
-def run(cmd: list[str], log: list[str], needed: bool = True) -> None:
-    """Log a command; run it (printed) when ``needed`` (its output is not in the work folder yet)."""
-    line = shlex.join(["python", *cmd[1:]] if cmd[0] == sys.executable else cmd)
-    log.append(line)
-    if not needed:
-        return
-    print(f"$ {line}", file=sys.stderr, flush=True)
-    r = subprocess.run(cmd)
-    if r.returncode != 0:
-        raise SystemExit(f"error: command failed ({r.returncode}): {line}")
-
-
-def finished(run_dir: Path, epochs: int, recordings: int, checkpoint: str = "encoder.safetensors") -> bool:
-    """Whether ``run_dir`` holds a finished run with these settings; another finished run is an error."""
-    if not (run_dir / checkpoint).exists():
-        return False  # not run, or interrupted: the trainer resumes it (and refuses other settings)
-    cfg = json.loads((run_dir / "config.json").read_text())
-    if cfg["training"]["epochs"] != epochs or cfg["recordings"] != recordings:
-        raise SystemExit(f"error: {run_dir} holds a run with other settings; give a fresh --work")
-    return True
-
-
-
-
-def evaluate_once(cmd: list[str], out: Path, checkpoints: list[str], log: list[str]) -> Path:
-    """Run an ``acula_edge.evaluate`` command unless ``out/results.json`` already holds its result,
-    newer than every checkpoint; returns that file."""
-    done = out / "results.json"
-    same = (done.exists() and json.loads(done.read_text())["command"] == shlex.join(["python", "-m", *cmd[2:]])
-            and all(done.stat().st_mtime > Path(e).stat().st_mtime for e in checkpoints if e.endswith(".safetensors")))
-    run(cmd, log, needed=not same)
-    return done
+def trained(run_dir: Path, name: str = "encoder") -> list[Path]:
+    """A training run's checkpoint and sidecar: the outputs that make its stage finished."""
+    return [run_dir / f"{name}.safetensors", run_dir / f"{name}.json"]

@@ -40,7 +40,8 @@ import numpy as np
 from acula_edge.data.records import Recording, atomic_write_text, read_manifest, write_manifest
 from acula_edge.provenance import machine, versions
 from benchmarks.alignment import REAL, SYNTHETIC_TASKS
-from benchmarks.common import evaluate_once, finished, run, subject_parts
+from acula_edge.stages import Runner, Step, locked
+from benchmarks.common import subject_parts, trained
 from benchmarks.variants import network_cost
 
 CALIBRATION_WINDOWS = 256
@@ -187,12 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     from acula_edge.zeroshot import task_auroc
 
     t0 = time.perf_counter()
-    commands: list[str] = []
     aw, work = Path(a.alignment_work), Path(a.work)
-    py = [sys.executable, "-m"]
     teacher = aw / f"align-{a.teacher_loss}" / "encoder.safetensors"
-    run(py + ["benchmarks.alignment", "--work", str(aw), "--out", str(aw / "results")], commands,
-        needed=not (teacher.exists() and (aw / "encoder_train.jsonl").exists()))
+    runner = Runner(work)
+    with locked(work / runner.state, "benchmark"):
+        runner.run([("alignment", Step(["benchmarks.alignment", "--work", str(aw), "--out", str(aw / "results")],
+                                       outputs=[teacher, aw / "encoder_train.jsonl"]))])
     records = split_for_students(read_manifest(aw / "encoder_train.jsonl"))
     work.mkdir(parents=True, exist_ok=True)
     manifest = work / "students.jsonl"
@@ -211,23 +212,27 @@ def main(argv: list[str] | None = None) -> int:
 
     variants = [(s, s, None) for s in a.students.split(",") if s] + \
                [(f"{s}-relu", s, "relu") for s in a.relu.split(",") if s]
-    students = {}
+    students, stages = {}, []
     for name, preset, act in variants:
         out = work / name
-        cmd = py + ["distill", "--teacher", str(teacher), "--student", preset, *(["--act", act] if act else []),
-                    "--manifest", str(manifest), "--split", "train", "--calibrate-split", "val",
-                    *[x for t in heads for x in ("--head", t)], "--sensitivity", str(a.sensitivity),
-                    "--epochs", str(a.epochs), "--hop", str(a.hop), "--threads", str(a.threads), "--quiet",
-                    "--resume", "--out", str(out)]
-        run(cmd, commands, needed=not finished(out, a.epochs, len(train), "student.safetensors"))
+        cmd = ["distill", "--teacher", str(teacher), "--student", preset, *(["--act", act] if act else []),
+               "--manifest", str(manifest), "--split", "train", "--calibrate-split", "val",
+               *[x for t in heads for x in ("--head", t)], "--sensitivity", str(a.sensitivity),
+               "--epochs", str(a.epochs), "--hop", str(a.hop), "--threads", str(a.threads), "--quiet", "--out", str(out)]
+        stages.append((name, Step(cmd, inputs=[teacher, manifest], outputs=trained(out, "student"), resumable=out)))
         students[name] = str(out / "student.safetensors")
 
     ev = work / "evaluate"
     encoders = [str(teacher), *students.values()]
-    cmd = py + ["acula_edge.evaluate", "--unseen-only", "--threads", str(a.threads), "--seeds", str(a.seeds),
-                "--out", str(ev), *[x for f, w in datasets.items() for x in ("--data", f"{f}={w}")],
-                *[x for e in encoders for x in ("--encoder", e)], *[x for t in tasks for x in ("--task", t)]]
-    done = evaluate_once(cmd, ev, encoders, commands)
+    cmd = ["acula_edge.evaluate", "--unseen-only", "--threads", str(a.threads), "--seeds", str(a.seeds),
+           "--out", str(ev), *[x for f, w in datasets.items() for x in ("--data", f"{f}={w}")],
+           *[x for e in encoders for x in ("--encoder", e)], *[x for t in tasks for x in ("--task", t)]]
+    stages.append(("evaluate", Step(cmd, inputs=[Path(e) for e in encoders] + list(datasets.values()),
+                                    outputs=[ev / "results.json"])))
+    with locked(work / runner.state, "benchmark"):
+        runner.run(stages)
+    commands = runner.commands
+    done = ev / "results.json"
     label = {str(teacher): "teacher", **{v: k for k, v in students.items()}}
     probe = {(r["task"], label[r["encoder"]]): r for r in json.loads(done.read_text())["results"]}
 

@@ -48,7 +48,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from acula_edge.cli import Parser, guarded
+from acula_edge.cli import Parser, describe, guarded
 from acula_edge.config import to_dict
 from acula_edge.errors import AculaError
 from acula_edge.progress import progress
@@ -376,7 +376,7 @@ def _point(m: dict[str, Any], b: int, **where: Any) -> dict[str, Any]:
 
 
 def _parser() -> Parser:
-    p = Parser(prog="python -m benchmarks run", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m benchmarks run", description=describe(__doc__))
     p.add_argument("--bundle", action="append", required=True, help="a bundle (repeat: e.g. one per ONNX quantizer; "
                    "all from the same student)")
     p.add_argument("--teacher", help="the aligned teacher checkpoint the student was distilled from")

@@ -42,6 +42,7 @@ def _parser() -> Parser:
 @guarded
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m distill``."""
+    a = _parser().parse_args(argv)
     import dataclasses
 
     from acula_edge.config import read_config
@@ -49,7 +50,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from acula_edge.models.students import create_student, list_students
     from distill.trainer import DistillConfig, DistillJob, distill
 
-    a = _parser().parse_args(argv)
     if a.list_students:
         from acula_edge.models import create_encoder
 

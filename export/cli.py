@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from acula_edge.cli import Parser, guarded
+from acula_edge.cli import Parser, describe, guarded
 from acula_edge.errors import AculaError
 
 FORMATS = ("onnx", "tflite")
@@ -133,7 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 @guarded
 def export_main(argv: Sequence[str]) -> int:
     """``python -m export --checkpoint CKPT --out BUNDLE ...``."""
-    p = Parser(prog="python -m export", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m export", description=describe(__doc__))
+    p.epilog = (f"Check a bundle against its source checkpoint: {p.prog} verify BUNDLE [--data MANIFEST] [--json] "
+                f"({p.prog} verify --help for its options).")
     p.add_argument("--checkpoint", required=True, help="student checkpoint from `python -m distill`")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--formats", default="onnx", help=f"comma-separated, of: {', '.join(FORMATS)}")

@@ -182,7 +182,9 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
 @guarded
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m export verify``."""
-    p = Parser(prog="python -m export verify", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m export verify",
+               description="Run every model file of a bundle and its source checkpoint on the same recordings and "
+                           "report how far each file is from the source; the exit status is non-zero on failure.")
     p.add_argument("bundle", help="bundle folder")
     p.add_argument("--data", metavar="MANIFEST", help="recordings to run (labels give each head's AUROC)")
     p.add_argument("--checkpoint", help="the source checkpoint (default: the one named in bundle.json)")

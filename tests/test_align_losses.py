@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from acula_edge.align import (
+from acula_edge.align.losses import (
     CKALoss,
     InfoNCELoss,
     create_loss,

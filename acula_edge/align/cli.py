@@ -60,12 +60,12 @@ def _parser() -> Parser:
 @guarded
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m acula_edge.align``."""
+    p = _parser()
+    a = p.parse_args(argv)
     from acula_edge.align.trainer import PRESETS, STAGES, TrainConfig, configure, preset_config, train
     from acula_edge.config import read_config, to_dict
     from acula_edge.data.roots import load_sources
 
-    p = _parser()
-    a = p.parse_args(argv)
     if a.list_presets:
         print(json.dumps({name: to_dict(preset) for name, preset in PRESETS.items()}, indent=2))
         return 0

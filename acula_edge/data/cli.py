@@ -8,7 +8,7 @@ import sys
 from collections import Counter
 from typing import Sequence
 
-from acula_edge.cli import Parser, guarded
+from acula_edge.cli import Parser, describe, guarded
 from acula_edge.data.records import atomic_write_text, read_manifest, write_manifest
 from acula_edge.data.summary import print_summary, summarize
 from acula_edge.errors import AculaError
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m acula_edge.data``."""
     from acula_edge.data.loaders import list_formats
 
-    p = Parser(prog="python -m acula_edge.data", description=__doc__)
+    p = Parser(prog="python -m acula_edge.data", description=describe(__doc__))
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("summarize", help="load a dataset in its native layout and summarise it")
     s.add_argument("path", help="dataset folder (or CSV manifest for --format csv)")

@@ -139,9 +139,9 @@ class Bundle:
 
 
 #: the demonstration bundle shipped inside the package (made by ``python -m acula_edge.pipeline --preset demo``)
-DEFAULT_BUNDLE = Path(__file__).parent / "default_bundle"
+DEFAULT_BUNDLE = Path(__file__).parent.parent / "default_bundle"
 #: a synthetic example recording shipped beside it (``make demo`` screens it)
-EXAMPLE_RECORDING = Path(__file__).parent / "examples" / "example_lung.flac"
+EXAMPLE_RECORDING = Path(__file__).parent.parent / "examples" / "example_lung.flac"
 
 
 def default_bundle() -> Path:

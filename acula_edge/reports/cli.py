@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from acula_edge.cli import Parser, guarded
+from acula_edge.cli import Parser, describe, guarded
 from acula_edge.data.records import atomic_write_text, read_manifest
 from acula_edge.errors import AculaError
 from acula_edge.progress import progress
@@ -21,7 +21,7 @@ from acula_edge.reports.store import ReportEntry, ReportStore, metadata_hash
 def _parser() -> Parser:
     from acula_edge.data.loaders import list_formats
 
-    p = Parser(prog="python -m acula_edge.reports", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m acula_edge.reports", description=describe(__doc__))
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", help="dataset folder in its publisher's layout (with --format)")
     src.add_argument("--manifest", help="a JSONL manifest (python -m acula_edge.data summarize --manifest)")

@@ -62,6 +62,7 @@ def records(stdout: str) -> dict[str, list[dict]]:
 def offline(bundle, x: np.ndarray, backend: str = "onnx", precision: str | None = None,
             hop: int | None = None) -> np.ndarray:
     """Scores ``[windows, heads]`` of the whole recording's windows (:func:`cut_windows`) run one at a time."""
+    import acula_edge.listen  # noqa: F401  (the entry point registers the torch backend)
     from acula_edge.device.runtime import load_model
 
     m = load_model(bundle, backend, precision)

@@ -29,7 +29,7 @@ INT8_AUROC_DROP = 0.01
 
 
 def record_windows(record, sample_rate: int, samples: int, hop: int) -> np.ndarray:
-    """A recording's windows ``[k, samples]``, every ``hop`` samples (the last one padded)."""
+    """A recording's windows ``[k, samples]`` (:func:`acula_edge.device.windows.cut_windows`)."""
     from acula_edge.device.audio import load
     from acula_edge.device.windows import cut_windows
 

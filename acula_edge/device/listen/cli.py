@@ -8,7 +8,7 @@ Without ``--bundle`` the package's default bundle is used: a demonstration model
 sounds, abnormal heart sounds, zero-shot prompts; see its MODEL_CARD.md), not a medical device.
 
 Audio flows from a source (a PortAudio input stream's callback, a file played at real time, or
-the synthetic demo stream) into a bounded queue; the loop here resamples it to the bundle's rate,
+the synthetic demo stream) into a bounded queue; the engine resamples it to the bundle's rate,
 keeps the last window in a ring buffer and, every ``--hop`` seconds, checks the window's signal
 quality and, when it is usable, runs the bundle's model (``--backend onnx|tflite|torch``,
 ``--precision int8|fp32``). Each head's probability is smoothed over windows and compared with its

@@ -26,7 +26,7 @@ def load_sources(manifests: Sequence[str] = (), data: Sequence[str] = (), splits
     ``python -m acula_edge.data split``), so that an encoder is trained on training subjects only.
     """
     from acula_edge.cli import data_pairs
-    from acula_edge.data.loaders import load
+    from acula_edge.datasets import load
 
     records: list[Recording] = []
     for m in manifests:

@@ -91,7 +91,7 @@ class Backgrounds:
     room or street recordings cost no more memory than short ones."""
 
     def __init__(self, folder: str | Path, sample_rate: int):
-        from acula_edge.data.loaders import find_files
+        from acula_edge.datasets.common import find_files
 
         folder = Path(folder)
         if not folder.is_dir():

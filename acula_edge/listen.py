@@ -17,14 +17,21 @@ from acula_edge.device.runtime import Model, register_backend
 from acula_edge.errors import AculaError
 
 
-def _needs(modules: tuple[str, ...], what: str, extra: str) -> None:
-    if not all(importlib.util.find_spec(m) for m in modules):
-        raise AculaError(f"{what} needs {' and '.join(modules)}: pip install 'acula-edge[{extra}]'")
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # an import hook may refuse a module instead of reporting it absent
+        return False
+
+
+def _needs(modules: tuple[str, ...], what: str, extra: str, alternative: str = "") -> None:
+    if not all(_installed(m) for m in modules):
+        raise AculaError(f"{what} needs {' and '.join(modules)}: pip install 'acula-edge[{extra}]'{alternative}")
 
 
 def torch_backend(bundle, precision: str | None, threads: int, checkpoint: str | None) -> Model:
     """The ``torch`` backend: the bundle's source checkpoint in fp32."""
-    _needs(("torch",), "the torch backend", "train")
+    _needs(("torch",), "the torch backend", "train", " (or use --backend onnx)")
     from export.model import torch_model
 
     return torch_model(bundle, precision, threads, checkpoint)

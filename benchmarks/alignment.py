@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from acula_edge.data.records import Recording, atomic_write_text, write_manifest
+from acula_edge.datasets import get_dataset
 from acula_edge.provenance import machine, versions
 from acula_edge.stages import Runner, Step, locked
 from benchmarks.common import subject_parts, trained
@@ -34,7 +35,7 @@ LOSSES = ("cka", "cka-feature", "infonce")
 # dataset -> (task whose label stratifies the subject split, tasks scored)
 REAL = {"sprsound": ("sprsound-adventitious", ["sprsound-adventitious"]),
         "physionet2016": ("physionet2016-abnormal", ["physionet2016-abnormal"])}
-SYNTHETIC_TASKS = ["synthetic-adventitious", "synthetic-abnormal-heart", "synthetic-wet-cough"]
+SYNTHETIC_TASKS = list(get_dataset("synthetic").pipeline_tasks)
 
 
 def encoder_half(records: list[Recording], task: str | None, seed: int) -> list[Recording]:
@@ -87,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--out", default="benchmarks/results/alignment", help="results prefix (.json and .md)")
     a = p.parse_args(argv)
-    from acula_edge.data.loaders import load
-    from acula_edge.data.synth import generate
     from acula_edge.data.roots import data_root
+    from acula_edge.data.synth import generate
+    from acula_edge.datasets import load
 
     work = Path(a.work)
     t0 = time.perf_counter()

@@ -41,15 +41,15 @@ def gate_counts(manifest: str, bundle) -> dict[str, dict[str, int]]:
     """Signal-quality statuses of every window of the manifest's recordings, per dataset."""
     from acula_edge.device.audio import load
     from acula_edge.data.records import read_manifest
-    from acula_edge.device.listen import Windower, signal_quality
+    from acula_edge.device.listen import signal_quality
+    from acula_edge.device.windows import cut_windows
 
     out: dict[str, dict[str, int]] = {}
     hop = int(round(bundle.meta["hop_s"] * bundle.sample_rate))
     for r in read_manifest(manifest):
         x, _ = load(r.path, sample_rate=bundle.sample_rate)
-        w = Windower(bundle.window_samples, hop)
         counts = out.setdefault(r.dataset, {})
-        for _, window in w.push(x) + w.finish():
+        for window in cut_windows(x, bundle.window_samples, hop)[1]:  # the windows listen cuts from a stream
             status = signal_quality(window)["status"]
             counts[status] = counts.get(status, 0) + 1
     return out

@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="benchmarks/results/llm_rewording.json")
     a = p.parse_args(argv)
 
-    from acula_edge.data.loaders import load
     from acula_edge.data.roots import data_root
+    from acula_edge.datasets import load
     from acula_edge.reports import check, extract_facts, render
     from acula_edge.reports.llm import LocalRewriter, packaged_gguf
 

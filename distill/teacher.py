@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from acula_edge.data.records import Recording, atomic_write, atomic_write_text
+from acula_edge.device.windows import cut_windows
 from acula_edge.errors import AculaError
 from acula_edge.hashing import sha256_file
 from acula_edge.progress import progress
@@ -25,26 +26,6 @@ from acula_edge.progress import progress
 TARGETS_NAME, WINDOWS_NAME, CONFIG_NAME = "targets.npy", "windows.json", "targets.json"
 
 
-def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
-    """Start samples of the windows of a recording: every ``hop`` while a whole window fits, plus one
-    ending at the last sample when the tail is at least half a window; ``[0]`` (padded) when short."""
-    if n_samples <= window:
-        return [0]
-    starts = list(range(0, n_samples - window + 1, hop))
-    tail = n_samples - (starts[-1] + window)
-    if 2 * tail >= window:
-        starts.append(n_samples - window)
-    return starts
-
-
-def cut_windows(x: np.ndarray, window: int, hop: int) -> tuple[list[int], np.ndarray]:
-    """The starts (:func:`window_starts`) and windows ``[k, window]`` of a waveform, the last zero-padded."""
-    starts = window_starts(x.shape[0], window, hop)
-    clips = np.zeros((len(starts), window), np.float32)
-    for i, s in enumerate(starts):
-        piece = x[s:s + window]
-        clips[i, :piece.shape[0]] = piece
-    return starts, clips
 
 
 @dataclass
@@ -136,4 +117,4 @@ def teacher_targets(teacher: str | Path, records: Sequence[Recording], out: str 
     return TeacherTargets(vectors, windows, want)
 
 
-__all__ = ["TeacherTargets", "read_targets", "teacher_targets", "window_starts"]
+__all__ = ["TeacherTargets", "read_targets", "teacher_targets"]

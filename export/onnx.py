@@ -125,7 +125,7 @@ def waveform_windows(records: Sequence, sample_rate: int, samples: int, limit: i
     drawn at random: the waveform graph's calibration input. Unreadable files are skipped; none
     readable is one clear error."""
     from acula_edge.device.audio import load
-    from distill.teacher import cut_windows
+    from acula_edge.device.windows import cut_windows
 
     rng = np.random.default_rng(seed)
     out: list[np.ndarray] = []

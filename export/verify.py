@@ -29,9 +29,9 @@ INT8_AUROC_DROP = 0.01
 
 
 def record_windows(record, sample_rate: int, samples: int, hop: int) -> np.ndarray:
-    """A recording's windows ``[k, samples]``, every ``hop`` samples (the last one padded)."""
+    """A recording's windows ``[k, samples]`` (:func:`acula_edge.device.windows.cut_windows`)."""
     from acula_edge.device.audio import load
-    from distill.teacher import cut_windows
+    from acula_edge.device.windows import cut_windows
 
     return cut_windows(load(record.path, sample_rate=sample_rate)[0], samples, hop)[1]
 

@@ -1,7 +1,8 @@
-"""Shared test helpers: paths to the real recordings beside the checkout, and audio writers."""
+"""Shared test helpers: paths to the real recordings beside the checkout, and audio and file writers."""
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -33,6 +34,37 @@ def write_tone(path: Path, rate: int = 16000, seconds: float = 1.0, freq: float 
     x = np.stack([x * (0.5 + 0.5 * c) for c in range(channels)], axis=1).astype(np.float32)
     sf.write(str(path), x, rate, subtype=subtype, format=fmt)
     return x
+
+
+def tone(path: Path, rate: int, seconds: float = 0.5, fmt: str | None = None, subtype: str | None = None) -> Path:
+    """Write a short sine (creating folders) and return its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(rate * seconds)) / rate
+    sf.write(str(path), (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), rate, format=fmt, subtype=subtype)
+    return path
+
+
+def write(path: Path, text: str) -> Path:
+    """Write ``text`` (creating folders) and return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_csv(path: Path, header: list[str], rows: list[dict], encoding: str = "utf-8") -> Path:
+    """Write ``rows`` under ``header`` (missing cells empty) and return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding=encoding) as f:
+        w = csv.DictWriter(f, fieldnames=header)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k, "") for k in header})
+    return path
+
+
+def by_id(records) -> dict:
+    """Records by their id."""
+    return {r.id: r for r in records}
 
 
 def run_module(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""Records, manifests, the SPRSound / PhysioNet 2016 / CSV loaders, splits and the data CLI."""
+"""Records, manifests, splits and the data CLI (each dataset's loader: tests/test_datasets_<name>.py)."""
 
 from __future__ import annotations
 
@@ -9,107 +9,12 @@ import numpy as np
 import pytest
 
 from acula_edge.data import MISSING, Recording, read_manifest, write_manifest
-from acula_edge.data.summary import summarize
-from acula_edge.data.loaders import list_formats, load
 from acula_edge.data.splits import apply_split, kfold_subjects, split_subjects
+from acula_edge.datasets import load
 from acula_edge.errors import DatasetError
-from conftest import run_module, shared, write_tone
-
-
-# ---- fixtures in the publishers' layouts ----
-
-@pytest.fixture()
-def sprsound_dir(tmp_path):
-    """A tiny SPRSound copy: test_wav/ and test_json/inter_test_json/, named patient_age_sex_loc_no."""
-    root = tmp_path / "sprsound"
-    (root / "test_wav").mkdir(parents=True)
-    (root / "test_json" / "inter_test_json").mkdir(parents=True)
-    items = {
-        "65121853_1.5_0_p3_4109": {"record_annotation": "CAS", "event_annotation": [
-            {"start": "1212", "end": "1938", "type": "Wheeze"}, {"start": "2498", "end": "3377", "type": "Wheeze"}]},
-        "65121853_1.5_0_p1_4226": {"record_annotation": "Normal", "event_annotation": [
-            {"start": "0", "end": "900", "type": "Normal"}]},
-        "41249093_4.2_1_p2_3854": {"record_annotation": "CAS & DAS", "event_annotation": [
-            {"start": "100", "end": "700", "type": "Fine Crackle"}, {"start": "800", "end": "1500", "type": "Rhonchi"}]},
-        "41249093_4.2_1_p4_3855": {"record_annotation": "Poor Quality", "event_annotation": []},
-    }
-    for stem, ann in items.items():
-        write_tone(root / "test_wav" / f"{stem}.wav", rate=8000, seconds=0.5)
-        (root / "test_json" / "inter_test_json" / f"{stem}.json").write_text(json.dumps(ann))
-    return root
-
-
-@pytest.fixture()
-def physionet_dir(tmp_path):
-    """A tiny PhysioNet 2016 copy: training-a/REFERENCE.csv, WAVs and one WFDB header."""
-    folder = tmp_path / "physionet2016" / "training-a"
-    folder.mkdir(parents=True)
-    (folder / "REFERENCE.csv").write_text("a0001,1\na0002,-1\na0003,1\n")
-    for i, sec in enumerate([1.0, 0.5, 0.75], 1):
-        write_tone(folder / f"a000{i}.wav", rate=2000, seconds=sec)
-    (folder / "a0001.hea").write_text("a0001 1 2000 2000\na0001.wav 16+44 1 16 0 0 0 0 PCG\n")
-    return folder.parent
-
-
-def test_sprsound_fixture_records(sprsound_dir):
-    recs = {r.id: r for r in load("sprsound", sprsound_dir)}
-    assert len(recs) == 4
-    r = recs["sprsound/65121853_1.5_0_p3_4109"]
-    assert r.subject == "sprsound/65121853" and r.modality == "lung" and r.split == "test_inter"
-    assert r.metadata == {"sex": "male", "age_years": 1.5, "location": "right posterior", "country": "China"}
-    assert r.labels == {"record": "CAS", "adventitious": 1, "cas": 1, "das": 0, "wheeze": 1, "crackle": 0}
-    assert r.events[0] == {"start": 1.212, "end": 1.938, "type": "Wheeze"}
-    assert (r.sample_rate, r.duration) == (8000, 0.5)
-    both = recs["sprsound/41249093_4.2_1_p2_3854"]
-    assert both.metadata["sex"] == "female"
-    assert both.labels == {"record": "CAS & DAS", "adventitious": 1, "cas": 1, "das": 1, "wheeze": 0, "crackle": 1}
-    assert recs["sprsound/41249093_4.2_1_p4_3855"].labels == {"record": "Poor Quality"}
-
-
-def test_two_copies_of_a_release_are_refused(sprsound_dir):
-    import shutil
-
-    shutil.copytree(sprsound_dir / "test_wav", sprsound_dir / "copy" / "test_wav")
-    with pytest.raises(DatasetError, match="appears twice"):
-        load("sprsound", sprsound_dir)
-
-
-def test_physionet_fixture_records(physionet_dir):
-    recs = load("physionet2016", physionet_dir)
-    assert [r.labels["abnormal"] for r in recs] == ["abnormal", "normal", "abnormal"]
-    assert [r.duration for r in recs] == [1.0, 0.5, 0.75]
-    assert {r.sample_rate for r in recs} == {2000}
-    assert len({r.subject for r in recs}) == 3 and recs[0].modality == "heart"
-
-
-def test_physionet_missing_audio_is_a_clear_error(physionet_dir):
-    (physionet_dir / "training-a" / "a0002.wav").unlink()
-    with pytest.raises(DatasetError, match="a0002.wav is missing"):
-        load("physionet2016", physionet_dir)
-
-
-@pytest.mark.parametrize("fmt", list_formats())
-def test_every_loader_rejects_an_empty_folder(tmp_path, fmt):
-    with pytest.raises(DatasetError):
-        load(fmt, tmp_path)
-
-
-# ---- the real recordings beside the checkout ----
-
-def test_real_sprsound_summary():
-    s = summarize(load("sprsound", shared("sprsound")))
-    assert (s["recordings"], s["subjects"]) == (984, 130)  # the inter-patient test split and 89 training children
-    assert s["labels"]["record"] == {"Normal": 745, "CAS": 92, "DAS": 66, "CAS & DAS": 29, "Poor Quality": 52}
-    assert s["splits"] == {"train": 629, "test_inter": 355}
-    assert s["sample_rates"] == {"8000": 984}
-    assert 11000 < s["total_duration_s"] < 11700
-
-
-def test_real_physionet_summary():
-    s = summarize(load("physionet2016", shared("physionet2016")))
-    assert s["recordings"] == 899  # training-a (409) and training-b (490)
-    assert s["labels"]["abnormal"] == {"abnormal": 396, "normal": 503}
-    assert s["sample_rates"] == {"2000": 899}
+from conftest import run_module, write_tone
+from test_datasets_physionet2016 import physionet_dir  # noqa: F401  (fixture)
+from test_datasets_sprsound import sprsound_dir  # noqa: F401  (fixture)
 
 
 # ---- manifests ----
@@ -120,32 +25,6 @@ def test_jsonl_manifest_round_trip_is_atomic(tmp_path, sprsound_dir):
     write_manifest(recs, out)
     assert read_manifest(out) == recs
     assert not list(tmp_path.glob(".m.jsonl.*"))  # no temp files left behind
-
-
-def test_generic_csv_manifest(tmp_path):
-    (tmp_path / "audio").mkdir()
-    write_tone(tmp_path / "audio" / "a.wav", rate=16000, seconds=0.5)
-    write_tone(tmp_path / "audio" / "b.wav", rate=16000, seconds=0.25)
-    (tmp_path / "mine.csv").write_text(
-        "path,subject,modality,age,smoker,label_cough\n"
-        "audio/a.wav,p1,cough,54,yes,wet\n"
-        f"{(tmp_path / 'audio' / 'b.wav').resolve()},p2,cough,NA,,dry\n")
-    recs = load("csv", tmp_path / "mine.csv")
-    assert [r.subject for r in recs] == ["p1", "p2"]
-    assert recs[0].metadata == {"age": 54, "smoker": "yes"} and recs[1].metadata == {}
-    assert [r.labels for r in recs] == [{"label_cough": "wet"}, {"label_cough": "dry"}]
-    assert [r.duration for r in recs] == [0.5, 0.25]
-    named = load("csv", tmp_path, labels=["smoker"])
-    assert named[0].labels == {"smoker": "yes"} and "label_cough" in named[0].metadata
-
-
-def test_csv_without_path_column_or_binary_is_a_clear_error(tmp_path):
-    (tmp_path / "x.csv").write_text("file,label\na.wav,1\n")
-    with pytest.raises(DatasetError, match="'path' column"):
-        load("csv", tmp_path / "x.csv")
-    write_tone(tmp_path / "y.csv", fmt="WAV")
-    with pytest.raises(DatasetError, match="not a CSV text file"):
-        load("csv", tmp_path / "y.csv")
 
 
 # ---- splits ----

@@ -68,11 +68,11 @@ def test_the_example_recording_is_the_synthetic_one_the_demo_describes():
 
 
 def test_device_side_modules_import_without_torch():
-    code = ("import sys; import acula_edge.device.audio, acula_edge.data.cli, acula_edge.data.loaders, "
-            "acula_edge.data.splits, acula_edge.data.synth, acula_edge.demo, acula_edge.frontend, acula_edge.cli, "
-            "acula_edge.pipeline, acula_edge.reports, acula_edge.reports.cli, acula_edge.reports.llm, acula_edge.text; "
-            "from acula_edge.data.loaders import load, list_formats; [__import__('acula_edge.data.loaders.' + m) "
-            "for m in ('sprsound', 'physionet2016', 'icbhi', 'circor', 'coswara', 'coughvid', 'kauh', 'generic_csv', 'synthetic')]; "
+    code = ("import sys; import acula_edge.device.audio, acula_edge.data.cli, acula_edge.datasets, "
+            "acula_edge.data.splits, acula_edge.data.synth, acula_edge.data.tasks, acula_edge.demo, acula_edge.frontend, "
+            "acula_edge.cli, acula_edge.pipeline, acula_edge.reports, acula_edge.reports.cli, acula_edge.reports.llm, "
+            "acula_edge.text; from acula_edge.datasets import get_dataset, list_datasets, load, list_formats; "
+            "[get_dataset(n) for n in list_datasets()]; "
             "print(sorted(m for m in ('torch', 'scipy', 'librosa') if m in sys.modules))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0, p.stderr

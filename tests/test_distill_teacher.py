@@ -7,21 +7,14 @@ import pytest
 import torch
 
 from acula_edge.device.audio import load
+from acula_edge.device.windows import window_starts
 from acula_edge.checkpoint import load_checkpoint, load_projections
 from acula_edge.data.records import read_manifest
 from acula_edge.data.synth import generate
 from acula_edge.errors import AculaError
 from acula_edge.frontend import FrontendConfig, LogMel
 from conftest import run_module
-from distill.teacher import teacher_targets, window_starts
-
-
-def test_window_starts():
-    assert window_starts(100, 200, 100) == [0]
-    assert window_starts(400, 200, 100) == [0, 100, 200]
-    assert window_starts(450, 200, 100) == [0, 100, 200]  # a 50-sample tail is dropped
-    assert window_starts(500, 200, 200) == [0, 200, 300]  # a 100-sample tail gets a window ending at the end
-    assert window_starts(480, 200, 200) == [0, 200]
+from distill.teacher import teacher_targets
 
 
 @pytest.fixture(scope="module")

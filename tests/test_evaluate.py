@@ -45,7 +45,7 @@ def test_cli_on_a_synthetic_task_and_a_manifest_column(tmp_path):
     assert 0 <= r["ci95"][0] <= r["auroc_mean"] <= r["ci95"][1] <= 1 and len(r["seeds"]) == 2
     assert "| synthetic-adventitious |" in (tmp_path / "ev" / "results.md").read_text()
     # any manifest column is a task
-    from acula_edge.data.loaders import load
+    from acula_edge.datasets import load
 
     m = tmp_path / "m.jsonl"
     write_manifest(load("synthetic", corpus), m)
@@ -97,7 +97,7 @@ def test_checkpoint_subjects_are_refused_or_left_out(tmp_path):
     import torch
 
     from acula_edge.checkpoint import save_checkpoint
-    from acula_edge.data.loaders import load
+    from acula_edge.datasets import load
     from acula_edge.frontend import FrontendConfig
     from acula_edge.models import create_encoder
 

@@ -22,7 +22,8 @@ import pytest
 import soundfile as sf
 
 from acula_edge.device.bundle import load_bundle, write_bundle
-from acula_edge.device.listen import Decider, Output, Windower, signal_quality
+from acula_edge.device.listen import Decider, Output, signal_quality
+from acula_edge.device.windows import cut_windows
 from capture import ALSA_NAME, PulseDaemon, alsa_file_device, pcm16
 from conftest import EXPORT_HEAD as HEAD
 from conftest import ROOT
@@ -60,12 +61,13 @@ def records(stdout: str) -> dict[str, list[dict]]:
 
 def offline(bundle, x: np.ndarray, backend: str = "onnx", precision: str | None = None,
             hop: int | None = None) -> np.ndarray:
-    """Scores ``[windows, heads]`` of the windows at starts 0, hop, 2 hop, ... run one at a time."""
+    """Scores ``[windows, heads]`` of the whole recording's windows (:func:`cut_windows`) run one at a time."""
+    import acula_edge.listen  # noqa: F401  (the entry point registers the torch backend)
     from acula_edge.device.runtime import load_model
 
     m = load_model(bundle, backend, precision)
-    w, hop = bundle.window_samples, hop or int(round(bundle.meta["hop_s"] * bundle.sample_rate))
-    return np.stack([m.run(x[None, s:s + w])[1][0] for s in range(0, x.size - w + 1, hop)])
+    hop = hop or int(round(bundle.meta["hop_s"] * bundle.sample_rate))
+    return np.stack([m.run(w[None])[1][0] for w in cut_windows(x, bundle.window_samples, hop)[1]])
 
 
 def streamed(objs: dict[str, list[dict]], head: str = HEAD) -> np.ndarray:
@@ -73,24 +75,6 @@ def streamed(objs: dict[str, list[dict]], head: str = HEAD) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ engine parts (no device)
-
-
-def test_windower_cuts_the_same_windows_as_the_whole_recording():
-    x = np.arange(10_000, dtype=np.float32)
-    w = Windower(window=1000, hop=300)
-    got = []
-    rng = np.random.default_rng(0)
-    i = 0
-    while i < x.size:  # blocks of every size, larger and smaller than the window
-        n = int(rng.integers(1, 2500))
-        got += w.push(x[i:i + n])
-        i += n
-    starts = list(range(0, x.size - 1000 + 1, 300))
-    assert [end for end, _ in got] == [s + 1000 for s in starts]
-    for (_, win), s in zip(got, starts):
-        np.testing.assert_array_equal(win, x[s:s + 1000])
-    short = Windower(1000, 300)
-    assert short.push(x[:400]) == [] and np.array_equal(short.finish()[0][1][:400], x[:400])
 
 
 def test_signal_quality_names_silence_low_clipping_and_overload():

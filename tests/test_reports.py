@@ -9,14 +9,19 @@ from pathlib import Path
 import pytest
 
 from acula_edge.data import Recording, write_manifest
-from acula_edge.data.loaders import load
 from acula_edge.data.synth import iter_clips
+from acula_edge.datasets import load
 from acula_edge.reports import check, extract_facts, list_fields, make_report
 from acula_edge.reports.facts import Fact
 from acula_edge.reports.store import ReportStore, read_reports
 from conftest import run_module, shared, write_tone
-from test_data import physionet_dir, sprsound_dir  # noqa: F401  (fixtures)
-from test_loaders_public import circor_root, coswara_root, coughvid_root, icbhi_root, kauh_root  # noqa: F401
+from test_datasets_circor import circor_root  # noqa: F401  (fixtures, as below)
+from test_datasets_coswara import coswara_root  # noqa: F401
+from test_datasets_coughvid import coughvid_root  # noqa: F401
+from test_datasets_icbhi import icbhi_root  # noqa: F401
+from test_datasets_kauh import kauh_root  # noqa: F401
+from test_datasets_physionet2016 import physionet_dir  # noqa: F401
+from test_datasets_sprsound import sprsound_dir  # noqa: F401
 
 FORMATS = ["sprsound", "physionet2016", "icbhi", "circor", "coswara", "coughvid", "kauh"]
 FIXTURES = {"sprsound": "sprsound_dir", "physionet2016": "physionet_dir", "icbhi": "icbhi_root",

@@ -13,9 +13,9 @@ import pytest
 import soundfile as sf
 
 from acula_edge.data import synth
-from acula_edge.data.loaders import load
 from acula_edge.data.records import MISSING, read_manifest
 from acula_edge.data.summary import summarize
+from acula_edge.datasets import load
 from acula_edge.errors import AculaError, DatasetError
 from conftest import run_module
 

@@ -15,7 +15,7 @@ from acula_edge.errors import AculaError
 
 
 def _summarize_cmd(a: argparse.Namespace) -> int:
-    from acula_edge.data.loaders import load
+    from acula_edge.datasets import load
 
     options = {}
     if a.labels:
@@ -81,7 +81,7 @@ def _split_cmd(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m acula_edge.data``."""
-    from acula_edge.data.loaders import list_formats
+    from acula_edge.datasets import list_formats
 
     p = Parser(prog="python -m acula_edge.data", description=describe(__doc__))
     sub = p.add_subparsers(dest="command", required=True)

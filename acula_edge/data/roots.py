@@ -35,11 +35,11 @@ def data_overrides(items: Sequence[str]) -> dict[str, str]:
 
 def load_task_records(task: Task, overrides: dict[str, str], root: str | None, out: Path) -> list[Recording]:
     """Recordings of ``task`` with a label, from the resolved data root (the synthetic corpus is made if absent)."""
-    from acula_edge.data.loaders import load
+    from acula_edge.datasets import load
 
     if task.dataset.startswith("manifest:"):
         records = read_manifest(task.dataset.split(":", 1)[1])
-        from acula_edge.data.loaders import probe
+        from acula_edge.datasets import probe
 
         probe(records)
     else:
@@ -65,7 +65,7 @@ def load_sources(manifests: Sequence[str] = (), data: Sequence[str] = (), splits
     ``python -m acula_edge.data split``), so that an encoder is trained on training subjects only.
     """
     from acula_edge.cli import data_pairs
-    from acula_edge.data.loaders import load
+    from acula_edge.datasets import load
 
     records: list[Recording] = []
     for m in manifests:

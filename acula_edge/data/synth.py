@@ -76,7 +76,7 @@ from acula_edge.errors import AculaError
 
 GENERATOR_VERSION = 2  # bump whenever the audio or the records for a given seed change
 DATASET = "synthetic"
-MANIFEST_NAME = "manifest.jsonl"  # the one definition: loaders/synthetic.py imports it
+MANIFEST_NAME = "manifest.jsonl"  # the one definition: datasets/synthetic.py imports it
 CONFIG_NAME = "synth_config.json"
 SUMMARY_NAME = "synth_summary.json"
 AUDIO_DIR = "audio"

@@ -138,10 +138,11 @@ class Bundle:
         return list(p["texts"]), vectors
 
 
+_PACKAGE = Path(__file__).parent.parent  # acula_edge/: where pyproject's package data puts both
 #: the demonstration bundle shipped inside the package (made by ``python -m acula_edge.pipeline --preset demo``)
-DEFAULT_BUNDLE = Path(__file__).parent.parent / "default_bundle"
+DEFAULT_BUNDLE = _PACKAGE / "default_bundle"
 #: a synthetic example recording shipped beside it (``make demo`` screens it)
-EXAMPLE_RECORDING = Path(__file__).parent.parent / "examples" / "example_lung.flac"
+EXAMPLE_RECORDING = _PACKAGE / "examples" / "example_lung.flac"
 
 
 def default_bundle() -> Path:

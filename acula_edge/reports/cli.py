@@ -19,7 +19,7 @@ from acula_edge.reports.store import ReportEntry, ReportStore, metadata_hash
 
 
 def _parser() -> Parser:
-    from acula_edge.data.loaders import list_formats
+    from acula_edge.datasets import list_formats
 
     p = Parser(prog="python -m acula_edge.reports", description=describe(__doc__))
     src = p.add_mutually_exclusive_group()
@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.manifest:
         records = read_manifest(a.manifest)
     else:
-        from acula_edge.data.loaders import load
+        from acula_edge.datasets import load
 
         opts = {"labels": [c for c in a.labels.split(",") if c]} if a.labels else {}
         records = load(a.format, a.data, probe_audio=False, **opts)

@@ -13,10 +13,13 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
-from acula_edge.data.loaders import adventitious_type, find_files, find_metadata_file, register_loader, require
 from acula_edge.data.records import Recording, parse_cell
+from acula_edge.datasets import Dataset, Task, register_dataset
+from acula_edge.datasets.common import adventitious_type, find_files, find_metadata_file, require
 from acula_edge.errors import DatasetError
+from acula_edge.reports.facts import adventitious_from_labels, as_diagnosis
 
 LOCATIONS = {
     "Tc": "trachea", "Al": "anterior left", "Ar": "anterior right", "Pl": "posterior left",
@@ -85,7 +88,6 @@ def _demographics(path: Path | None) -> dict[str, dict]:
     return out
 
 
-@register_loader("icbhi")
 def load_icbhi(root: Path) -> list[Recording]:
     """Records with the patient's ``diagnosis``, recording labels and respiratory-cycle events.
 
@@ -143,3 +145,22 @@ def load_icbhi(root: Path) -> list[Recording]:
     if missing:
         log.warning("icbhi: %d of %d recordings have no cycle annotation (.txt)", missing, len(out))
     return out
+
+
+def report_facts(r: Recording) -> dict[str, Any]:
+    """Crackles and wheezes in any cycle, and the patient's diagnosis."""
+    f = adventitious_from_labels(r)
+    f["diagnosis"] = as_diagnosis(r.labels.get("diagnosis") or r.metadata.get("diagnosis"))
+    return f
+
+
+register_dataset(Dataset(
+    name="icbhi",
+    loader=load_icbhi,
+    facts=report_facts,
+    licence="see the ICBHI 2017 challenge's terms",
+    modalities=("lung",),
+    tasks=(Task("icbhi-copd", "icbhi", lambda r: None if r.labels.get("diagnosis") is None
+                else int(r.labels["diagnosis"] == "COPD"), "ICBHI recordings of COPD patients vs all others"),),
+    pipeline_tasks=("icbhi-copd",),
+))

@@ -13,9 +13,12 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
-from acula_edge.data.loaders import adventitious_type, find_files, register_loader, require
 from acula_edge.data.records import Recording
+from acula_edge.datasets import Dataset, Task, register_dataset
+from acula_edge.datasets.common import adventitious_type, binary, find_files, require
+from acula_edge.reports.facts import adventitious_from_labels, as_words
 
 DEVICE = "3M Littmann Electronic Stethoscope Model 3200"
 FILTERS = {"B": "bell", "D": "diaphragm", "E": "extended"}
@@ -101,7 +104,6 @@ def _audio_folder(root: Path) -> Path:
     return found[0] if found else root
 
 
-@register_loader("kauh")
 def load_kauh(root: Path) -> list[Recording]:
     """Records with labels from the file names; subject = patient number.
 
@@ -164,3 +166,27 @@ def load_kauh(root: Path) -> list[Recording]:
                     len(odd), odd[0])
     require(out, "KAUH recordings named {F}P{n}_diagnosis,sound,location,age,sex.wav", root)
     return out
+
+
+def report_facts(r: Recording) -> dict[str, Any]:
+    """Crackles and wheezes from the file name, bronchial breathing, and the stethoscope's filter."""
+    f = adventitious_from_labels(r)
+    desc = str(r.metadata.get("lung_sounds") or "")
+    if "bronchial" in desc:
+        f["bronchial_breathing"] = True
+    if f.get("crackle") and "crepitation" in desc:
+        f["crackle_type"] = None
+    f["filter_mode"] = as_words(r.metadata.get("filter_mode"))
+    return f
+
+
+register_dataset(Dataset(
+    name="kauh",
+    loader=load_kauh,
+    facts=report_facts,
+    licence="see the KAUH dataset's terms",
+    modalities=("lung",),
+    tasks=(Task("kauh-obstructive", "kauh", lambda r: binary(r.labels.get("diagnosis"), {"Asthma", "COPD"}, {"Normal"}),
+                "KAUH obstructive disease (asthma, COPD) vs normal"),),
+    pipeline_tasks=("kauh-obstructive",),
+))

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
-from acula_edge.data.loaders import read_csv_lists, register_loader, require
 from acula_edge.data.records import Recording
+from acula_edge.datasets import Dataset, Task, register_dataset
+from acula_edge.datasets.common import HEART_PROMPTS, binary_label, read_csv_lists, require
 from acula_edge.errors import DatasetError
 
 LABELS = {"1": "abnormal", "-1": "normal"}
@@ -51,7 +53,6 @@ def _in_validation(ref: Path, root: Path) -> bool:
     return any(part.lower() == VALIDATION for part in ref.relative_to(root).parent.parts)
 
 
-@register_loader("physionet2016")
 def load_physionet2016(root: Path, include_validation: bool = False) -> list[Recording]:
     """Records labelled ``abnormal`` (normal/abnormal); signal quality when ``REFERENCE-SQI.csv`` exists.
 
@@ -112,3 +113,24 @@ def load_physionet2016(root: Path, include_validation: bool = False) -> list[Rec
             )
     require(out, "PhysioNet 2016 records", root, "every REFERENCE.csv is empty")
     return out
+
+
+def report_facts(r: Recording) -> dict[str, Any]:
+    """Whether the heart sounds were classified normal or abnormal, and a poor signal quality."""
+    v = r.labels.get("abnormal")
+    f: dict[str, Any] = {"heart_sounds": v if v in ("normal", "abnormal") else None}
+    if r.metadata.get("signal_quality") == "poor":
+        f["signal_quality"] = "poor"
+    return f
+
+
+register_dataset(Dataset(
+    name="physionet2016",
+    loader=load_physionet2016,
+    facts=report_facts,
+    licence="ODC-By 1.0 (PhysioNet/CinC Challenge 2016)",
+    modalities=("heart",),
+    tasks=(Task("physionet2016-abnormal", "physionet2016", binary_label("abnormal", {"abnormal"}, {"normal"}),
+                "PhysioNet 2016 abnormal vs normal heart sounds", HEART_PROMPTS),),
+    pipeline_tasks=("physionet2016-abnormal",),
+))

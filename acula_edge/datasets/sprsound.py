@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
-from acula_edge.data.loaders import find_files, register_loader, require
 from acula_edge.data.records import Recording
+from acula_edge.datasets import Dataset, Task, register_dataset
+from acula_edge.datasets.common import LUNG_PROMPTS, binary_label, find_files, require
 from acula_edge.errors import DatasetError
 
 LOCATIONS = {"p1": "left posterior", "p2": "left lateral", "p3": "right posterior", "p4": "right lateral"}
@@ -34,7 +36,6 @@ def _split_of(path: Path) -> str | None:
     return None
 
 
-@register_loader("sprsound")
 def load_sprsound(root: Path) -> list[Recording]:
     """Records with record-level labels (Normal, CAS, DAS, CAS & DAS, Poor Quality) and events."""
     wavs = find_files(root, (".wav",))
@@ -96,3 +97,42 @@ def load_sprsound(root: Path) -> list[Recording]:
     require(out, "SPRSound recordings named patient_age_sex_location_number.wav", root,
             f"none of the {len(wavs)} .wav file(s) is named that way, e.g. {wavs[0].name}")
     return out
+
+
+def report_facts(r: Recording) -> dict[str, Any]:
+    """Lung findings from the record and event annotations (none when the two disagree)."""
+    record = r.labels.get("record")
+    types = {e.get("type") for e in r.events}
+    f: dict[str, Any] = {}
+    if record == "Poor Quality":
+        return {"signal_quality": "poor"}
+    if record in ("Normal", "CAS", "DAS", "CAS & DAS"):
+        f["cas"] = "CAS" in record
+        f["das"] = "DAS" in record
+        f["adventitious"] = record != "Normal"
+    if types:
+        f["wheeze"] = bool(types & {"Wheeze", "Wheeze+Crackle"})
+        f["rhonchi"] = "Rhonchi" in types
+        f["stridor"] = "Stridor" in types
+        crackle_types = {t for t in ("Fine Crackle", "Coarse Crackle") if t in types}
+        f["crackle"] = bool(crackle_types) or "Wheeze+Crackle" in types
+        if len(crackle_types) == 1:
+            f["crackle_type"] = crackle_types.pop().split()[0].lower()
+        # event and record annotations must agree, else no lung finding is certain
+        cas_events = f["wheeze"] or f["rhonchi"] or f["stridor"]
+        if f.get("cas") is not None and (f["cas"] != cas_events or f["das"] != f["crackle"]):
+            f = {}
+    return f
+
+
+register_dataset(Dataset(
+    name="sprsound",
+    loader=load_sprsound,
+    facts=report_facts,
+    licence="GPL-3.0 (SJTU SPRSound; see the dataset's LICENSE)",
+    modalities=("lung",),
+    tasks=tuple(Task(f"sprsound-{n}", "sprsound", binary_label(n),
+                     f"SPRSound record-level {n} (0/1); Poor Quality recordings left out",
+                     LUNG_PROMPTS if n == "adventitious" else None) for n in ("adventitious", "cas", "das")),
+    pipeline_tasks=("sprsound-adventitious",),
+))

@@ -14,12 +14,14 @@ import json
 import logging
 import re
 from pathlib import Path
+from typing import Any, Callable
 
-from acula_edge.device.audio import info
-from acula_edge.data.loaders import (find_files, find_metadata_file, parse_flag, read_csv_rows, register_loader,
-                                     require)
 from acula_edge.data.records import Recording, parse_cell
+from acula_edge.datasets import Dataset, Task, register_dataset
+from acula_edge.datasets.common import binary, find_files, find_metadata_file, parse_flag, read_csv_rows, require
+from acula_edge.device.audio import info
 from acula_edge.errors import AudioError, DatasetError
+from acula_edge.reports.facts import as_list, as_words
 
 SOUNDS = {
     "breathing-deep": "breath", "breathing-shallow": "breath",
@@ -114,7 +116,6 @@ def _describe(row: dict[str, str], date: str | None) -> tuple[dict, dict]:
     return meta, labels
 
 
-@register_loader("coswara")
 def load_coswara(root: Path, sounds: list[str] | str | None = None) -> list[Recording]:
     """Records with labels ``covid_status`` and ``covid`` (positive/negative); ``sounds=`` restricts the sounds."""
     if isinstance(sounds, str):
@@ -169,3 +170,36 @@ def load_coswara(root: Path, sounds: list[str] | str | None = None) -> list[Reco
             f"all {kept} such file(s) are empty or unreadable, e.g. {bad[0]}" if kept else
             f"none of the {len(wavs)} Coswara file(s) is one of these sounds")
     return out
+
+
+def report_facts(r: Recording) -> dict[str, Any]:
+    """The vocal task, reported symptoms and conditions, and a settled COVID-19 status."""
+    m = r.metadata
+    status = as_words(r.labels.get("covid_status"))
+    return {
+        "sound": as_words(m.get("sound")),
+        "symptoms": as_list(m["symptoms"]) if "symptoms" in m else None,
+        "conditions": as_list(m.get("conditions")),
+        "covid_status": status if status and status != "under validation" else None,
+    }
+
+
+def _heavy_cough(label: Callable[[Recording], Any]) -> Callable[[Recording], Any]:
+    """``label(record)`` on heavy-cough recordings, None on the other sounds."""
+    return lambda r: None if r.metadata.get("sound") != "cough-heavy" else label(r)
+
+
+register_dataset(Dataset(
+    name="coswara",
+    loader=load_coswara,
+    facts=report_facts,
+    licence="see the Coswara repository's terms",
+    modalities=("breath", "cough", "speech"),
+    tasks=(
+        Task("coswara-smoker", "coswara", _heavy_cough(lambda r: binary(r.metadata.get("smoker"), {True}, {False})),
+             "Coswara smokers vs non-smokers, heavy-cough recordings"),
+        Task("coswara-sex", "coswara", _heavy_cough(lambda r: binary(r.metadata.get("sex"), {"female"}, {"male"})),
+             "Coswara sex (female vs male), heavy-cough recordings"),
+    ),
+    pipeline_tasks=("coswara-smoker",),
+))

@@ -1,114 +1,23 @@
-"""Loaders for each dataset's native layout, chosen by name: ``load("sprsound", root)``.
-
-Also the helpers every loader shares: one CSV reader (:func:`read_csv_rows`), one yes/no cell
-parser (:func:`parse_flag`), one search for metadata files beside the audio
-(:func:`find_metadata_file`) and the ICBHI-style adventitious-sound classes
-(:func:`adventitious_type`).
+"""What the dataset modules share: one CSV reader (:func:`read_csv_rows`), one yes/no cell parser
+(:func:`parse_flag`), one search for metadata files beside the audio (:func:`find_metadata_file`),
+the ICBHI-style adventitious-sound classes (:func:`adventitious_type`), binary task labels
+(:func:`binary_label`) and the zero-shot prompts several datasets ask.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
-import importlib
-import inspect
 import io
 import logging
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from acula_edge.data.records import Recording
-from acula_edge.errors import AudioError, DatasetError
-from acula_edge.registry import check_options
+from acula_edge.errors import DatasetError
 
-Loader = Callable[..., list[Recording]]
-_LOADERS: dict[str, Loader] = {}
-_MODULES = {
-    "sprsound": "sprsound",
-    "physionet2016": "physionet2016",
-    "icbhi": "icbhi",
-    "circor": "circor",
-    "coswara": "coswara",
-    "coughvid": "coughvid",
-    "kauh": "kauh",
-    "csv": "generic_csv",
-    "synthetic": "synthetic",
-}
 # Recording-level classes from crackle and wheeze flags, indexed by crackle + 2 * wheeze (ICBHI, KAUH).
 ADVENTITIOUS_TYPES = ("Normal", "Crackle", "Wheeze", "Both")
 log = logging.getLogger(__name__)
-
-
-def register_loader(name: str) -> Callable[[Loader], Loader]:
-    """Register ``fn(root, *, option=default, ...) -> list[Recording]`` under ``name``.
-
-    The registered loader takes exactly the keyword options ``fn`` declares after ``root``: any
-    other option is a :class:`DatasetError` (``format X does not take option(s) ...``), so a
-    misspelt or misplaced option never passes silently. ``root`` is turned into a ``Path``. The
-    registered function's ``options`` attribute names the options it takes.
-    """
-
-    def deco(fn: Loader) -> Loader:
-        params = list(inspect.signature(fn).parameters.values())[1:]  # after root
-        if any(p.kind is p.VAR_KEYWORD for p in params):
-            raise TypeError(f"loader {name!r} must declare its options, not take **kwargs")
-        accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-
-        @functools.wraps(fn)
-        def loader(root: str | Path, **options: Any) -> list[Recording]:
-            check_options(fn, options, f"format {name}", DatasetError, skip=1)
-            return fn(Path(root), **options)
-
-        loader.options = tuple(accepted)  # type: ignore[attr-defined]
-        _LOADERS[name] = loader
-        return loader
-
-    return deco
-
-
-def list_formats() -> list[str]:
-    """Names of the dataset formats the loaders understand."""
-    return list(_MODULES)
-
-
-def get_loader(name: str) -> Loader:
-    """The loader registered under ``name``."""
-    if name not in _MODULES:
-        raise DatasetError(f"unknown dataset format {name!r}; choose one of: {', '.join(_MODULES)}")
-    if name not in _LOADERS:
-        importlib.import_module(f"{__name__}.{_MODULES[name]}")
-    return _LOADERS[name]
-
-
-def load(name: str, root: str | Path, probe_audio: bool = True, **options) -> list[Recording]:
-    """Load the dataset at ``root`` in format ``name``; fill sample rate and duration from headers."""
-    root = Path(root)
-    if not root.exists():
-        raise DatasetError(f"dataset path not found: {root}")
-    records = get_loader(name)(root, **options)
-    seen: dict[str, str] = {}
-    for r in records:
-        if r.id in seen:
-            raise DatasetError(f"recording {r.id} appears twice ({seen[r.id]} and {r.path}): "
-                               "does the folder hold two copies of a release?")
-        seen[r.id] = r.path
-    if probe_audio:
-        probe(records)
-    return records
-
-
-def probe(records: list[Recording]) -> None:
-    """Fill ``sample_rate`` and ``duration`` of records that lack them, from the audio headers."""
-    from acula_edge.device.audio import info
-
-    for r in records:
-        if r.sample_rate and r.duration:
-            continue
-        try:
-            i = info(r.path)
-        except AudioError as e:
-            raise DatasetError(f"recording {r.id}: {e}") from None
-        r.sample_rate, r.duration = i.sample_rate, i.duration
 
 
 def find_files(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
@@ -226,3 +135,22 @@ def adventitious_type(crackle: int, wheeze: int) -> str:
     if crackle not in (0, 1) or wheeze not in (0, 1):
         raise ValueError(f"crackle and wheeze must be 0 or 1, got {crackle!r} and {wheeze!r}")
     return ADVENTITIOUS_TYPES[int(crackle) + 2 * int(wheeze)]
+
+
+def binary(value: Any, positive: set, negative: set) -> int | None:
+    """1 for a value in ``positive``, 0 for one in ``negative``, else None (left out of the task)."""
+    return 1 if value in positive else 0 if value in negative else None
+
+
+def binary_label(name: str, positive: set = frozenset({1}),
+                 negative: set = frozenset({0})) -> Callable[[Recording], int | None]:
+    """A task's label function: the record's label ``name`` as 1 (``positive``), 0 (``negative``) or None."""
+    return lambda r: binary(r.labels.get(name), positive, negative)
+
+
+#: Zero-shot questions in the words of the clinical reports (acula_edge.reports): normal answer first.
+LUNG_PROMPTS = ("Lung auscultation. Normal lung sounds with no adventitious sounds.",
+                "Lung auscultation. Adventitious sounds are heard: wheezes or crackles.")
+HEART_PROMPTS = ("Phonocardiogram. The heart sounds were classified as normal.",
+                 "Phonocardiogram. The heart sounds were classified as abnormal.")
+COUGH_PROMPTS = ("Cough recording. The cough sounds dry.", "Cough recording. The cough sounds wet.")

@@ -12,13 +12,17 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
-from acula_edge.data.loaders import find_files, find_metadata_file, read_csv_rows, register_loader, require
 from acula_edge.data.records import Recording, parse_cell
+from acula_edge.datasets import Dataset, Task, register_dataset
+from acula_edge.datasets.common import binary_label, find_files, find_metadata_file, read_csv_rows, require
 from acula_edge.errors import DatasetError
+from acula_edge.reports.facts import as_words, is_present
 
 LOCATIONS = {"AV": "aortic valve", "PV": "pulmonary valve", "TV": "tricuspid valve", "MV": "mitral valve",
              "Phc": "other"}
+VALVES = {k: v for k, v in LOCATIONS.items() if k != "Phc"}  # the sites a report can name
 STATES = {1: "S1", 2: "systole", 3: "S2", 4: "diastole"}
 # CSV column (or .txt key) -> metadata key; murmur details are patient-level facts of the annotator.
 META_FIELDS = {
@@ -106,7 +110,6 @@ def _location_label(murmur: str | None, locations: set[str], loc: str) -> str | 
     return "Unknown"
 
 
-@register_loader("circor")
 def load_circor(root: Path) -> list[Recording]:
     """Records with labels ``murmur``, ``murmur_at_location``, ``outcome`` and S1/S2 segmentation events."""
     wavs = [p for p in find_files(root, (".wav",)) if NAME.match(p.stem)]
@@ -157,3 +160,43 @@ def load_circor(root: Path) -> list[Recording]:
     if unlabelled:
         log.warning("circor: %d recordings have no row in training_data.csv and no patient .txt", unlabelled)
     return out
+
+
+def report_facts(r: Recording) -> dict[str, Any]:
+    """The murmur at this site (with the annotator's description), or where else it was heard, and the outcome."""
+    m, lab = r.metadata, r.labels
+    f: dict[str, Any] = {"site": None if as_words(r.site) in (None, "other") else r.site}
+    here = str(lab.get("murmur_at_location") or "").lower()
+    patient = str(lab.get("murmur") or "").lower()
+    timings = [t for t in ("systolic", "diastolic") if is_present(m.get(f"{t}_murmur_timing"))]
+    if here == "present" and patient == "present" and len(timings) == 1:
+        t = timings[0]
+        f["murmur"] = True
+        f["murmur_timing"] = as_words(m.get(f"{t}_murmur_timing")).lower()
+        f["murmur_grade"] = as_words(m.get(f"{t}_murmur_grading"))
+        f["murmur_shape"] = (as_words(m.get(f"{t}_murmur_shape")) or "").lower() or None
+        f["murmur_pitch"] = (as_words(m.get(f"{t}_murmur_pitch")) or "").lower() or None
+        f["murmur_quality"] = (as_words(m.get(f"{t}_murmur_quality")) or "").lower() or None
+    elif here == "absent" and patient in ("absent", "present"):
+        f["murmur"] = False
+        if patient == "present":  # heard elsewhere on this patient
+            sites = [VALVES[c.strip().upper()] for c in str(m.get("murmur_locations") or "").split("+")
+                     if c.strip().upper() in VALVES]
+            f["murmur_locations"] = tuple(sites) or None
+    outcome = as_words(lab.get("outcome"))
+    f["outcome"] = outcome.lower() if outcome and outcome.lower() in ("normal", "abnormal") else None
+    return f
+
+
+register_dataset(Dataset(
+    name="circor",
+    loader=load_circor,
+    facts=report_facts,
+    licence="see PhysioNet's CirCor DigiScope page",
+    modalities=("heart",),
+    tasks=(Task("circor-murmur", "circor", binary_label("murmur_at_location", {"Present"}, {"Absent"}),
+                "CirCor murmur heard at this location (present vs absent)",
+                ("Cardiac auscultation. There is no murmur at this site.",
+                 "Cardiac auscultation. A murmur is heard.")),),
+    pipeline_tasks=("circor-murmur",),
+))

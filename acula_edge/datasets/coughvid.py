@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
-from acula_edge.data.loaders import (find_files, find_metadata_file, parse_flag, read_csv_rows, register_loader,
-                                     require)
 from acula_edge.data.records import Recording, parse_cell
+from acula_edge.datasets import Dataset, Task, register_dataset
+from acula_edge.datasets.common import (binary, binary_label, find_files, find_metadata_file, parse_flag,
+                                        read_csv_rows, require)
 from acula_edge.errors import DatasetError
+from acula_edge.reports.facts import as_list, as_words
 
 READABLE = (".wav", ".flac", ".ogg")  # in order of preference
 EXPERTS = (1, 2, 3, 4)
@@ -99,7 +102,6 @@ def _read_csv(path: Path) -> dict[str, dict[str, str]]:
     return {row["uuid"].strip(): row for row in rows if (row.get("uuid") or "").strip()}
 
 
-@register_loader("coughvid")
 def load_coughvid(root: Path, min_cough_detected: float = 0.0) -> list[Recording]:
     """Records with labels ``status``, ``status_ssl``, ``cough_type``, ``quality``, ``diagnosis``, ``severity``.
 
@@ -165,3 +167,37 @@ def load_coughvid(root: Path, min_cough_detected: float = 0.0) -> list[Recording
         reasons.append(f"{len(webm_only)} WebM-only file(s) need converting with ffmpeg ({convert})")
     require(out, "readable COUGHVID recordings", root, "; ".join(reasons) or None)
     return out
+
+
+def report_facts(r: Recording) -> dict[str, Any]:
+    """The expert's cough type, findings and assessment, and what the user reported (never as a diagnosis)."""
+    m, lab = r.metadata, r.labels
+    status = as_words(lab.get("status"))
+    expert = as_words(lab.get("diagnosis"))
+    cough_type = as_words(lab.get("cough_type"))
+    return {
+        "cough_type": cough_type if cough_type in ("wet", "dry") else None,
+        "expert_findings": as_list(m.get("audible_findings")),
+        "expert_assessment": expert.replace(" cough", "").lower() if expert else None,
+        "reported_status": status if status in ("healthy", "symptomatic", "COVID-19") else None,
+        "symptoms": ("fever or muscle pain",) if m.get("fever_muscle_pain") is True else None,
+        "conditions": ("a respiratory condition",) if m.get("respiratory_condition") is True else None,
+        "diagnosis": None,
+    }
+
+
+register_dataset(Dataset(
+    name="coughvid",
+    loader=load_coughvid,
+    facts=report_facts,
+    licence="see the COUGHVID record's terms",
+    modalities=("cough",),
+    tasks=(
+        Task("coughvid-covid", "coughvid", binary_label("status", {"COVID-19"}, {"healthy"}),
+             "COUGHVID self-reported COVID-19 vs healthy",
+             ("Cough recording. No known disease (healthy).", "Cough recording. Diagnosis: COVID-19.")),
+        Task("coughvid-sex", "coughvid", lambda r: binary(r.metadata.get("sex"), {"female"}, {"male"}),
+             "COUGHVID sex (female vs male)"),
+    ),
+    pipeline_tasks=("coughvid-covid",),
+))

@@ -68,9 +68,10 @@ def by_id(records) -> dict:
 
 
 def run_module(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m <args>`` in a subprocess, capturing text output."""
+    """Run ``python -m <args>`` in a subprocess, capturing text output. The timeout only stops a hang:
+    on a busy machine the tiny pipeline alone has taken over six minutes."""
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
-                          cwd=cwd or ROOT, timeout=300)
+                          cwd=cwd or ROOT, timeout=1800)
 
 
 def call_main(module: str, *args: str) -> subprocess.CompletedProcess:

@@ -1,4 +1,5 @@
-"""Real-time screening on the device: ``python -m acula_edge.listen``.
+"""``python -m acula_edge.listen``: screen live audio, a recording or a demo stream with a bundle, in
+real time, on the device.
 
     python -m acula_edge.listen --mic [--device NAME] [--samplerate HZ] [--bundle BUNDLE]
     python -m acula_edge.listen --file REC.wav [--no-realtime] [--bundle BUNDLE] [--json]
@@ -28,7 +29,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from acula_edge.cli import Parser, guarded
+from acula_edge.cli import Parser, describe, guarded
 from acula_edge.device.bundle import default_bundle, load_bundle
 from acula_edge.device.listen.decisions import Decider
 from acula_edge.device.listen.engine import Listener, Recorder, run
@@ -87,7 +88,7 @@ def _prompts(bundle, texts: Sequence[str], checkpoint: str | None,
 
 
 def _parser() -> Parser:
-    p = Parser(prog="python -m acula_edge.listen", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m acula_edge.listen", description=describe(__doc__))
     src = p.add_argument_group("source (one of)")
     src.add_argument("--mic", action="store_true", help="live audio from an input device")
     src.add_argument("--file", metavar="PATH", help="a recording, played at real time")

@@ -78,14 +78,19 @@ def test_cli_bad_input(tmp_path):
 
 
 def test_real_sprsound_random_init_and_hand_made_features(tmp_path):
-    root = shared("sprsound")
+    from acula_edge.datasets import load
+
+    # the official inter-patient test split keeps the test short (the whole set is 984 recordings)
+    records = [r for r in load("sprsound", shared("sprsound")) if r.split == "test_inter"]
+    write_manifest(records, tmp_path / "test_inter.jsonl")
     p = run_module("acula_edge.evaluate", "--encoder", "random-init", "--encoder", "logmel-stats",
-                   "--task", "sprsound-adventitious",
-                   "--data", f"sprsound={root}", "--out", str(tmp_path), "--seeds", "2", "--bootstrap", "200")
+                   "--task", "sprsound-adventitious", "--manifest", str(tmp_path / "test_inter.jsonl"),
+                   "--out", str(tmp_path), "--seeds", "2", "--bootstrap", "200")
     assert p.returncode == 0, p.stderr[-2000:]
     results = {r["encoder"]: r for r in json.loads((tmp_path / "results.json").read_text())["results"]}
     for r in results.values():
-        assert r["recordings"] == 932 and r["subjects"] == 126  # 984 less 52 Poor Quality (all of 4 children)
+        assert r["recordings"] == 347 and r["subjects"] == 41  # 355 less 8 Poor Quality
+        assert not r["fixed_split"]  # test_inter is not a train/val/test split: subject-grouped seeds
         assert 0 <= r["ci95"][0] <= r["ci95"][1] <= 1
     assert results["logmel-stats"]["auroc_mean"] > 0.6
     assert p.stdout.count("95% CI") == 2

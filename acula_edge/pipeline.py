@@ -106,15 +106,34 @@ class Run:
     """A pipeline run: its folder, preset, data and machine settings."""
 
     out: Path
-    name: str  # the preset's name
-    preset: Preset
-    data: dict[str, Path]
-    threads: int
+    cfg: RunConfig
     nproc: int
-    text_model: str | None
 
     def p(self, *parts: str) -> Path:
         return self.out.joinpath(*parts)
+
+    @property
+    def name(self) -> str:
+        """The preset's name."""
+        return self.cfg.preset
+
+    @property
+    def preset(self) -> Preset:
+        """The preset's settings, with the overrides."""
+        return self.cfg.settings
+
+    @property
+    def data(self) -> dict[str, Path]:
+        """Dataset format -> folder."""
+        return {f: Path(p) for f, p in self.cfg.data.items()}
+
+    @property
+    def threads(self) -> int:
+        return self.cfg.threads
+
+    @property
+    def text_model(self) -> str | None:
+        return self.cfg.text_model
 
     @property
     def tasks(self) -> list[str]:
@@ -444,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     nproc = a.nproc or (_gpus() if preset.gpu else 1)
     if preset.gpu and nproc < 1:
         raise AculaError(f"preset {cfg.preset} trains on GPUs and none is visible; choose cpu-small or demo")
-    r = Run(out, cfg.preset, preset, {f: Path(p) for f, p in data.items()}, threads, nproc, cfg.text_model)
+    r = Run(out, cfg, nproc)
     names = list(STAGES)[: list(STAGES).index(a.until) + 1] if a.until else list(STAGES)
     command = shlex.join(["python", "-m", "acula_edge.pipeline", *argv])
     print(f"pipeline {cfg.preset}: {len(names)} stages into {out} (logs in {out / 'logs'})", file=sys.stderr)

@@ -1,8 +1,21 @@
 """The one log-mel front end shared by teacher, student and export.
 
 A Conv1d with a fixed windowed-DFT basis, power, a mel matrix multiply, log: plain torch ops
-that export to ONNX and TFLite (``torch.stft`` does not convert to TFLite). The mel filterbank
-is built with numpy only, so the device side can reuse it without torch.
+that export to ONNX and TFLite (``torch.stft`` does not convert to TFLite). Only the DFT bins
+that some mel filter uses are computed (:func:`used_bins`): below ``f_min`` and above ``f_max``
+nothing is multiplied. The mel filterbank is built with numpy only, so the device side can reuse
+it without torch.
+
+Named front ends (:func:`get_frontend`, ``--frontend`` of ``python -m distill``):
+
+| name | rate | DFT / hop | band | for |
+|---|---|---|---|---|
+| ``wide-16k`` | 16 kHz | 1024 / 512 | 50 Hz-8 kHz | the teachers (and the students before ``ausc-4k``) |
+| ``lung-8k`` | 8 kHz | 512 / 256 | 50 Hz-4 kHz | lung sounds' whole recorded band |
+| ``ausc-8k`` | 8 kHz | 512 / 256 | 50 Hz-2 kHz | auscultation's band at 8 kHz |
+| ``ausc-4k`` | 4 kHz | 256 / 128 | 50 Hz-2 kHz | auscultation's band at 4 kHz: the students' default |
+
+All give 64 mel bands, 31.25 frames a second, and 4.128 s for a 128-frame student window.
 """
 
 from __future__ import annotations
@@ -12,6 +25,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
+
+from acula_edge.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -73,7 +88,7 @@ class FrontendConfig:
 
     @property
     def n_freqs(self) -> int:
-        """Number of DFT bins kept (0 .. Nyquist)."""
+        """Number of DFT bins from 0 to Nyquist (:func:`used_bins` says which of them are computed)."""
         return self.n_fft // 2 + 1
 
     def num_frames(self, n_samples: int) -> int:
@@ -134,10 +149,22 @@ def mel_filterbank(cfg: FrontendConfig) -> np.ndarray:
     return weights.astype(np.float32)
 
 
+def used_bins(cfg: FrontendConfig) -> tuple[int, int]:
+    """``(first, stop)``: the DFT bins some mel filter gives weight to; the others are never computed."""
+    touched = np.flatnonzero(mel_filterbank(cfg).any(axis=0))
+    return (int(touched[0]), int(touched[-1]) + 1) if touched.size else (0, cfg.n_freqs)
+
+
+def band_filterbank(cfg: FrontendConfig) -> np.ndarray:
+    """The mel filters over the used bins only, ``[n_mels, stop - first]``."""
+    first, stop = used_bins(cfg)
+    return np.ascontiguousarray(mel_filterbank(cfg)[:, first:stop])
+
+
 def dft_basis(cfg: FrontendConfig) -> np.ndarray:
-    """Windowed real-DFT basis as Conv1d weights ``[2*n_freqs, 1, n_fft]``: cosines then sines."""
+    """Windowed real-DFT basis of the used bins as Conv1d weights ``[2*bins, 1, n_fft]``: cosines then sines."""
     n = np.arange(cfg.n_fft)
-    k = np.arange(cfg.n_freqs)[:, None]
+    k = np.arange(*used_bins(cfg))[:, None]
     ang = 2 * np.pi * k * n / cfg.n_fft
     w = window(cfg)
     basis = np.concatenate([np.cos(ang) * w, -np.sin(ang) * w])
@@ -156,12 +183,43 @@ def logmel(waveform: np.ndarray, cfg: FrontendConfig | None = None) -> np.ndarra
         return out[0] if squeeze else out
     frames = np.lib.stride_tricks.sliding_window_view(x, cfg.n_fft, axis=-1)[:, :: cfg.hop_length][:, :n]
     z = frames @ dft_basis(cfg)[:, 0, :].T  # [B, frames, 2F]
-    p = z[..., : cfg.n_freqs] ** 2 + z[..., cfg.n_freqs :] ** 2
+    f = z.shape[-1] // 2
+    p = z[..., :f] ** 2 + z[..., f:] ** 2
     if cfg.power != 2.0:
         p = p ** (cfg.power / 2.0)
-    mel = np.log(np.einsum("mf,btf->bmt", mel_filterbank(cfg), p) + cfg.log_offset)
+    mel = np.log(np.einsum("mf,btf->bmt", band_filterbank(cfg), p) + cfg.log_offset)
     out = (mel * (10.0 / math.log(10.0)) if cfg.log == "db" else mel).astype(np.float32)
     return out[0] if squeeze else out
+
+
+_FRONTENDS: Registry[FrontendConfig] = Registry("front end")
+DEFAULT_STUDENT_FRONTEND = "ausc-4k"
+
+
+def register_frontend(name: str, cfg: FrontendConfig) -> None:
+    """Make ``cfg`` choosable by ``name`` (``--frontend NAME``)."""
+    _FRONTENDS.register(name)(cfg)
+
+
+def get_frontend(name: str) -> FrontendConfig:
+    """The front end registered as ``name``; an unknown name is one clear error."""
+    return _FRONTENDS.get(name)
+
+
+def list_frontends() -> list[str]:
+    """Registered front-end names, sorted."""
+    return _FRONTENDS.names()
+
+
+def frontend_name(cfg: FrontendConfig) -> str | None:
+    """The registered name of ``cfg``, or None for a front end of its own."""
+    return next((k for k in _FRONTENDS.names() if _FRONTENDS.get(k) == cfg), None)
+
+
+register_frontend("wide-16k", FrontendConfig())
+register_frontend("lung-8k", FrontendConfig(sample_rate=8000, n_fft=512, win_length=512, hop_length=256, f_max=4000.0))
+register_frontend("ausc-8k", FrontendConfig(sample_rate=8000, n_fft=512, win_length=512, hop_length=256, f_max=2000.0))
+register_frontend("ausc-4k", FrontendConfig(sample_rate=4000, n_fft=256, win_length=256, hop_length=128, f_max=2000.0))
 
 
 def _torch():
@@ -175,28 +233,43 @@ def _build_logmel():
     nn = torch.nn
 
     class LogMel(nn.Module):
-        """Waveform ``[B, T]`` float32 in [-1, 1] to log-mel ``[B, n_mels, frames]``."""
+        """Waveform ``[B, T]`` float32 in [-1, 1] to log-mel ``[B, n_mels, frames]``.
+
+        Where the DFT size is a multiple of the hop (every registered front end), frames are cut by
+        slicing ``n_fft / hop`` shifted views of the hop-long blocks and the DFT is one matrix
+        product: onnxruntime and LiteRT run it faster than the strided convolution used otherwise."""
 
         def __init__(self, cfg: FrontendConfig | None = None):
             super().__init__()
-            self.cfg = cfg or FrontendConfig()
-            self.register_buffer("dft", torch.from_numpy(dft_basis(self.cfg)), persistent=False)
-            self.register_buffer("mel", torch.from_numpy(mel_filterbank(self.cfg)), persistent=False)
+            self.cfg = c = cfg or FrontendConfig()
+            basis = dft_basis(c)
+            self.blocks = c.n_fft // c.hop_length if c.n_fft % c.hop_length == 0 else 0
+            # [n_fft, 2 * bins] for the matrix product, or the Conv1d weights [2 * bins, 1, n_fft]
+            dft = np.ascontiguousarray(basis[:, 0, :].T) if self.blocks else basis
+            self.register_buffer("dft", torch.from_numpy(dft), persistent=False)
+            self.register_buffer("mel", torch.from_numpy(np.ascontiguousarray(band_filterbank(c).T)), persistent=False)
             # a tensor, not a Python float: the ONNX exporter drops "+ 1e-10" written as a literal, which
             # sends empty bands (a 2 kHz recording upsampled to 16 kHz) from -100 dB to -140 dB
-            self.register_buffer("offset", torch.tensor([self.cfg.log_offset], dtype=torch.float32), persistent=False)
-            self.n_freqs = self.cfg.n_freqs
-            self.log_scale = 10.0 / math.log(10.0) if self.cfg.log == "db" else 1.0
+            self.register_buffer("offset", torch.tensor([c.log_offset], dtype=torch.float32), persistent=False)
+            self.n_freqs = self.mel.shape[0]  # the used bins
+            self.log_scale = 10.0 / math.log(10.0) if c.log == "db" else 1.0
 
         def spectrum(self, waveform):
-            """Power (or magnitude**power) spectrum ``[B, n_freqs, frames]``."""
-            z = nn.functional.conv1d(waveform.unsqueeze(1), self.dft, stride=self.cfg.hop_length)
-            re, im = z[:, : self.n_freqs], z[:, self.n_freqs :]
+            """Power (or magnitude**power) spectrum of the used bins ``[B, frames, bins]``."""
+            hop = self.cfg.hop_length
+            if self.blocks:
+                n = (waveform.shape[-1] - self.cfg.n_fft) // hop + 1
+                x = waveform[:, : (n + self.blocks - 1) * hop].reshape(waveform.shape[0], n + self.blocks - 1, hop)
+                frames = torch.cat([x[:, j:j + n] for j in range(self.blocks)], dim=2) if self.blocks > 1 else x
+                z = torch.matmul(frames, self.dft)
+            else:
+                z = nn.functional.conv1d(waveform.unsqueeze(1), self.dft, stride=hop).transpose(1, 2)
+            re, im = z[..., : self.n_freqs], z[..., self.n_freqs :]
             p = re * re + im * im
             return p if self.cfg.power == 2.0 else p ** (self.cfg.power / 2.0)
 
         def forward(self, waveform):
-            mel = torch.matmul(self.mel, self.spectrum(waveform))
+            mel = torch.matmul(self.spectrum(waveform), self.mel).transpose(1, 2)
             return torch.log(mel + self.offset) * self.log_scale
 
     return LogMel

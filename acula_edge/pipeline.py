@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 from acula_edge.cli import Parser, describe, guarded
 from acula_edge.config import config_document, override, read_config
 from acula_edge.errors import AculaError
+from acula_edge.frontend import DEFAULT_STUDENT_FRONTEND
 from acula_edge.stages import Runner, Step, clock, locked
 
 FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
@@ -59,6 +60,7 @@ class Preset:
     align_epochs: float
     student: str
     distill_epochs: float
+    frontend: str = DEFAULT_STUDENT_FRONTEND  # the student's log-mel front end (acula_edge.frontend)
     formats: str = "onnx"
     calibrator: str = "percentile"  # onnxruntime int8 activation ranges (export --calibrator)
     distill_hop: float = 2.0
@@ -220,7 +222,8 @@ def stage_evaluate(r: Run) -> Step:
 def stage_distill(r: Run) -> Step:
     run_dir, teacher = r.p("student"), r.p("teacher", "encoder.safetensors")
     reports, text = r.p("reports", "reports.jsonl"), r.p("text")
-    cmd = ["distill", "--teacher", str(teacher), "--student", r.preset.student, *r.training(),
+    cmd = ["distill", "--teacher", str(teacher), "--student", r.preset.student, "--frontend", r.preset.frontend,
+           *r.training(),
            "--calibrate-split", "val", *(x for t in r.tasks for x in ("--head", t)),
            "--epochs", _num(r.preset.distill_epochs), "--hop", _num(r.preset.distill_hop),
            "--reports", str(reports), "--text-embeddings", str(text), "--out", str(run_dir)]

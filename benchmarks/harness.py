@@ -322,6 +322,37 @@ def speed(v: Variant, samples: int, hop_s: float, cores: int, s: Settings) -> di
     return out
 
 
+#: the reference every variant's speed is measured against: the published OPERA-GT encoder size
+REFERENCE_ENCODER = "vit-small"
+
+
+def reference_speed(s: Settings) -> dict[str, Any]:
+    """The ``vit-small`` encoder in torch (random weights: timing only; the wide-16k front end and its
+    own window) at batch 1 on one thread, per second of audio."""
+    from acula_edge.frontend import FrontendConfig
+    from acula_edge.models import create_encoder
+
+    fe = FrontendConfig()
+    samples = fe.num_samples(create_encoder(REFERENCE_ENCODER).config.input_frames)
+    # a call takes seconds: 20 calls give a steady median
+    m = child(Spec("teacher", checkpoint=REFERENCE_ENCODER), 1, samples, [1], min(s.runs, 20), 2, pin_cpu=True)
+    if "error" in m:
+        return {"encoder": REFERENCE_ENCODER, "missing": m["error"]}
+    p50 = m["batches"]["1"]["p50_ms"]
+    return {"encoder": REFERENCE_ENCODER, "weights": "random (timing only)", "framework": "torch fp32",
+            "window_s": round(samples / fe.sample_rate, 3), "p50_ms": p50, "runs": m["batches"]["1"]["runs"],
+            "ms_per_s": round(p50 / (samples / fe.sample_rate), 4)}
+
+
+def speedups(doc_variants: dict[str, dict], reference: dict[str, Any], window_s: float) -> None:
+    """Each variant's one-thread milliseconds per second of audio and how many times faster than the reference."""
+    for v in doc_variants.values():
+        p50 = v["latency"]["threads_1"].get("p50_ms")
+        v["ms_per_s"] = round(p50 / window_s, 4) if p50 else None
+        v["speedup_vs_reference"] = (round(reference["ms_per_s"] / v["ms_per_s"], 1)
+                                     if v["ms_per_s"] and reference.get("ms_per_s") else None)
+
+
 def grid_specs(variants: dict[str, Variant], checkpoint: str, samples: int, work: Path) -> dict[str, Spec]:
     """The spec of each grid variant at ``samples`` per window (ONNX re-exported at that length)."""
     import torch
@@ -449,6 +480,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"timing {v.name}", file=sys.stderr, flush=True)
             doc_variants[v.name] = {**v.to_dict(), "cost": cost(v, ckpt, samples), **speed(v, samples, hop_s, a.threads, s),
                                     "accuracy": acc[v.name]}
+        print(f"timing the reference ({REFERENCE_ENCODER})", file=sys.stderr, flush=True)
+        reference = reference_speed(s)
+        speedups(doc_variants, reference, samples / rate)
+        for v in doc_variants.values():
+            if v["speedup_vs_reference"]:
+                print(f"{v['label']}: {v['ms_per_s']:.4f} ms per second of audio (1 thread), "
+                      f"{v['speedup_vs_reference']:g}x faster than {REFERENCE_ENCODER} "
+                      f"({reference['ms_per_s']:.1f} ms/s)", file=sys.stderr, flush=True)
         print("scaling grid", file=sys.stderr, flush=True)
         fe = FrontendConfig.from_dict(b0.meta["frontend"])
         grid = scaling({v.name: v for v in variants}, ckpt, fe, samples, work, s)
@@ -466,6 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
            "student": b0.meta["name"], "sample_rate": rate, "window_s": round(samples / rate, 3), "hop_s": hop_s,
            "threads_all": a.threads, "tasks": tasks, "variants": list(doc_variants.values()),
            "int8": int8_effects(scores, doc_variants, records, data, heads, s.n_boot), "scaling": grid,
+           "reference": reference,
            "references": REFERENCES, "machine": machine(),
            "versions": versions("numpy", "onnxruntime", "ai_edge_litert", "torch", "onnx", "neural_compressor",
                                 "ai_edge_quantizer", "matplotlib"),
@@ -474,4 +514,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["FULL", "GRID", "QUICK", "SETTINGS", "Settings", "accuracy", "fit_teacher_heads", "main", "score"]
+__all__ = ["FULL", "GRID", "QUICK", "REFERENCE_ENCODER", "SETTINGS", "Settings", "accuracy", "fit_teacher_heads",
+           "main", "reference_speed", "score", "speedups"]

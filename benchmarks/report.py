@@ -35,6 +35,7 @@ def _auroc(cell: dict[str, Any] | None) -> str:
 def markdown(doc: dict[str, Any]) -> str:
     """The whole report: data, accuracy, cost and speed, int8 against fp32, scaling, references."""
     v_all, tasks, cores = doc["variants"], list(doc["tasks"]), doc["threads_all"]
+    ref = doc.get("reference") or {}  # results from before the reference row have none
     lines = [f"# Benchmark: every variant of `{doc['student']}` on {doc['machine']['cpu_model']}", ""]
     if doc["quick"]:
         lines += ["**Quick run** (`--quick`): a subset of the test subjects and few timed calls; it checks the "
@@ -72,17 +73,25 @@ def markdown(doc: dict[str, Any]) -> str:
               "checkpoint file (the teacher's holds its encoder and both projections). The front end's MACs count its "
               "DFT as the exported graphs compute it (a matrix product); torch runs the same front end.", "",
               f"| variant | parameters | M MACs/s network + front end | KiB | peak RSS MiB (runtime alone) | p50 / p95 ms, 1 thread | "
+              f"ms per s of audio, 1 thread | x faster than {ref.get('encoder', 'the reference')} | "
               f"p50 / p95 ms, {cores} threads | windows/s at batch {' / '.join(tb)} | real-time factor |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for v in v_all:
         c, l1, la = v["cost"], v["latency"]["threads_1"], v["latency"]["threads_all"]
         lines.append(f"| {v['label']} | {c['parameters']:,} | {c['macs_per_s'] / 1e6:.2f} + "
                      f"{c['frontend_macs_per_s'] / 1e6:.1f} | {c['bytes'] / 1024:.0f} | "
                      f"{_f(v['memory'].get('peak_rss_mib'), '{:.0f}')} ({_f(v['memory'].get('runtime_rss_mib'), '{:.0f}')}) | "
                      f"{_f(l1.get('p50_ms'), '{:.2f}')} / "
-                     f"{_f(l1.get('p95_ms'), '{:.2f}')} | {_f(la.get('p50_ms'), '{:.2f}')} / {_f(la.get('p95_ms'), '{:.2f}')} | "
+                     f"{_f(l1.get('p95_ms'), '{:.2f}')} | {_f(v.get('ms_per_s'), '{:.4f}')} | "
+                     f"{_f(v.get('speedup_vs_reference'), '{:.0f}')} | "
+                     f"{_f(la.get('p50_ms'), '{:.2f}')} / {_f(la.get('p95_ms'), '{:.2f}')} | "
                      + " / ".join(_f(v["throughput"].get(b), "{:.0f}") for b in tb)
                      + f" | {_f(v.get('real_time_factor'), '{:.4f}')} |")
+    if ref.get("ms_per_s"):
+        lines.append(f"| reference: {ref['encoder']} encoder ({ref['framework']}, {ref['weights']}, {ref['window_s']} s "
+                     f"window) | | | | | {ref['p50_ms']:.1f} | {ref['ms_per_s']:.2f} | 1 | | | |")
+    elif ref:
+        lines.append(f"- not measured: the reference {ref.get('encoder')}: {ref.get('missing')}")
     missing = [(v["label"], k, m) for v in v_all for k, m in (v.get("missing") or {}).items()]
     lines += [f"- not measured: {label} ({k}): {m}" for label, k, m in missing]
     lines += ["", "## int8 against fp32 (same run)", "",

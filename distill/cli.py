@@ -8,6 +8,7 @@ from typing import Sequence
 from acula_edge.cli import Parser, guarded
 from acula_edge.training_args import add_run_arguments, augment_override, loop_overrides
 from acula_edge.errors import AculaError
+from acula_edge.frontend import DEFAULT_STUDENT_FRONTEND, list_frontends
 
 
 def _parser() -> Parser:
@@ -16,6 +17,8 @@ def _parser() -> Parser:
     p.add_argument("--teacher", help="aligned checkpoint from `python -m acula_edge.align train`")
     p.add_argument("--student", help="student preset (default mn-s; see --list-students)")
     p.add_argument("--act", choices=("hardswish", "relu"), help="student activation (default the preset's)")
+    p.add_argument("--frontend", help="the student's log-mel front end, one of: " + ", ".join(list_frontends())
+                   + f" (default {DEFAULT_STUDENT_FRONTEND}; see acula_edge.frontend)")
     p.add_argument("--head", action="append", default=[], help="a task head (evaluate task name); repeat")
     p.add_argument("--calibrate-split", metavar="SPLIT",
                    help="choose each head's threshold on the recordings of this split of the same data "
@@ -72,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  "text": a.w_text, "heads": a.w_heads, "label_weight": a.label_weight}.items()
                if v is not None}
     given = {"teacher": a.teacher, "student": a.student, "heads": tuple(a.head) or None, "hop_s": a.hop,
+             "frontend": a.frontend,
              **{k: getattr(a, k) for k in ("reports", "text_model", "text_cache", "text_embeddings", "act",
                                            "sensitivity")}}
     fields = {k: v for k, v in given.items() if v is not None}

@@ -33,8 +33,13 @@ class TeacherTargets:
     """Rows of teacher embeddings and the (recording id, start sample) each belongs to."""
 
     vectors: np.ndarray
-    windows: list[tuple[str, int]]
+    windows: list[tuple[str, int]]  # start samples at the teacher's rate
     config: dict
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate of the windows' start samples (the teacher's front end's)."""
+        return int(self.config["frontend"]["sample_rate"])
 
     def rows_of(self) -> dict[str, list[int]]:
         """Recording id -> its row numbers."""

@@ -26,6 +26,7 @@ from acula_edge.augment import AugmentConfig, Backgrounds, augment_waveform
 from acula_edge.config import to_dict
 from acula_edge.data.records import Recording
 from acula_edge.errors import AculaError
+from acula_edge.frontend import DEFAULT_STUDENT_FRONTEND, FrontendConfig, get_frontend
 from acula_edge.hashing import sha256_file
 from acula_edge.metrics import mean_cosine
 from acula_edge.text_source import TextSource
@@ -43,6 +44,7 @@ class DistillConfig(LoopConfig, TextSource):
 
     teacher: str = ""
     student: str = "mn-s"
+    frontend: str = DEFAULT_STUDENT_FRONTEND  # the student's own log-mel front end (a registered name)
     act: str | None = None  # student activation override (hardswish, relu)
     heads: tuple[str, ...] = ()  # evaluate task names, one head each
     epochs: int = 20
@@ -69,6 +71,11 @@ class DistillConfig(LoopConfig, TextSource):
             problems.append("the text anchor uses cached or precomputed report embeddings, not text_online")
         if problems:
             raise AculaError("bad distillation config: " + "; ".join(problems))
+        get_frontend(self.frontend)  # an unknown name is one clear error
+
+    def student_frontend(self) -> FrontendConfig:
+        """The student's front end."""
+        return get_frontend(self.frontend)
 
 
 def head_labels(records: list[Recording], heads: tuple, need_both: bool = True) -> np.ndarray:
@@ -90,12 +97,13 @@ def head_labels(records: list[Recording], heads: tuple, need_both: bool = True) 
 
 
 class WindowSet:
-    """Augmented teacher windows: key ``(epoch, row)`` -> ``{"wave", "row"}`` (or ``{"error"}``)."""
+    """Augmented teacher windows: key ``(epoch, row)`` -> ``{"wave", "row"}`` (or ``{"error"}``), at the
+    student's ``sample_rate`` (a window starts at the same second as the teacher's)."""
 
     def __init__(self, records: list[Recording], targets: TeacherTargets, sample_rate: int, samples: int,
                  augment: AugmentConfig, seed: int):
         self.by_id = {r.id: r for r in records}
-        self.windows = targets.windows
+        self.windows, self.start_rate = targets.windows, targets.sample_rate
         self.sample_rate, self.samples, self.augment, self.seed = sample_rate, samples, augment, seed
         self.backgrounds = Backgrounds.of(augment, sample_rate)
 
@@ -106,7 +114,7 @@ class WindowSet:
         rid, start = self.windows[row]
         rng = np.random.default_rng(clip_seed(self.seed, epoch, row))
         try:
-            x, _ = load(self.by_id[rid].path, sample_rate=self.sample_rate, offset=start / self.sample_rate,
+            x, _ = load(self.by_id[rid].path, sample_rate=self.sample_rate, offset=start / self.start_rate,
                         duration=self.samples / self.sample_rate + 0.05)
         except AculaError as e:
             return {"error": f"recording {rid}: {e}"}
@@ -146,11 +154,11 @@ class DistillJob(Job):
     def __init__(self, cfg: DistillConfig, records: list[Recording], targets: TeacherTargets, d: Dist,
                  calibration: list[Recording] = (), show_progress: bool = True):
         from acula_edge.checkpoint import load_projections, read_sidecar
-        from acula_edge.frontend import FrontendConfig, LogMel
+        from acula_edge.frontend import LogMel
 
         self.cfg, self.records, self.targets, self.d = cfg, records, targets, d
         self.calibration, self.show_progress = list(calibration), show_progress
-        self.fe = FrontendConfig.from_dict(targets.config["frontend"])
+        self.fe = cfg.student_frontend()
         torch.manual_seed(cfg.seed)
         opts = {"heads": tuple(cfg.heads), **({"act": cfg.act} if cfg.act else {})}
         self.student = create_student(cfg.student, **opts)
@@ -271,7 +279,6 @@ def distill(cfg: DistillConfig, records: list[Recording], out: str | Path, resum
         raise AculaError("calibration recordings choose head thresholds: give at least one --head")
     student_cfg = create_student(cfg.student).config
     from acula_edge.checkpoint import read_sidecar
-    from acula_edge.frontend import FrontendConfig
     from acula_edge.text import teacher_settings
 
     teacher_meta = read_sidecar(cfg.teacher)
@@ -279,7 +286,10 @@ def distill(cfg: DistillConfig, records: list[Recording], out: str | Path, resum
     s = teacher_settings(teacher_meta.get("text_teacher") or {}, cfg.text_model)
     cfg = dataclasses.replace(cfg, text_model=s["model"], text_layer=s["layer"], text_pooling=s["pooling"],
                               text_max_length=s["max_length"])
-    fe = FrontendConfig.from_dict(teacher_meta["frontend"])
+    fe = cfg.student_frontend()
+    if fe.n_mels != student_cfg.n_mels:
+        raise AculaError(f"front end {cfg.frontend} gives {fe.n_mels} mel bands but student {cfg.student} takes "
+                         f"{student_cfg.n_mels}")
     window_s = fe.num_samples(student_cfg.window_frames) / fe.sample_rate
     targets = teacher_targets(cfg.teacher, records, out / "teacher-targets", window_s, cfg.hop_s,
                               show_progress=progress_bar, threads=threads or 1)
@@ -296,7 +306,7 @@ def agreement(student: Student, targets: TeacherTargets, records: list[Recording
     ``centred``: both minus the teacher's mean embedding first, so that only how windows differ
     counts (an aligned space can share a large common direction that a constant output matches)."""
     from acula_edge.device.audio import load
-    from acula_edge.frontend import FrontendConfig, LogMel
+    from acula_edge.frontend import LogMel
 
     fe = FrontendConfig.from_dict(fe_dict)
     logmel = LogMel(fe)
@@ -312,7 +322,8 @@ def agreement(student: Student, targets: TeacherTargets, records: list[Recording
             for rid, start in targets.windows[k:k + batch]:
                 if rid not in cache:
                     cache = {rid: load(by_id[rid].path, sample_rate=fe.sample_rate)[0]}
-                x = cache[rid][start:start + samples]
+                at = int(round(start * fe.sample_rate / targets.sample_rate))
+                x = cache[rid][at:at + samples]
                 clips.append(np.pad(x, (0, samples - x.shape[0])))
             embeddings.append(student(logmel(torch.from_numpy(np.stack(clips))))[0].numpy())
     student.train(was)

@@ -69,21 +69,19 @@ def export_student(student, path: str | Path, max_batch: int = 64) -> Path:
 
 
 def before_first_conv(model_path: str | Path) -> list[str]:
-    """Nodes to keep in fp32: those before the network's first convolution. For a log-mel input that
-    is the network's input normalisation; for a waveform input it is also the whole front end (DFT
-    convolution, power, mel product, log). Quantizing power, mel or log destroys accuracy, and an
-    int8 waveform keeps 256 levels, too few for quiet body sounds: a PhysioNet head lost most of its
-    AUROC with the DFT convolution quantized."""
+    """Nodes to keep in fp32: those before the network's first (2-D) convolution. For a log-mel input
+    that is the network's input normalisation; for a waveform input it is also the whole front end
+    (the DFT as a matrix product or a 1-D convolution, power, mel product, log). Quantizing power,
+    mel or log destroys accuracy, and an int8 waveform keeps 256 levels, too few for quiet body
+    sounds: a PhysioNet head lost most of its AUROC with the DFT quantized."""
     import onnx
 
     graph = onnx.load(str(model_path)).graph
-    skip = 1 if graph.input[0].name == "waveform" else 0  # the front end's DFT convolution comes first
+    rank = {i.name: len(i.dims) for i in graph.initializer}
     names: list[str] = []
     for node in graph.node:
-        if node.op_type == "Conv":
-            if skip == 0:
-                return names
-            skip -= 1
+        if node.op_type == "Conv" and rank.get(node.input[1]) != 3:  # rank-3 weights: the front end's Conv1d DFT
+            return names
         names.append(node.name)
     return names
 
@@ -148,12 +146,16 @@ CALIBRATORS = ("minmax", "percentile")
 
 
 def quantize_int8(fp32: str | Path, out: str | Path, calibration: np.ndarray,
-                  exclude: Sequence[str] | None = None, batch: int = 16, calibrator: str = "minmax") -> Path:
-    """Static int8 QDQ model of ``fp32`` calibrated on ``calibration``: inputs of the model's input
+                  exclude: Sequence[str] | None = None, batch: int = 16, calibrator: str = "minmax",
+                  fmt: str = "qdq", per_channel: bool = True, op_types: Sequence[str] | None = None) -> Path:
+    """Static int8 model of ``fp32`` calibrated on ``calibration``: inputs of the model's input
     (log-mel windows ``[N, n_mels, T]`` or waveforms ``[N, samples]``). ``calibrator``: how the
     activations' ranges are set (:data:`CALIBRATORS`; a percentile ignores rare outliers).
 
     ``exclude``: node names kept in fp32 (default: :func:`before_first_conv` and :func:`after_last_conv`).
+    ``fmt``: ``qdq`` (QuantizeLinear/DequantizeLinear pairs around fp32 ops, int8 activations) or
+    ``qoperator`` (QLinearConv and the like, uint8 activations); ``per_channel`` weight scales or
+    one per tensor; ``op_types``: the op types to quantize (default every one onnxruntime can).
     """
     import onnx
 
@@ -163,6 +165,8 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: np.ndarray,
 
     if calibrator not in CALIBRATORS:
         raise AculaError(f"unknown calibrator {calibrator!r}; choose one of: {', '.join(CALIBRATORS)}")
+    if fmt not in ("qdq", "qoperator"):
+        raise AculaError(f"unknown int8 format {fmt!r}; choose qdq or qoperator")
     graph_input = onnx.load(str(fp32)).graph.input[0]
     rank = len(graph_input.type.tensor_type.shape.dim)
     calibration = np.asarray(calibration, np.float32)
@@ -183,8 +187,11 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: np.ndarray,
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         try:
             method = CalibrationMethod.MinMax if calibrator == "minmax" else CalibrationMethod.Percentile
-            quantize_static(str(pre), str(q), Windows(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=method,
+            qdq = fmt == "qdq"
+            quantize_static(str(pre), str(q), Windows(), quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
+                            per_channel=per_channel, activation_type=QuantType.QInt8 if qdq else QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, calibrate_method=method,
+                            op_types_to_quantize=list(op_types) if op_types else None,
                             nodes_to_exclude=list(before_first_conv(pre) + after_last_conv(pre) if exclude is None
                                                   else exclude),
                             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
@@ -233,7 +240,7 @@ def fold_weight_quantization(path: str | Path) -> Path:
 
 
 def compact_front_end(path: str | Path, frontend: dict) -> Path:
-    """Store the front end's DFT basis (``2 * n_freqs * n_fft`` floats, about 4 MB at n_fft 1024) as the
+    """Store the front end's DFT basis (``2 * bins * n_fft`` floats, about 4 MB at n_fft 1024) as the
     few nodes that make it, in place: ``basis[k, n] = table[(k * n) mod n_fft] * window[n]`` from a cos
     and a sin table of ``n_fft`` values. onnxruntime folds them back into the same basis when it loads
     the file, so the same graph runs; the file shrinks by the basis. A file without
@@ -241,29 +248,38 @@ def compact_front_end(path: str | Path, frontend: dict) -> Path:
     import onnx
     from onnx import helper, numpy_helper
 
-    from acula_edge.frontend import FrontendConfig, dft_basis, window
+    from acula_edge.frontend import FrontendConfig, dft_basis, used_bins, window
 
     fe = FrontendConfig.from_dict(frontend)
     basis = dft_basis(fe)
     model = onnx.load(str(path))
     g = model.graph
-    hit = next((i for i in g.initializer if tuple(i.dims) == basis.shape
-                and np.allclose(numpy_helper.to_array(i), basis, rtol=0, atol=1e-6)), None)
+    layouts = {basis.shape: None, basis.shape[::2][::-1]: [1, 0]}  # Conv1d weights, or [n_fft, 2 * bins] (a MatMul)
+    flat = basis[:, 0, :]
+    hit = next((i for i in g.initializer if tuple(i.dims) in layouts and np.allclose(
+        numpy_helper.to_array(i).reshape(-1, fe.n_fft) if len(i.dims) == 3 else numpy_helper.to_array(i).T, flat,
+        rtol=0, atol=1e-6)), None)
     if hit is None:
         return Path(path)
-    n, f = fe.n_fft, fe.n_freqs
+    perm = layouts[tuple(hit.dims)]
+    n = fe.n_fft
     ang = 2 * np.pi * np.arange(n) / n
     name = hit.name
-    consts = {f"{name}/k": np.arange(f, dtype=np.int64)[:, None], f"{name}/n": np.arange(n, dtype=np.int64)[None],
+    consts = {f"{name}/k": np.arange(*used_bins(fe), dtype=np.int64)[:, None], f"{name}/n": np.arange(n, dtype=np.int64)[None],
               f"{name}/size": np.array(n, np.int64),
               f"{name}/table": np.stack([np.cos(ang), -np.sin(ang)]).astype(np.float32),
-              f"{name}/window": window(fe).astype(np.float32), f"{name}/shape": np.array(basis.shape, np.int64)}
+              f"{name}/window": window(fe).astype(np.float32),
+              f"{name}/shape": np.array(basis.shape if perm is None else flat.shape, np.int64)}
     nodes = [helper.make_node("Constant", [], [k], value=numpy_helper.from_array(v, k)) for k, v in consts.items()]
     nodes += [helper.make_node("Mul", [f"{name}/k", f"{name}/n"], [f"{name}/kn"]),
               helper.make_node("Mod", [f"{name}/kn", f"{name}/size"], [f"{name}/idx"]),
               helper.make_node("Gather", [f"{name}/table", f"{name}/idx"], [f"{name}/rows"], axis=1),
-              helper.make_node("Mul", [f"{name}/rows", f"{name}/window"], [f"{name}/windowed"]),
-              helper.make_node("Reshape", [f"{name}/windowed", f"{name}/shape"], [name])]
+              helper.make_node("Mul", [f"{name}/rows", f"{name}/window"], [f"{name}/windowed"])]
+    if perm is None:
+        nodes.append(helper.make_node("Reshape", [f"{name}/windowed", f"{name}/shape"], [name]))
+    else:
+        nodes += [helper.make_node("Reshape", [f"{name}/windowed", f"{name}/shape"], [f"{name}/rows2"]),
+                  helper.make_node("Transpose", [f"{name}/rows2"], [name], perm=perm)]
     g.initializer.remove(hit)
     for i, node in enumerate(nodes):
         g.node.insert(i, node)

@@ -81,7 +81,15 @@ def test_quick_run_measures_every_variant(quick_run):
         assert [round(p["window_s"]) for p in points] == [2] and all(_finite(p["p50_ms"]) for p in points), name
         assert [p["batch"] for p in grid["batch"][name]] == [1, 8]
     assert [r["model"] for r in doc["references"]] == ["OPERA-GT", "YAMNet", "EfficientAT mn04"]
+    # the vit-small encoder timed in the same run: every variant's speed-up per second of audio against it
+    ref = doc["reference"]
+    assert ref["encoder"] == "vit-small" and ref["ms_per_s"] == pytest.approx(ref["p50_ms"] / ref["window_s"], rel=1e-3)
+    for v in doc["variants"]:
+        assert v["ms_per_s"] == pytest.approx(v["latency"]["threads_1"]["p50_ms"] / doc["window_s"], rel=1e-2)
+        assert v["speedup_vs_reference"] == pytest.approx(ref["ms_per_s"] / v["ms_per_s"], rel=2e-2)
+    assert byname["onnx-fp32"]["speedup_vs_reference"] > 50  # the student runs far faster than the published encoder
     md = (out / "results.md").read_text()
+    assert "| reference: vit-small encoder (torch fp32, random (timing only)" in md
     assert "not measured here" in md and "| ONNX int8 (Neural Compressor) |" in md and "Quick run" in md
     for png in ("pareto.png", "scaling.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / png).stat().st_size > 10_000

@@ -56,6 +56,18 @@ def test_round_trip_and_model_card(bundle):
     assert sorted(p.name for p in b.path.parent.iterdir()) == ["b"]  # no temporary folder left
 
 
+def test_the_default_precision_is_the_bundles_choice_else_int8(tmp_path):
+    files = {"model_fp32.onnx": b"fp32", "model_int8.onnx": b"int8", "model_fp32.tflite": b"tflite",
+             "prompts.npy": npy(np.eye(2, 512, dtype=np.float32))}
+    old = write_bundle(tmp_path / "old", meta(), files)  # a bundle from before default_precision
+    assert old.default_precision("onnx") == "int8" and old.default_precision("tflite") == "fp32"
+    assert old.default_precision("coreml") is None
+    new = load_bundle(write_bundle(tmp_path / "new", {**meta(), "default_precision": {"onnx": "fp32"}}, files).path)
+    assert new.default_precision("onnx") == "fp32"
+    with pytest.raises(AculaError, match="default_precision must name, per format, a precision the bundle holds"):
+        write_bundle(tmp_path / "bad", {**meta(), "default_precision": {"tflite": "int8"}}, files)
+
+
 def test_a_file_changed_after_export_is_refused(bundle):
     p = bundle.path / "model_int8.onnx"
     p.write_bytes(p.read_bytes()[:-1] + b"X")

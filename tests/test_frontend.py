@@ -99,7 +99,7 @@ def test_onnx_export_has_a_dynamic_batch_and_matches_torch(tmp_path):
                       dynamic_shapes={"waveform": {0: batch, 1: samples}})
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     ops = {n.op_type for n in __import__("onnx").load(str(path)).graph.node}
-    assert "STFT" not in ops and "DFT" not in ops and "Conv" in ops
+    assert "STFT" not in ops and "DFT" not in ops and "Conv" not in ops and "MatMul" in ops  # the DFT: one product
     rng = np.random.default_rng(4)
     for b, seconds in [(1, 1.0), (3, 2.5), (8, 0.5)]:
         x = rng.uniform(-0.8, 0.8, (b, int(c.sample_rate * seconds))).astype(np.float32)
@@ -118,3 +118,43 @@ def test_config_round_trip_and_validation():
         FrontendConfig(sample_rate=8000, f_max=8000.0)
     with pytest.raises(AculaError, match="unknown"):
         FrontendConfig.from_dict({**c.to_dict(), "center": True})
+
+
+def test_registered_front_ends_compute_only_the_bins_their_mel_filters_use():
+    from acula_edge.frontend import get_frontend, list_frontends, used_bins
+
+    assert set(list_frontends()) >= {"wide-16k", "lung-8k", "ausc-8k", "ausc-4k"}
+    assert get_frontend("wide-16k") == FrontendConfig()  # the teachers' front end is the default config
+    macs = {}
+    for name in list_frontends():
+        c = get_frontend(name)
+        first, stop = used_bins(c)
+        weights = mel_filterbank(c)
+        assert not weights[:, :first].any() and not weights[:, stop:].any() and weights[:, first].any()
+        assert first > 0  # nothing below f_min (50 Hz) is computed
+        assert c.num_samples(128) / c.sample_rate == pytest.approx(4.128)  # one student window everywhere
+        x = _signal(c.sample_rate, 2.0)
+        got, want = logmel(x, c), LogMel(c)(torch.from_numpy(x)[None])[0].numpy()
+        assert got.shape == want.shape == (64, c.num_frames(x.size)) and np.abs(got - want).max() < 1e-3
+        macs[name] = 2 * (stop - first) * c.n_fft * c.sample_rate / c.hop_length
+    # the 2 kHz band at 4 kHz costs a fifteenth of the 16 kHz front end
+    assert macs["ausc-4k"] < macs["ausc-8k"] < macs["lung-8k"] < macs["wide-16k"] / 3 and \
+        macs["wide-16k"] / macs["ausc-4k"] > 14
+    with pytest.raises(AculaError, match="unknown front end 'x'; choose one of: ausc-4k"):
+        get_frontend("x")
+
+
+def test_the_matrix_product_dft_equals_the_convolution_one():
+    """A DFT size that is a multiple of the hop runs as one matrix product; the strided convolution
+    that other hops use gives the same log-mel."""
+    c = FrontendConfig(sample_rate=4000, n_fft=256, win_length=256, hop_length=128, f_max=2000.0)
+    odd = FrontendConfig(sample_rate=4000, n_fft=256, win_length=256, hop_length=96, f_max=2000.0)
+    x = torch.from_numpy(np.stack([_signal(4000, 3.0), _signal(4000, 3.0)[::-1].copy()]))
+    m = LogMel(c)
+    assert m.blocks == 2 and LogMel(odd).blocks == 0
+    conv = torch.nn.functional.conv1d(x.unsqueeze(1), m.dft.T.unsqueeze(1), stride=128)  # [B, 2F, frames]
+    f = m.n_freqs
+    power = conv[:, :f] ** 2 + conv[:, f:] ** 2
+    want = torch.log(torch.matmul(m.mel.T, power) + c.log_offset) * m.log_scale
+    assert torch.allclose(m(x), want, atol=1e-3)
+    assert np.abs(LogMel(odd)(x).numpy() - logmel(x.numpy(), odd)).max() < 1e-3

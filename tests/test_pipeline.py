@@ -55,6 +55,34 @@ def test_tiny_preset_runs_every_stage(tiny):
     assert "Not a medical device" in card and "demonstration model" in card and "Apache-2.0" in card
 
 
+def test_the_front_end_benchmark_compares_students_of_one_run(tiny, tmp_path):
+    """benchmarks.frontend on a copy of the run: the run's own student for its front end, a student
+    distilled by the run's distill stage with only the front end changed, costs timed in one process
+    and AUROC with intervals on the run's test subjects."""
+    out, _ = tiny
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    r = run_module("benchmarks.frontend", "--run", str(run), "--frontend", "ausc-4k", "--no-tflite", "--rounds", "1",
+                   "--calls", "3", "--out", str(tmp_path / "frontend"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads((tmp_path / "frontend.json").read_text())
+    rows = doc["frontends"]
+    assert list(rows) == ["wide-16k", "ausc-4k"] and doc["reference"] == "wide-16k"
+    assert rows["ausc-4k"]["checkpoint"] == str(run / "student" / "student.safetensors")  # the run's own student
+    assert rows["wide-16k"]["checkpoint"] == str(run / "frontends" / "wide-16k" / "student.safetensors")
+    distill = json.loads((run / "frontends" / "wide-16k" / "student.json").read_text())
+    assert distill["frontend"]["sample_rate"] == 16000 and distill["training"]["frontend"] == "wide-16k"
+    c4, c16 = rows["ausc-4k"]["cost"], rows["wide-16k"]["cost"]
+    assert c16["frontend_macs_per_s"] > 10 * c4["frontend_macs_per_s"] and c4["network_macs_per_s"] == c16["network_macs_per_s"]
+    assert all(ms > 0 for row in rows.values() for ms in row["ms_per_s"].values())
+    assert set(rows["ausc-4k"]["ms_per_s"]) == {"onnx-fp32", "onnx-int8"}
+    for task in TINY_TASKS:
+        ref, cell = rows["wide-16k"]["accuracy"][task], rows["ausc-4k"]["accuracy"][task]
+        assert "delta" not in ref and cell["delta"] == pytest.approx(cell["auroc"] - ref["auroc"], abs=1e-3)
+        assert cell["delta_ci"][0] <= cell["delta_ci"][1] and cell["recordings"] == ref["recordings"] > 0
+    assert "| `ausc-4k` | 4 kHz / 256 / 128 | 50-2000 Hz |" in (tmp_path / "frontend.md").read_text()
+
+
 def test_make_default_installs_an_identical_bundle_replacing_the_old(tiny, tmp_path):
     from acula_edge.pipeline import install_bundle
 

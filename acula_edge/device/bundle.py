@@ -64,6 +64,9 @@ def problems(meta: Any) -> list[str]:
     models = [n for n in meta["files"] if n in MODEL_FILES]
     if not models:
         out.append("no model file is listed")
+    chosen = meta.get("default_precision", {})
+    if not isinstance(chosen, dict) or any((f, p) not in {MODEL_FILES[n] for n in models} for f, p in chosen.items()):
+        out.append("default_precision must name, per format, a precision the bundle holds a model file of")
     for name, f in meta["files"].items():
         if Path(name).name != name or name in (BUNDLE_JSON, "") or name.startswith("."):
             out.append(f"file name {name!r} is not a plain name in the bundle folder")
@@ -109,6 +112,15 @@ class Bundle:
         """``(front end, full-integer network)`` paths when the bundle holds the pair, else None."""
         parts = {PART_FILES[n][2]: self.path / n for n in self.meta["files"] if n in PART_FILES}
         return (parts["frontend"], parts["network"]) if len(parts) == 2 else None
+
+    def default_precision(self, fmt: str) -> str | None:
+        """The precision to run ``fmt`` at when none is asked for: the bundle's ``default_precision``
+        (the faster file, as its exporter measured them), else int8 when it holds one (older bundles)."""
+        held = {p for f, p in self.models().values() if f == fmt}
+        chosen = (self.meta.get("default_precision") or {}).get(fmt)
+        if chosen in held:
+            return chosen
+        return "int8" if "int8" in held else ("fp32" if held else None)
 
     def model_path(self, fmt: str, precision: str = "fp32") -> Path:
         for name, (f, p) in self.models().items():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -105,6 +105,25 @@ def runner(bundle, name: str, threads: int = 1) -> Run:
     return lambda waves: tuple(s.run(None, {"waveform": np.asarray(waves, np.float32)}))
 
 
+def median_latency(calls: dict[str, Callable[[], Any]], rounds: int = 5, each: int = 20,
+                   warmup: int = 5) -> dict[str, float]:
+    """Median milliseconds of each of ``calls``, timed in turns (``rounds`` of ``each`` calls of
+    every one), so that all of them see the same load on a shared machine."""
+    import time
+
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for f in calls.values():
+        for _ in range(warmup):
+            f()
+    for _ in range(rounds):
+        for k, f in calls.items():
+            for _ in range(each):
+                t = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t)
+    return {k: round(float(np.median(t)) * 1e3, 4) for k, t in times.items()}
+
+
 #: backend name -> the format of the bundle files it runs
 BACKENDS = {"onnx": "onnx", "tflite": "tflite"}
 
@@ -137,7 +156,8 @@ def list_backends() -> list[str]:
 
 def load_model(bundle, backend: str = "onnx", precision: str | None = None, threads: int = 1,
                checkpoint: str | None = None) -> Model:
-    """The bundle's model for ``backend`` at ``precision`` (int8 when the bundle holds it, by default)."""
+    """The bundle's model for ``backend`` at ``precision`` (by default the bundle's default precision for
+    the backend's format: see :meth:`acula_edge.device.bundle.Bundle.default_precision`)."""
     if backend not in list_backends():
         raise AculaError(f"unknown backend {backend!r} (choose from {', '.join(list_backends())})")
     if precision not in (None, "int8", "fp32"):
@@ -147,7 +167,7 @@ def load_model(bundle, backend: str = "onnx", precision: str | None = None, thre
     held = {p: n for n, (f, p) in bundle.models().items() if f == BACKENDS[backend]}
     if not held:
         raise AculaError(f"{bundle.path} holds no {backend} model (it holds {', '.join(bundle.models())})")
-    precision = precision or ("int8" if "int8" in held else "fp32")
+    precision = precision or bundle.default_precision(BACKENDS[backend])
     if precision not in held:
         raise AculaError(f"{bundle.path} holds no {precision} {backend} model (it holds {', '.join(bundle.models())})")
     try:
@@ -158,5 +178,5 @@ def load_model(bundle, backend: str = "onnx", precision: str | None = None, thre
         raise AculaError(f"{bundle.path / held[precision]}: {backend} cannot load it ({str(e).splitlines()[0][:200]})") from e
 
 
-__all__ = ["BACKENDS", "Model", "SPLIT", "list_backends", "load_model", "register_backend", "runner", "session",
+__all__ = ["BACKENDS", "Model", "SPLIT", "list_backends", "load_model", "median_latency", "register_backend", "runner", "session",
            "signature", "tflite_interpreter", "tflite_runner"]

@@ -105,7 +105,8 @@ def _parser() -> Parser:
     m.add_argument("--backend", default="onnx",
                    help=f"inference backend: {', '.join(list_backends())} (default: %(default)s)")
     m.add_argument("--precision", choices=("int8", "fp32"),
-                   help="the model file's precision (default: int8 when the bundle holds it, else fp32)")
+                   help="the model file's precision (default: the bundle's default_precision, the file its exporter "
+                   "measured faster; int8 when an older bundle holds one)")
     m.add_argument("--checkpoint", help="the torch backend's checkpoint (default: the bundle's source)")
     m.add_argument("--threads", type=int, default=1, help="inference threads (default: %(default)s)")
     m.add_argument("--warmup", type=int, default=2, help="model runs before the first report (default: %(default)s)")

@@ -46,6 +46,17 @@ def save_result(result: dict, out: str, module: str, argv: list[str], echo: bool
     return result
 
 
+def save_with_table(doc: dict, out: str | Path, module: str, argv: list[str], table: str) -> None:
+    """``OUT.json`` (the result with its command) and ``OUT.md`` (``table``, also printed), atomically."""
+    from acula_edge.data.records import atomic_write_text
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_result(doc, str(out.with_suffix(".json")), module, argv, echo=False)
+    atomic_write_text(out.with_suffix(".md"), table)
+    print(table)
+
+
 def trained(run_dir: Path, name: str = "encoder") -> list[Path]:
     """A training run's checkpoint and sidecar: the outputs that make its stage finished."""
     return [run_dir / f"{name}.safetensors", run_dir / f"{name}.json"]

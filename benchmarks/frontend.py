@@ -25,7 +25,6 @@ import dataclasses
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -118,34 +117,24 @@ def export_files(model, work: Path, calibration: list, calibrator: str, tflite: 
 
 def latencies(files: dict[str, dict[str, Path]], rounds: int, calls: int) -> dict[str, dict[str, float]]:
     """Median ms per call at batch 1, one thread, of every file; ``rounds`` turns of ``calls`` calls each."""
-    from acula_edge.device.runtime import session, tflite_runner
+    from acula_edge.device.runtime import median_latency, session, tflite_runner
 
-    runs: dict[tuple[str, str], Callable[[], Any]] = {}
+    rng = np.random.default_rng(0)
+    runs: dict[str, Callable[[], Any]] = {}
     for name, by_kind in files.items():
         for kind, path in by_kind.items():
             if kind.startswith("onnx"):
                 s = session(path, 1)
-                n = s.get_inputs()[0].shape[1]
-                x = np.random.default_rng(0).uniform(-0.3, 0.3, (1, n)).astype(np.float32)
-                runs[name, kind] = lambda s=s, x=x: s.run(None, {"waveform": x})
+                x = rng.uniform(-0.3, 0.3, (1, s.get_inputs()[0].shape[1])).astype(np.float32)
+                runs[f"{name}/{kind}"] = lambda s=s, x=x: s.run(None, {"waveform": x})
             else:
                 r = tflite_runner(path, 1)
-                n = int(np.prod(tflite_input_shape(path)))
-                x = np.random.default_rng(0).uniform(-0.3, 0.3, (1, n)).astype(np.float32)
-                runs[name, kind] = lambda r=r, x=x: r(x)
-    times: dict[tuple[str, str], list[float]] = {k: [] for k in runs}
-    for k, f in runs.items():  # warm up
-        for _ in range(10):
-            f()
-    for _ in range(rounds):
-        for k, f in runs.items():
-            for _ in range(calls):
-                t = time.perf_counter()
-                f()
-                times[k].append(time.perf_counter() - t)
+                x = rng.uniform(-0.3, 0.3, (1, int(np.prod(tflite_input_shape(path))))).astype(np.float32)
+                runs[f"{name}/{kind}"] = lambda r=r, x=x: r(x)
     out: dict[str, dict[str, float]] = {}
-    for (name, kind), t in times.items():
-        out.setdefault(name, {})[kind] = round(float(np.median(t)) * 1e3, 4)
+    for key, ms in median_latency(runs, rounds, calls).items():
+        name, kind = key.split("/")
+        out.setdefault(name, {})[kind] = ms
     return out
 
 
@@ -239,11 +228,11 @@ def _parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     a = _parser().parse_args(argv)
-    from acula_edge.data.records import atomic_write_text, read_manifest
+    from acula_edge.data.records import read_manifest
     from acula_edge.frontend import FrontendConfig, get_frontend, list_frontends
     from acula_edge.data.tasks import get_task
     from acula_edge.models.students import load_student
-    from benchmarks.common import machine, save_result, versions
+    from benchmarks.common import machine, save_with_table, versions
     from export.model import EdgeModel
 
     run = Path(a.run)
@@ -289,12 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             doc["frontends"][name]["accuracy"] = acc[name]
         doc["test_recordings"] = len(test)
     doc.update(calls_each=a.rounds * a.calls, machine=machine(), versions=versions("torch", "onnxruntime", "ai_edge_litert"))
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_result(doc, str(out.with_suffix(".json")), "benchmarks.frontend", argv, echo=False)
-    text = markdown(doc)
-    atomic_write_text(out.with_suffix(".md"), text)
-    print(text)
+    save_with_table(doc, a.out, "benchmarks.frontend", argv, markdown(doc))
     return 0
 
 

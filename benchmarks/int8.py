@@ -111,10 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     a = _parser().parse_args(argv)
     from acula_edge.checkpoint import read_sidecar
-    from acula_edge.data.records import atomic_write_text, read_manifest
+    from acula_edge.data.records import read_manifest
     from acula_edge.device.runtime import median_latency
     from acula_edge.frontend import FrontendConfig, frontend_name
-    from benchmarks.common import machine, save_result, versions
+    from benchmarks.common import machine, save_with_table, versions
     from export.onnx import waveform_windows
 
     fe = FrontendConfig.from_dict(read_sidecar(a.checkpoint)["frontend"])
@@ -139,12 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 row.update(fidelity(outputs[base], outputs[name]))
             doc["files"][name] = row
     doc.update(machine=machine(), versions=versions("onnxruntime", "ai_edge_litert", "ai_edge_quantizer", "torch"))
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_result(doc, str(out.with_suffix(".json")), "benchmarks.int8", argv, echo=False)
-    text = markdown(doc)
-    atomic_write_text(out.with_suffix(".md"), text)
-    print(text)
+    save_with_table(doc, a.out, "benchmarks.int8", argv, markdown(doc))
     return 0
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import soundfile as sf
 
 from acula_edge.device.bundle import DEFAULT_BUNDLE, EXAMPLE_RECORDING, load_bundle
+from acula_edge.frontend import DEFAULT_STUDENT_FRONTEND, get_frontend
 from conftest import ROOT, run_module
 
 HEADS = ["sprsound-adventitious", "physionet2016-abnormal"]
@@ -25,7 +26,8 @@ def test_demo_screens_the_example_recording_with_the_default_bundle():
     screened = [line for line in p.stdout.splitlines() if " ok " in line]  # the lung head, on a lung recording
     assert len(screened) == 8 and all("sprsound-adventitious" in x and "physionet2016-abnormal" not in x
                                       for x in screened)
-    assert f"{EXAMPLE_RECORDING} with acula-edge-demo-mn-xs (onnx int8" in p.stdout
+    precision = load_bundle(DEFAULT_BUNDLE).default_precision("onnx")
+    assert f"{EXAMPLE_RECORDING} with acula-edge-demo-mn-xs (onnx {precision}" in p.stdout
     assert "summary: 8 windows (8 scored; gated: none)" in p.stderr and "Traceback" not in p.stderr
 
 
@@ -34,7 +36,8 @@ def test_listen_uses_the_default_bundle_without_bundle():
     assert p.returncode == 0, p.stderr
     events = [json.loads(line) for line in p.stdout.splitlines()]
     start = events[0]
-    assert start["type"] == "start" and start["bundle"] == str(DEFAULT_BUNDLE) and start["precision"] == "int8"
+    assert start["type"] == "start" and start["bundle"] == str(DEFAULT_BUNDLE)
+    assert start["precision"] == load_bundle(DEFAULT_BUNDLE).meta["default_precision"]["onnx"]  # the faster file
     windows = [e for e in events if e["type"] == "window"]
     assert len(windows) >= 8 and set(windows[0]["scores"]) == set(HEADS)
 
@@ -45,6 +48,10 @@ def test_the_default_bundle_is_small_verified_and_documented():
     assert sum(files.values()) + (DEFAULT_BUNDLE / "bundle.json").stat().st_size < 2_000_000
     assert {"model_fp32.onnx", "model_int8.onnx", "prompts.npy"} <= set(files)
     assert [h["name"] for h in b.heads] == HEADS
+    # the students' front end (4 kHz, 50-2000 Hz) and the precision its exporter measured faster
+    assert b.meta["frontend"] == get_frontend(DEFAULT_STUDENT_FRONTEND).to_dict() and b.sample_rate == 4000
+    timing = b.meta["provenance"]["precision_timing"]["onnx"]["ms_per_window"]
+    assert b.meta["default_precision"]["onnx"] == ("int8" if timing["int8"] < 0.95 * timing["fp32"] else "fp32")
     texts, vectors = b.prompts()
     assert len(texts) == vectors.shape[0] >= 4
     metrics = b.meta["metrics"]["heads"]

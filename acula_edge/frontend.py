@@ -162,13 +162,17 @@ def band_filterbank(cfg: FrontendConfig) -> np.ndarray:
 
 
 def dft_basis(cfg: FrontendConfig) -> np.ndarray:
-    """Windowed real-DFT basis of the used bins as Conv1d weights ``[2*bins, 1, n_fft]``: cosines then sines."""
-    n = np.arange(cfg.n_fft)
-    k = np.arange(*used_bins(cfg))[:, None]
-    ang = 2 * np.pi * k * n / cfg.n_fft
-    w = window(cfg)
-    basis = np.concatenate([np.cos(ang) * w, -np.sin(ang) * w])
-    return basis[:, None, :].astype(np.float32)
+    """Windowed real-DFT basis of the used bins as Conv1d weights ``[2*bins, 1, n_fft]``: cosines then sines.
+
+    Built in float32 as the exported ONNX graph rebuilds it (:func:`export.onnx.compact_front_end`):
+    ``table[(k * n) mod n_fft] * window[n]``, so that torch, numpy and onnxruntime share the same
+    values to the last bit (quiet bands sit near the log's floor, where one ulp shows)."""
+    n = cfg.n_fft
+    ang = 2 * np.pi * np.arange(n) / n
+    idx = (np.arange(*used_bins(cfg))[:, None] * np.arange(n)[None, :]) % n
+    w = window(cfg).astype(np.float32)
+    cos, sin = np.cos(ang).astype(np.float32), (-np.sin(ang)).astype(np.float32)
+    return np.concatenate([cos[idx] * w, sin[idx] * w])[:, None, :]
 
 
 def logmel(waveform: np.ndarray, cfg: FrontendConfig | None = None) -> np.ndarray:

@@ -73,7 +73,7 @@ PRESETS: dict[str, Preset] = {
     "tiny": Preset("a minute or two: checks every stage on a few synthetic clips (numbers mean nothing)",
                    synthetic=160, align_preset="cpu-tiny", pretrain_epochs=1, align_epochs=1, student="mn-xs",
                    distill_epochs=2, bench="quick", max_steps=16, calibrator="minmax"),
-    "demo": Preset("under 30 minutes on 2 CPU cores: the default bundle's recipe (vit-tiny teacher, mn-xs student, "
+    "demo": Preset("about an hour on 2 CPU cores: the default bundle's recipe (vit-tiny teacher, mn-xs student, "
                    "ONNX fp32 and int8)", synthetic=400, align_preset="cpu-tiny", pretrain_epochs=30,
                    align_epochs=15, student="mn-xs", distill_epochs=8),
     "cpu-small": Preset("an hour or two on a laptop: more synthetic data and epochs, the mn-s student, ONNX and "

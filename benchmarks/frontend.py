@@ -9,12 +9,15 @@ skipped when up to date. Then, measured here in one process:
 
 - cost: multiply-accumulates per second of audio of the front end (the DFT as the exported graph
   computes it) and of the network; the bytes of the exported ONNX fp32 (compact front end) and
-  int8 (onnxruntime, the run's calibrator) files and of the TFLite fp32 file; their latency at batch 1 on one thread (median over calls
-  taken in turns, so that every file sees the same machine);
+  int8 (onnxruntime, the run's calibrator) files and of the TFLite fp32 file; their latency at
+  batch 1 on one thread (median over calls taken in turns, so that every file sees the same
+  machine);
 - accuracy: each student's AUROC per task on the run's test subjects (window scores averaged per
   recording) with a subject-bootstrap interval, and the paired interval of its difference from the
   reference front end (``wide-16k``) on the same recordings. Nothing here chooses anything on
   these numbers; they are the comparison the README reports.
+
+``--cost-only`` trains nothing: the run's own network behind each front end, for the cost columns.
 
 Output: ``OUT.json`` and ``OUT.md`` (default ``benchmarks/results/frontend``).
 """
@@ -22,7 +25,6 @@ Output: ``OUT.json`` and ``OUT.md`` (default ``benchmarks/results/frontend``).
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -44,19 +46,17 @@ def run_config(run: Path):
     return read_config(run / CONFIG_NAME, RunConfig, "pipeline")
 
 
-def students(run: Path, cfg, names: Sequence[str], threads: int | None) -> dict[str, Path]:
-    """Each front end's student checkpoint, distilled by the run's distill stage when missing."""
+def students(run: Path, cfg, names: Sequence[str]) -> dict[str, Path]:
+    """Each front end's student checkpoint, distilled by the run's distill stage (its command exactly,
+    threads included, so that a rerun finds it up to date) when missing."""
+    from acula_edge.checkpoint import read_sidecar
+    from acula_edge.frontend import get_frontend
     from acula_edge.pipeline import Run, stage_distill
     from acula_edge.stages import Runner
 
-    if threads:
-        cfg = dataclasses.replace(cfg, threads=threads)
     own = run / "student" / "student.safetensors"
     out: dict[str, Path] = {}
     stages = []
-    from acula_edge.checkpoint import read_sidecar
-    from acula_edge.frontend import get_frontend
-
     own_frontend = read_sidecar(own)["frontend"] if own.is_file() else None  # none yet: every student is made here
     for name in names:
         if get_frontend(name).to_dict() == own_frontend:
@@ -69,9 +69,6 @@ def students(run: Path, cfg, names: Sequence[str], threads: int | None) -> dict[
         step.outputs = [folder / "student.safetensors", folder / "student.json"]
         step.resumable = folder
         step.progress = (folder / "metrics.jsonl", cfg.settings.distill_epochs)
-        targets = run / "student" / "teacher-targets"
-        if targets.is_dir() and not (folder / "teacher-targets").exists():  # the same teacher windows: reused
-            shutil.copytree(targets, folder / "teacher-targets")
         stages.append((f"distill-{name}", step))
         out[name] = step.outputs[0]
     if stages:
@@ -188,8 +185,10 @@ def markdown(doc: dict[str, Any]) -> str:
     cols = ["front end", "rate / DFT / hop", "band", "front end M MAC/s", "network M MAC/s", "ONNX fp32 ms/s",
             "ONNX int8 ms/s", "TFLite fp32 ms/s", "ONNX fp32 KiB", *(f"{h} AUROC [95% CI]; vs {doc['reference']}"
                                                                       for h in heads)]
+    what = ("the run's network behind each front end (cost only)" if doc["cost_only"]
+            else f"AUROC on {doc.get('test_recordings', 0)} test recordings")
     lines = [f"Run `{doc['run']}`, one thread, batch 1, median of {doc['calls_each']} calls per file "
-             f"({doc['machine'].get('cpu_model', '')}); AUROC on {doc.get('test_recordings', 0)} test recordings.", "",
+             f"({doc['machine'].get('cpu_model', '')}); {what}.", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for name, row in doc["frontends"].items():
         c, ms, kib = row["cost"], row.get("ms_per_s", {}), row.get("kib", {})
@@ -219,7 +218,7 @@ def _parser() -> Parser:
     p.add_argument("--no-tflite", action="store_true", help="skip the TFLite files (no 'tflite' extra)")
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--calls", type=int, default=30, help="calls per file per round")
-    p.add_argument("--threads", type=int, help="CPU threads for training and scoring (default the run's)")
+    p.add_argument("--threads", type=int, help="CPU threads for scoring (default 1; training uses the run's)")
     p.add_argument("--out", default="benchmarks/results/frontend", help="results prefix (.json and .md)")
     return p
 
@@ -249,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise AculaError(f"{run}: no student checkpoint at {own}")
         checkpoints = {n: own for n in names}
     else:
-        checkpoints = students(run, cfg, names, a.threads)
+        checkpoints = students(run, cfg, names)
     train = read_manifest(run / "data" / "train.jsonl")
     test = read_manifest(run / "data" / "test.jsonl")
     doc: dict[str, Any] = {"run": str(run), "reference": a.reference, "cost_only": a.cost_only, "frontends": {}}

@@ -43,6 +43,8 @@ def run_config(run: Path):
     from acula_edge.config import read_config
     from acula_edge.pipeline import CONFIG_NAME, RunConfig
 
+    if not (run / CONFIG_NAME).is_file():
+        raise AculaError(f"--run {run}: not a pipeline run folder (it has no {CONFIG_NAME})")
     return read_config(run / CONFIG_NAME, RunConfig, "pipeline")
 
 

@@ -138,7 +138,8 @@ def test_file_json_matches_offline_scores_in_an_environment_without_torch(bundle
                         "--json", "--no-realtime"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
     objs = records(r.stdout)
-    assert len(objs["window"]) == 3 and objs["start"][0]["model"] == "model_int8.onnx"
+    # the bundle's default precision: the file its exporter measured faster
+    assert len(objs["window"]) == 3 and objs["start"][0]["model"] == f"model_{bundle.default_precision('onnx')}.onnx"
     for w in objs["window"]:
         assert w["quality"]["status"] == "ok" and w["latency_ms"] > 0 and set(w["scores"]) == {HEAD}
     np.testing.assert_allclose(streamed(objs), offline(bundle, x)[:, 0], atol=1e-5)

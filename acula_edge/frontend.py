@@ -1,7 +1,8 @@
 """The one log-mel front end shared by teacher, student and export.
 
-A Conv1d with a fixed windowed-DFT basis, power, a mel matrix multiply, log: plain torch ops
-that export to ONNX and TFLite (``torch.stft`` does not convert to TFLite). Only the DFT bins
+A fixed windowed-DFT basis (one matrix product over frames cut from hop-long blocks where the DFT
+size is a multiple of the hop, else a strided Conv1d), power, a mel matrix multiply, log: plain
+torch ops that export to ONNX and TFLite (``torch.stft`` does not convert to TFLite). Only the DFT bins
 that some mel filter uses are computed (:func:`used_bins`): below ``f_min`` and above ``f_max``
 nothing is multiplied. The mel filterbank is built with numpy only, so the device side can reuse
 it without torch.
@@ -10,7 +11,7 @@ Named front ends (:func:`get_frontend`, ``--frontend`` of ``python -m distill``)
 
 | name | rate | DFT / hop | band | for |
 |---|---|---|---|---|
-| ``wide-16k`` | 16 kHz | 1024 / 512 | 50 Hz-8 kHz | the teachers (and the students before ``ausc-4k``) |
+| ``wide-16k`` | 16 kHz | 1024 / 512 | 50 Hz-8 kHz | the teachers (the ``FrontendConfig`` default) |
 | ``lung-8k`` | 8 kHz | 512 / 256 | 50 Hz-4 kHz | lung sounds' whole recorded band |
 | ``ausc-8k`` | 8 kHz | 512 / 256 | 50 Hz-2 kHz | auscultation's band at 8 kHz |
 | ``ausc-4k`` | 4 kHz | 256 / 128 | 50 Hz-2 kHz | auscultation's band at 4 kHz: the students' default |

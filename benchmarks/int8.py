@@ -36,15 +36,14 @@ ONNX_VARIANTS = {
 }
 
 
-def build(checkpoint: str, calibration: np.ndarray, calibrator: str, work: Path,
-          tflite: bool) -> tuple[dict[str, Path], int]:
-    """Every file, by name (``onnx-fp32``, ``onnx-int8-VARIANT``, ``tflite-fp32``, ``tflite-int8``), and the window."""
+def build(model, calibration: np.ndarray, calibrator: str, work: Path, tflite: bool) -> dict[str, Path]:
+    """Every file of an :class:`export.model.EdgeModel`, by name (``onnx-fp32``, ``onnx-int8-VARIANT``,
+    ``tflite-fp32``, ``tflite-int8``)."""
     import torch
 
-    from export.model import OUTPUTS, edge_model
+    from export.model import OUTPUTS
     from export.onnx import export_onnx, quantize_int8
 
-    model = edge_model(checkpoint)
     fp32 = export_onnx(model, work / "fp32.onnx", torch.zeros(2, model.samples), "waveform", OUTPUTS)
     files = {"onnx-fp32": fp32}
     for name, opts in ONNX_VARIANTS.items():
@@ -55,7 +54,7 @@ def build(checkpoint: str, calibration: np.ndarray, calibrator: str, work: Path,
 
         files["tflite-fp32"] = convert(model, work / "fp32.tflite", torch.zeros(1, model.samples), "waveform", OUTPUTS)
         files["tflite-int8"] = quantize(files["tflite-fp32"], work / "int8.tflite", calibration, NETWORK_SCOPE)
-    return files, model.samples
+    return files
 
 
 def runs(files: dict[str, Path]) -> dict[str, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]:
@@ -110,18 +109,18 @@ def _parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     a = _parser().parse_args(argv)
-    from acula_edge.checkpoint import read_sidecar
     from acula_edge.data.records import read_manifest
     from acula_edge.device.runtime import median_latency
-    from acula_edge.frontend import FrontendConfig, frontend_name
+    from acula_edge.frontend import frontend_name
     from benchmarks.common import machine, save_with_table, versions
+    from export.model import edge_model
     from export.onnx import waveform_windows
 
-    fe = FrontendConfig.from_dict(read_sidecar(a.checkpoint)["frontend"])
-    samples = fe.num_samples(128)
+    model = edge_model(a.checkpoint)  # the student's own window and front end
+    fe, samples = model.fe, model.samples
     with tempfile.TemporaryDirectory() as tmp:
         cal = waveform_windows(read_manifest(a.calibration), fe.sample_rate, samples, limit=256)
-        files, samples = build(a.checkpoint, cal, a.calibrator, Path(tmp), tflite=not a.no_tflite)
+        files = build(model, cal, a.calibrator, Path(tmp), tflite=not a.no_tflite)
         test = waveform_windows(read_manifest(a.data), fe.sample_rate, samples, limit=a.windows, seed=1)
         fns = runs(files)
         outputs = {n: tuple(np.concatenate(parts) for parts in zip(*(f(test[i:i + 1]) for i in range(len(test)))))

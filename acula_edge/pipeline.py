@@ -4,6 +4,8 @@ benchmarked bundle.
     python -m acula_edge.pipeline --preset demo --out runs/demo \\
         [--data sprsound=../shared/data/sprsound --data physionet2016=../shared/data/physionet2016]
     python -m acula_edge.pipeline --config RUN/config.json [--out OTHER]   # that run again (flags override it)
+    python -m acula_edge.pipeline --preset demo --out runs/site-a --data ... \
+        --hold-out physionet2016:database=training-b    # test on a site the models never saw
     python -m acula_edge.pipeline --list-presets
 
 Stages, in order, each one of this package's CLIs run as a subprocess (its output in ``RUN/logs/``):
@@ -74,8 +76,8 @@ PRESETS: dict[str, Preset] = {
                    synthetic=160, align_preset="cpu-tiny", pretrain_epochs=1, align_epochs=1, student="mn-xs",
                    distill_epochs=2, bench="quick", max_steps=16, calibrator="minmax"),
     "demo": Preset("about an hour on 2 CPU cores: the default bundle's recipe (vit-tiny teacher, mn-xs student, "
-                   "ONNX fp32 and int8)", synthetic=400, align_preset="cpu-tiny", pretrain_epochs=30,
-                   align_epochs=15, student="mn-xs", distill_epochs=8),
+                   "ONNX and TFLite, fp32 and int8)", synthetic=400, align_preset="cpu-tiny", pretrain_epochs=30,
+                   align_epochs=15, student="mn-xs", distill_epochs=8, formats="onnx,tflite"),
     "cpu-small": Preset("an hour or two on a laptop: more synthetic data and epochs, the mn-s student, ONNX and "
                         "TFLite", synthetic=1200, align_preset="cpu-tiny", pretrain_epochs=30, align_epochs=15,
                         student="mn-s", distill_epochs=8, formats="onnx,tflite"),
@@ -98,6 +100,7 @@ class RunConfig:
     data: dict[str, str] = field(default_factory=dict)  # dataset format -> folder
     threads: int = 1
     text_model: str | None = None
+    hold_out: tuple[str, ...] = ()  # FORMAT:FIELD=VALUE: that dataset's matching recordings are its test part
 
 
 # ----------------------------------------------------------------------------- stages
@@ -137,6 +140,14 @@ class Run:
     def text_model(self) -> str | None:
         return self.cfg.text_model
 
+    def hold_out(self, fmt: str) -> tuple[str, str] | None:
+        """``(FIELD, VALUE)`` of the hold-out rule for dataset ``fmt``, if any."""
+        for rule in self.cfg.hold_out:
+            f, field_, value = parse_hold_out(rule)
+            if f == fmt:
+                return field_, value
+        return None
+
     @property
     def tasks(self) -> list[str]:
         """The tasks of the heads: each real dataset's pipeline task, else the synthetic ones."""
@@ -173,7 +184,8 @@ def stage_synthetic(r: Run) -> Step:
 
 def stage_manifests(r: Run) -> Step:
     inputs = [r.p("synthetic")] + list(r.data.values())
-    return Step(["(in-process) manifests", *(f"{k}={v}" for k, v in r.data.items()), json.dumps(FRACTIONS)],
+    rules = [f"--hold-out={x}" for x in r.cfg.hold_out]
+    return Step(["(in-process) manifests", *(f"{k}={v}" for k, v in r.data.items()), json.dumps(FRACTIONS), *rules],
                 inputs=inputs, outputs=[r.p("data")], run=lambda: write_manifests(r))
 
 
@@ -277,12 +289,46 @@ STAGES: dict[str, tuple[str, Callable[[Run], Step]]] = {
 # ----------------------------------------------------------------------------- the manifests stage
 
 
+def parse_hold_out(rule: str) -> tuple[str, str, str]:
+    """``FORMAT:FIELD=VALUE`` -> ``(FORMAT, FIELD, VALUE)``; anything else is one clear error."""
+    fmt, _, cond = rule.partition(":")
+    field_, eq, value = cond.partition("=")
+    if not fmt or not field_ or not eq or not value:
+        raise AculaError(f"--hold-out {rule!r}: write FORMAT:FIELD=VALUE, e.g. physionet2016:database=training-b")
+    return fmt, field_, value
+
+
+def matches_rule(rec, field_: str, value: str) -> bool:
+    """Whether a recording's metadata ``field_`` (else its ``site`` or ``device``) is ``value``."""
+    got = rec.metadata.get(field_)
+    if got is None and field_ in ("site", "device"):
+        got = getattr(rec, field_)
+    return got is not None and str(got) == value
+
+
+def dataset_split(recs: list, task: str | list[str], rule: tuple[str, str] | None, fmt: str) -> dict[str, str]:
+    """Subject -> part: one subject-grouped split stratified on ``task`` (:data:`FRACTIONS`, seed 0); with a
+    hold-out ``rule``, the subjects of the matching recordings are the test part and the others are split
+    into train and val in :data:`FRACTIONS`' proportions."""
+    from acula_edge.data.splits import subject_parts
+
+    if rule is None:
+        return subject_parts(recs, task, FRACTIONS, seed=0)
+    test = {x.subject for x in recs if matches_rule(x, *rule)}
+    rest = [x for x in recs if x.subject not in test]
+    if not test or not rest:
+        seen = sorted({str(x.metadata.get(rule[0])) for x in recs})[:8]
+        raise AculaError(f"--hold-out {fmt}:{rule[0]}={rule[1]}: {'no' if not test else 'every'} {fmt} recording "
+                         f"matches (its {rule[0]} values: {', '.join(seen)})")
+    return {**subject_parts(rest, task, {k: v for k, v in FRACTIONS.items() if k != "test"}, seed=0),
+            **{s: "test" for s in test}}
+
+
 def write_manifests(r: Run) -> None:
     """Every dataset's recordings with one subject split (stratified on its task's label, seed 0), and
     the files later stages read: ``manifest.jsonl`` (all, with ``split``), ``train.jsonl``,
-    ``test.jsonl``, ``held_out.jsonl``, ``train_test.jsonl``, ``splits.json``, the bundle's ``prompts.txt`` and ``card.json``."""
+    ``val.jsonl``, ``test.jsonl``, ``held_out.jsonl``, ``train_test.jsonl``, ``splits.json``, the bundle's ``prompts.txt`` and ``card.json``."""
     from acula_edge.data.records import Recording, atomic_write_text, write_manifest
-    from acula_edge.data.splits import subject_parts
     from acula_edge.data.tasks import get_task
     from acula_edge.datasets import get_dataset, load
 
@@ -293,14 +339,16 @@ def write_manifests(r: Run) -> None:
         dataset = get_dataset(fmt)
         task = dataset.pipeline_tasks[0] if len(dataset.pipeline_tasks) == 1 else dataset.pipeline_tasks
         recs = load(fmt, where)
-        assign = subject_parts(recs, task, FRACTIONS, seed=0)
+        rule = r.hold_out(fmt)
+        assign = dataset_split(recs, task, rule, fmt)
         recs = [Recording(**{**x.to_dict(), "split": assign[x.subject]}) for x in recs]
         records += recs
         splits[fmt] = {"path": str(where), "licence": dataset.licence, "stratified_on": task,
+                       **({"test_is": f"{rule[0]}={rule[1]}"} if rule else {}),
                        **{part: {"recordings": sum(x.split == part for x in recs),
                                  "subjects": len({x.subject for x in recs if x.split == part})} for part in FRACTIONS}}
     write_manifest(records, out / "manifest.jsonl")
-    for name, parts in (("train", {"train"}), ("test", {"test"}), ("held_out", {"val", "test"}),
+    for name, parts in (("train", {"train"}), ("val", {"val"}), ("test", {"test"}), ("held_out", {"val", "test"}),
                         ("train_test", {"train", "test"})):
         write_manifest([x for x in records if x.split in parts], out / f"{name}.jsonl")
     atomic_write_text(out / "splits.json", json.dumps(splits, indent=2) + "\n")
@@ -337,6 +385,9 @@ def card(r: Run, splits: dict[str, Any]) -> dict[str, Any]:
                 "clinical evidence." if real else
                 "The synthetic-* heads were trained and scored on synthetic audio only: they show the machinery and "
                 "mean nothing on real recordings.",
+                *(f"Every {fmt} recording with {s['test_is']} is in the test part (a source the model never saw); "
+                  f"the other {fmt} subjects were split into train and val." for fmt, s in splits.items()
+                  if s.get("test_is")),
                 "PhysioNet 2016 publishes no patient ids: each recording counts as its own subject, so a patient may "
                 "appear in more than one part." if "physionet2016" in splits else "",
                 "The weights were learnt from the datasets above: check their licences before redistributing them."]
@@ -432,6 +483,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="override a preset field (see --list-presets), e.g. --set distill_epochs=8; repeat")
     p.add_argument("--config", metavar="FILE", help="start from a run's RUN/config.json instead of a preset (the "
                    "flags given alongside override it; --out defaults to that run's folder)")
+    p.add_argument("--hold-out", action="append", default=[], metavar="FORMAT:FIELD=VALUE",
+                   help="make a dataset's recordings whose metadata FIELD is VALUE its whole test part and split the "
+                   "rest into train and val, e.g. physionet2016:database=training-b (a site never trained on); repeat "
+                   "for another dataset")
     p.add_argument("--until", choices=list(STAGES), help="stop after this stage")
     p.add_argument("--make-default", action="store_true", help="when the bundle passed verification, install it "
                    "as the package's default bundle (what listen uses without --bundle)")
@@ -461,7 +516,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     threads = a.threads if a.threads is not None else base.threads
     if threads < 1:
         raise AculaError("--threads must be at least 1")
-    cfg = RunConfig(base.preset, override(base.settings, a.set), data, threads, a.text_model or base.text_model)
+    hold = tuple(a.hold_out) if a.hold_out else base.hold_out
+    for rule in hold:
+        fmt = parse_hold_out(rule)[0]
+        if fmt not in data:
+            raise AculaError(f"--hold-out {rule}: {fmt} is not among the run's datasets (give --data {fmt}=PATH)")
+    if len({parse_hold_out(x)[0] for x in hold}) < len(hold):
+        raise AculaError("--hold-out: one rule per dataset")
+    cfg = RunConfig(base.preset, override(base.settings, a.set), data, threads, a.text_model or base.text_model, hold)
     preset = cfg.settings
     nproc = a.nproc or (_gpus() if preset.gpu else 1)
     if preset.gpu and nproc < 1:

@@ -1,5 +1,7 @@
 """``python -m benchmarks run ...``: accuracy against latency, size and memory for every variant of a
-bundle (:mod:`benchmarks.harness`). The other benchmarks run as ``python -m benchmarks.NAME``."""
+bundle (:mod:`benchmarks.harness`); ``python -m benchmarks generalization``: the recipe on a heart
+site and children it never saw (:mod:`benchmarks.generalization`). The other benchmarks run as
+``python -m benchmarks.NAME``."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ def _parser() -> Parser:
                 "numbers run as python -m benchmarks.NAME (for example benchmarks.export or benchmarks.synth_speed).")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("run", add_help=False, help="benchmark the bundles' variants on the test subjects of tasks")
+    sub.add_parser("generalization", add_help=False,
+                   help="train the recipe twice and score it on a heart site and children it never saw")
     return p
 
 
@@ -27,6 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.harness import main as run_main
 
         return run_main(argv[1:])
+    if argv[:1] == ["generalization"]:
+        from benchmarks.generalization import main as generalization_main
+
+        return generalization_main(argv[1:])
     p = _parser()
     p.parse_args(argv)  # --help, or a usage error
     p.print_help(sys.stderr)  # no command

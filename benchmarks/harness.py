@@ -283,6 +283,48 @@ def int8_effects(scores: dict[str, dict], doc_variants: dict[str, dict], records
     return out
 
 
+
+@dataclass
+class Scored:
+    """What :func:`score_bundles` measured."""
+
+    data: dict[str, dict[str, list]]  # per task: "test" and "fit" recordings
+    variants: list[Variant]
+    records: list  # every test recording scored, once
+    scores: dict[str, dict]  # variant -> mode -> [records, heads]
+    accuracy: dict[str, dict[str, dict]]  # variant -> task -> mode -> AUROC with its interval
+    teacher_heads: dict[str, Any]  # what each of the teacher's heads was fitted on (empty without a teacher)
+
+
+def score_bundles(bundles: list, ckpt: str, teacher: str | None, tasks: list[str], work: Path, s: Settings,
+                  threads: int, stream: bool = True, overrides: dict[str, str] | None = None,
+                  data_root: str | None = None, manifests: Sequence[str] = ()) -> Scored:
+    """Every variant of ``bundles`` (the student ``ckpt`` in torch, each model file and, with ``teacher``,
+    the teacher with its fitted heads) scored on the recordings of ``tasks`` whose subjects neither
+    model was trained on."""
+    from acula_edge.checkpoint import read_sidecar
+    from benchmarks.variants import discover, load_run
+
+    b0 = bundles[0]
+    heads = [h["name"] for h in b0.heads]
+    student_seen = set(read_sidecar(ckpt).get("trained_subjects_sha256") or [])
+    if not student_seen:
+        raise AculaError(f"{ckpt} lists no training subjects: its test subjects cannot be kept apart")
+    teacher_seen = set(read_sidecar(teacher).get("trained_subjects_sha256") or []) if teacher else set()
+    rate, samples = b0.sample_rate, b0.window_samples
+    hop = int(round(float(b0.meta["hop_s"]) * rate))
+    data = task_data(tasks, overrides or {}, data_root, list(manifests), work, student_seen, teacher_seen, s)
+    teacher_heads, fitted = None, {}
+    if teacher:
+        teacher_heads = work / "teacher_heads.npz"
+        fitted = fit_teacher_heads(teacher, data, heads, rate, samples, hop, teacher_heads, threads)
+    variants = discover(bundles, ckpt, teacher, teacher_heads)
+    runs = {v.name: load_run(v.spec, threads) for v in variants}
+    records = list({r.id: r for parts in data.values() for r in parts["test"]}.values())
+    scores = score(variants, runs, records, b0, stream=stream)
+    return Scored(data, variants, records, scores, accuracy(scores, records, data, heads, s.n_boot), fitted)
+
+
 # ----------------------------------------------------------------------------- speed and memory
 
 
@@ -431,13 +473,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = SETTINGS["quick" if a.quick else "full"]
     t_start = time.time()
     from acula_edge.device.bundle import load_bundle
-    from acula_edge.checkpoint import read_sidecar
     from acula_edge.data.roots import data_overrides
     from acula_edge.data.tasks import get_task
     from acula_edge.frontend import FrontendConfig
     from acula_edge.provenance import machine, versions
     from benchmarks.report import REFERENCES, write_report
-    from benchmarks.variants import cost, discover, load_run
+    from benchmarks.variants import cost
 
     bundles = [load_bundle(b) for b in a.bundle]
     sources = {b.meta["provenance"].get("checkpoint_sha256") for b in bundles}
@@ -454,27 +495,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise AculaError(f"teacher checkpoint not found: {a.teacher}")
     if a.threads < 1:
         raise AculaError("--threads must be at least 1")
-    student_seen = set(read_sidecar(ckpt).get("trained_subjects_sha256") or [])
-    if not student_seen:
-        raise AculaError(f"{ckpt} lists no training subjects: its test subjects cannot be kept apart")
-    teacher_seen = set(read_sidecar(a.teacher).get("trained_subjects_sha256") or []) if a.teacher else set()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rate, samples, hop_s = b0.sample_rate, b0.window_samples, float(b0.meta["hop_s"])
-    hop = int(round(hop_s * rate))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        data = task_data(a.task, data_overrides(a.data), a.data_root, a.manifest, work, student_seen, teacher_seen, s)
-        teacher_heads = None
-        if a.teacher:
-            teacher_heads = work / "teacher_heads.npz"
-            fitted = fit_teacher_heads(a.teacher, data, heads, rate, samples, hop, teacher_heads, a.threads)
-        variants = discover(bundles, ckpt, a.teacher, teacher_heads)
-        runs = {v.name: load_run(v.spec, a.threads) for v in variants}
-        records = list({r.id: r for parts in data.values() for r in parts["test"]}.values())
-        scores = score(variants, runs, records, b0, stream=not a.no_stream)
-        acc = accuracy(scores, records, data, heads, s.n_boot)
-        del runs
+        sc = score_bundles(bundles, ckpt, a.teacher, a.task, work, s, a.threads, not a.no_stream,
+                           data_overrides(a.data), a.data_root, a.manifest)
+        data, variants, records, scores, acc, fitted = (sc.data, sc.variants, sc.records, sc.scores, sc.accuracy,
+                                                        sc.teacher_heads)
         doc_variants: dict[str, dict] = {}
         for v in variants:
             print(f"timing {v.name}", file=sys.stderr, flush=True)
@@ -515,4 +544,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = ["FULL", "GRID", "QUICK", "REFERENCE_ENCODER", "SETTINGS", "Settings", "accuracy", "fit_teacher_heads",
-           "main", "reference_speed", "score", "speedups"]
+           "main", "reference_speed", "score", "score_bundles", "speedups"]

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from conftest import call_main, kill_after_steps, run_module
+from conftest import call_main, kill_after_steps, run_module, shared
 
 STAGES = ["synthetic", "manifests", "reports", "text", "msm", "align", "evaluate", "distill", "export", "verify",
           "benchmarks"]
@@ -205,6 +205,9 @@ def test_a_config_file_of_another_kind_is_one_line(tmp_path):
     (["--preset", "tiny", "--config", "x/config.json"], "give --preset or --config"),
     (["--config", "x/config.json", "--out", "x"], "--config x/config.json: no such file"),
     (["--config", "x/config.json"], "no such file"),
+    (["--preset", "tiny", "--out", "x", "--hold-out", "physionet2016"], "write FORMAT:FIELD=VALUE"),
+    (["--preset", "tiny", "--out", "x", "--hold-out", "physionet2016:database=training-b"],
+     "physionet2016 is not among the run's datasets"),
 ])
 def test_bad_input_is_one_line(args, message, tmp_path):
     r = call_main("acula_edge.pipeline", *args)
@@ -223,6 +226,32 @@ def test_a_failing_stage_is_one_line_naming_its_log(tmp_path):
     r = pipeline("--preset", "tiny", "--out", str(run), "--data", f"sprsound={empty}", "--until", "manifests")
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error:"), r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_hold_out_makes_a_site_the_whole_test_part(tmp_path):
+    """--hold-out: every record of training-b is test, training-a is split into train and val only; a
+    rule nothing matches is one line naming the values there are."""
+    phys = shared("physionet2016")
+    run = tmp_path / "run"
+    r = pipeline("--preset", "tiny", "--out", str(run), "--data", f"physionet2016={phys}",
+                 "--hold-out", "physionet2016:database=training-b", "--until", "manifests")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in (run / "data" / "manifest.jsonl").read_text().splitlines()]
+    split = {(m["metadata"]["database"], m["split"]) for m in rows if m["dataset"] == "physionet2016"}
+    assert split == {("training-a", "train"), ("training-a", "val"), ("training-b", "test")}
+    splits = json.loads((run / "data" / "splits.json").read_text())["physionet2016"]
+    assert splits["test_is"] == "database=training-b" and splits["test"]["recordings"] == 490
+    assert splits["train"]["recordings"] + splits["val"]["recordings"] == 409
+    assert splits["val"]["recordings"] == pytest.approx(409 / 4, abs=3)
+    assert [json.loads(x)["split"] for x in (run / "data" / "val.jsonl").read_text().splitlines()] == \
+        ["val"] * sum(1 for m in rows if m["split"] == "val")
+    card = json.loads((run / "data" / "card.json").read_text())
+    assert any("database=training-b is in the test part" in x for x in card["limitations"])
+    r = pipeline("--preset", "tiny", "--out", str(tmp_path / "other"), "--data", f"physionet2016={phys}",
+                 "--hold-out", "physionet2016:database=training-z", "--until", "manifests")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == ("error: --hold-out physionet2016:database=training-z: no physionet2016 "
+                                                 "recording matches (its database values: training-a, training-b)")
 
 
 def test_presets_list():

@@ -1,0 +1,106 @@
+"""``python -m benchmarks generalization`` on a small copy of the shared recordings (links to a few
+records of each PhysioNet site and a few SPRSound children, in their publishers' layouts), with the
+tiny preset: a heart site and children no stage trained on, every model's AUROC on both, and the
+targets; then bad input as one line."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from conftest import call_main, run_module, shared
+
+FOLD = "site-a"
+
+
+def small_copy(root: Path) -> dict[str, Path]:
+    """Links to 12 records of each PhysioNet site (6 abnormal) and the recordings of 16 SPRSound children
+    (8 with an adventitious recording), in the publishers' layouts."""
+    phys, spr = shared("physionet2016"), shared("sprsound")
+    for site in ("training-a", "training-b"):
+        rows = [line.split(",") for line in (phys / site / "REFERENCE.csv").read_text().split()]
+        keep = [r for r in rows if r[1] == "1"][:6] + [r for r in rows if r[1] == "-1"][:6]
+        (root / "physionet2016" / site).mkdir(parents=True)
+        (root / "physionet2016" / site / "REFERENCE.csv").write_text("".join(f"{a},{b}\n" for a, b in keep))
+        for name, _ in keep:
+            (root / "physionet2016" / site / f"{name}.wav").symlink_to(phys / site / f"{name}.wav")
+    children: dict[str, list[Path]] = defaultdict(list)
+    abnormal = set()
+    for ann in sorted((spr / "train_json").glob("*.json")):
+        child = ann.name.split("_")[0]
+        children[child].append(ann)
+        record = json.loads(ann.read_text())["record_annotation"]
+        if record not in ("Normal", "Poor Quality"):
+            abnormal.add(child)
+    chosen = [c for c in children if c in abnormal][:8] + [c for c in children if c not in abnormal][:8]
+    for sub in ("train_wav", "train_json"):
+        (root / "sprsound" / sub).mkdir(parents=True)
+    for c in chosen:
+        for ann in children[c]:
+            (root / "sprsound" / "train_json" / ann.name).symlink_to(ann)
+            wav = spr / "train_wav" / f"{ann.stem}.wav"
+            (root / "sprsound" / "train_wav" / wav.name).symlink_to(wav)
+    return {"physionet2016": root / "physionet2016", "sprsound": root / "sprsound"}
+
+
+@pytest.fixture(scope="module")
+def benchmark(tmp_path_factory):
+    root = tmp_path_factory.mktemp("generalization")
+    data = small_copy(root / "data")
+    out = root / "results" / "generalization"
+    r = run_module("benchmarks", "generalization", "--preset", "tiny", "--fold", FOLD, "--work", str(root / "work"),
+                   *(x for f, p in data.items() for x in ("--data", f"{f}={p}")), "--bootstrap", "50",
+                   "--threads", "2", "--out", str(out))
+    return root, out, r
+
+
+def test_a_fold_is_trained_without_its_test_site_and_children_and_every_model_is_scored(benchmark):
+    root, out, r = benchmark
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads(out.with_suffix(".json").read_text())
+    fold = doc["folds"][FOLD]
+    assert fold["heart_trained_on"] == "training-a" and fold["heart_tested_on"] == "training-b"
+    manifest = [json.loads(x) for x in (root / "work" / FOLD / "data" / "manifest.jsonl").read_text().splitlines()]
+    heart = [m for m in manifest if m["dataset"] == "physionet2016"]
+    assert {m["split"] for m in heart if m["metadata"]["database"] == "training-b"} == {"test"}
+    assert {m["split"] for m in heart if m["metadata"]["database"] == "training-a"} == {"train", "val"}
+    parts = defaultdict(set)
+    for m in manifest:
+        if m["dataset"] == "sprsound":
+            parts[m["split"]].add(m["subject"])
+    assert parts["test"] and not (parts["test"] & (parts["train"] | parts["val"])) and not parts["train"] & parts["val"]
+    heart_task, lung_task = fold["tasks"]["physionet2016-abnormal"], fold["tasks"]["sprsound-adventitious"]
+    assert heart_task["test"] == {"recordings": 12, "subjects": 12, "positives": 6}
+    assert lung_task["test"]["subjects"] == len(parts["test"])
+    models = {"logmel-stats", "msm", "teacher", "student-torch", "onnx-fp32", "onnx-int8-onnxruntime"}
+    for task in (heart_task, lung_task):
+        assert set(task["models"]) == models
+        for cell in task["models"].values():
+            test = cell["test"]
+            assert 0 <= test["auroc"] <= 1 and test["ci95"][0] <= test["auroc"] <= test["ci95"][1]
+            assert 0 <= cell["val"]["auroc"] <= 1
+    # the files' rows were scored on every test recording of the task
+    assert heart_task["models"]["onnx-fp32"]["test"]["recordings"] == 12
+    targets = {t["target"]: t for t in doc["targets"]}
+    assert "aligned - MSM only, mean of the real tasks" in targets
+    assert "heart: onnx-int8-onnxruntime AUROC, mean over folds" in targets
+    for t in targets.values():
+        assert t["met"] == (t["value"] is not None and t["met"])
+    table = out.with_suffix(".md").read_text()
+    assert "| heart, training-a → training-b | 12 (6 pos) |" in table and "lung, unseen children" in table
+    assert "What chose what:" in table and table in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "sprsound=/no/such/folder"], "no sprsound data at /no/such/folder"),
+    (["--data", "icbhi=/tmp"], "--data icbhi: this benchmark takes physionet2016 and sprsound"),
+    (["--fold", "site-c"], "argument --fold: invalid choice"),
+    (["--bootstrap", "1"], "--bootstrap at least 10"),
+])
+def test_bad_input_is_one_line(args, message, tmp_path):
+    r = call_main("benchmarks.generalization", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"), *args)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert not (tmp_path / "w").exists()

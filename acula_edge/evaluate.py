@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from acula_edge.cli import Parser, describe, guarded
 from acula_edge.data.records import atomic_write_text, read_manifest
 from acula_edge.data.roots import data_overrides, load_task_records
-from acula_edge.data.tasks import get_task, list_tasks, task_records
+from acula_edge.data.tasks import applies, get_task, list_tasks, task_records
 from acula_edge.encoders import make_encoder, unseen
 from acula_edge.errors import AculaError
 from acula_edge.probe import probe_task
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     listed = [r for m in a.manifest for r in read_manifest(m)]  # a missing one is one clear error
     for task in tasks:
-        records = (task_records(task, [r for r in listed if r.dataset == task.dataset]) if a.manifest
+        records = (task_records(task, [r for r in listed if applies(task, r)]) if a.manifest
                    else load_task_records(task, overrides, a.data_root, out))
         if a.unseen_only:
             records = unseen(records, set().union(*(e.trained_subjects for e in encoders)), task.name)

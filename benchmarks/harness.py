@@ -99,28 +99,28 @@ def subject_subset(records: list, limit: int | None) -> list:
     return out
 
 
-def task_data(tasks: list[str], overrides: dict[str, str], root: str | None, manifests: list[str], work: Path,
-              student_seen: set[str], teacher_seen: set[str], s: Settings) -> dict[str, dict[str, list]]:
-    """Per task: ``test`` (subjects neither model trained on) and ``fit`` (the student's training
-    subjects), from ``manifests`` when given, else from each dataset's folder."""
+def task_data(tasks: dict, overrides: dict[str, str], root: str | None, manifests: list[str], work: Path,
+              student_seen: set[str], teacher_seen: set[str], s: Settings) -> dict[str, dict[str, Any]]:
+    """Per head (``tasks``: head name -> the task whose labels score it): ``test`` (subjects neither model
+    trained on), ``fit`` (the student's training subjects) and ``task``, from ``manifests`` when given,
+    else from each dataset's folder."""
     from acula_edge.checkpoint import subject_hash
     from acula_edge.data.records import read_manifest
     from acula_edge.data.roots import load_task_records
-    from acula_edge.data.tasks import get_task, task_records
+    from acula_edge.data.tasks import applies, task_records
 
     listed = [r for m in manifests for r in read_manifest(m)]  # a missing one is one clear error
     out = {}
-    for name in tasks:
-        task = get_task(name)
-        records = (task_records(task, [r for r in listed if r.dataset == task.dataset]) if manifests
-                   else load_task_records(task, overrides, root, work))
+    for head, task in tasks.items():
+        records = (task_records(task, [r for r in listed if applies(task, r)], binary=True) if manifests
+                   else load_task_records(task, overrides, root, work, binary=True))
         test = [r for r in records if subject_hash(r.subject) not in student_seen | teacher_seen]
         fit = [r for r in records if subject_hash(r.subject) in student_seen]
         test = subject_subset(test, s.max_test_recordings)
         if len({r.labels["_task"] for r in test}) < 2:
-            raise AculaError(f"task {name}: its recordings of subjects neither model was trained on hold fewer than "
-                             f"two classes ({len(test)} recordings): give other data with --data")
-        out[name] = {"test": test, "fit": subject_subset(fit, s.max_fit_recordings)}
+            raise AculaError(f"task {task.name}: its recordings of subjects neither model was trained on hold fewer "
+                             f"than two classes ({len(test)} recordings): give other data with --data")
+        out[head] = {"test": test, "fit": subject_subset(fit, s.max_fit_recordings), "task": task}
     return out
 
 
@@ -296,24 +296,26 @@ class Scored:
     teacher_heads: dict[str, Any]  # what each of the teacher's heads was fitted on (empty without a teacher)
 
 
-def score_bundles(bundles: list, ckpt: str, teacher: str | None, tasks: list[str], work: Path, s: Settings,
+def score_bundles(bundles: list, ckpt: str, teacher: str | None, tasks: Sequence[str], work: Path, s: Settings,
                   threads: int, stream: bool = True, overrides: dict[str, str] | None = None,
                   data_root: str | None = None, manifests: Sequence[str] = ()) -> Scored:
     """Every variant of ``bundles`` (the student ``ckpt`` in torch, each model file and, with ``teacher``,
-    the teacher with its fitted heads) scored on the recordings of ``tasks`` whose subjects neither
-    model was trained on."""
+    the teacher with its fitted heads) scored on the recordings of ``tasks`` (``TASK`` or ``TASK=HEAD``,
+    :func:`acula_edge.data.tasks.head_tasks`) whose subjects neither model was trained on."""
     from acula_edge.checkpoint import read_sidecar
+    from acula_edge.data.tasks import head_tasks
     from benchmarks.variants import discover, load_run
 
     b0 = bundles[0]
     heads = [h["name"] for h in b0.heads]
+    mapping = head_tasks(tasks, heads)
     student_seen = set(read_sidecar(ckpt).get("trained_subjects_sha256") or [])
     if not student_seen:
         raise AculaError(f"{ckpt} lists no training subjects: its test subjects cannot be kept apart")
     teacher_seen = set(read_sidecar(teacher).get("trained_subjects_sha256") or []) if teacher else set()
     rate, samples = b0.sample_rate, b0.window_samples
     hop = int(round(float(b0.meta["hop_s"]) * rate))
-    data = task_data(tasks, overrides or {}, data_root, list(manifests), work, student_seen, teacher_seen, s)
+    data = task_data(mapping, overrides or {}, data_root, list(manifests), work, student_seen, teacher_seen, s)
     teacher_heads, fitted = None, {}
     if teacher:
         teacher_heads = work / "teacher_heads.npz"
@@ -453,8 +455,10 @@ def _parser() -> Parser:
     p.add_argument("--bundle", action="append", required=True, help="a bundle (repeat: e.g. one per ONNX quantizer; "
                    "all from the same student)")
     p.add_argument("--teacher", help="the aligned teacher checkpoint the student was distilled from")
-    p.add_argument("--task", action="append", required=True, help="a registered task that is a head of the bundle "
-                   "(repeat)")
+    p.add_argument("--task", action="append", required=True, metavar="TASK[=HEAD]",
+                   help="a registered task that is a head of the bundle, or TASK=HEAD to score a head with another "
+                   "task's labels, e.g. csv:MANIFEST:COLUMN=physionet2016-abnormal (repeat)")
+    p.add_argument("--checkpoint", help="the bundle's source checkpoint (default: the one its bundle.json names)")
     p.add_argument("--data", action="append", default=[], metavar="FORMAT=PATH", help="where a dataset lives")
     p.add_argument("--data-root", help="a folder holding one folder per dataset format")
     p.add_argument("--manifest", action="append", default=[], help="take the recordings from this manifest instead "
@@ -474,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t_start = time.time()
     from acula_edge.device.bundle import load_bundle
     from acula_edge.data.roots import data_overrides
-    from acula_edge.data.tasks import get_task
+    from acula_edge.data.tasks import head_tasks
     from acula_edge.frontend import FrontendConfig
     from acula_edge.provenance import machine, versions
     from benchmarks.report import REFERENCES, write_report
@@ -485,12 +489,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(sources) > 1:
         raise AculaError("the bundles come from different checkpoints: compare one student's variants per run")
     b0 = bundles[0]
-    heads = [h["name"] for h in b0.heads]
-    for t in a.task:
-        get_task(t)
-        if t not in heads:
-            raise AculaError(f"task {t} is not a head of {b0.path} (its heads: {', '.join(heads)})")
-    ckpt = str(b0.source_checkpoint(None, "the benchmark's torch rows"))
+    head_tasks(a.task, [h["name"] for h in b0.heads])  # a head or task that is not there: one clear error
+    ckpt = str(b0.source_checkpoint(a.checkpoint, "benchmarks run (the student's torch rows, its training "
+                                    "subjects, cost and scaling grid)", "; without it, `python -m export verify "
+                                    f"{b0.path} --data MANIFEST --task TASK=HEAD` scores every file of the bundle on "
+                                    "recordings it was not trained on"))
     if a.teacher and not Path(a.teacher).is_file():
         raise AculaError(f"teacher checkpoint not found: {a.teacher}")
     if a.threads < 1:
@@ -522,10 +525,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         grid = scaling({v.name: v for v in variants}, ckpt, fe, samples, work, s)
     tasks = {}
     for t, parts in data.items():
-        test = parts["test"]
+        test, task = parts["test"], parts["task"]
         y = [int(r.labels["_task"]) for r in test]
-        tasks[t] = {"dataset": get_task(t).dataset, "description": get_task(t).description,
-                    "synthetic": get_task(t).dataset == "synthetic",
+        tasks[t] = {"task": task.name, "dataset": task.dataset, "description": task.description,
+                    "synthetic": task.dataset == "synthetic",
                     "test": {"recordings": len(test), "subjects": len({r.subject for r in test}),
                              "positives": int(sum(y)), "negatives": len(y) - int(sum(y))},
                     "teacher_head": fitted.get(t) if a.teacher else None}

@@ -81,16 +81,11 @@ class DistillConfig(LoopConfig, TextSource):
 def head_labels(records: list[Recording], heads: tuple, need_both: bool = True) -> np.ndarray:
     """``[N, H]`` float labels (NaN where a head's task does not apply to a recording); with
     ``need_both``, a head whose recordings lack a class is an error."""
-    from acula_edge.data.tasks import get_task
+    from acula_edge.data.tasks import binary_labels, get_task
 
     out = np.full((len(records), len(heads)), np.nan, np.float32)
     for j, name in enumerate(heads):
-        task = get_task(name)
-        for i, r in enumerate(records):
-            if task.dataset.startswith("manifest:") or r.dataset == task.dataset:
-                y = task.label(r)
-                if y in (0, 1):
-                    out[i, j] = float(y)
+        out[:, j] = binary_labels(get_task(name), records)
         if need_both and len(np.unique(out[~np.isnan(out[:, j]), j])) < 2:
             raise AculaError(f"head {name}: the training data hold fewer than two of its classes")
     return out

@@ -6,7 +6,10 @@ small synthetic corpus), leaving out the subjects the checkpoint was trained on 
 when no other subject is left, and the report says so). Reported per file: the largest absolute difference of ``embedding`` and
 ``scores`` to torch, the embeddings' centred cosine to torch's (:func:`acula_edge.metrics.mean_cosine`)
 and each head's AUROC on the recordings its task labels (window probabilities averaged per
-recording). Failing: an fp32 file
+recording), with its sensitivity and specificity at the head's threshold. ``--task TASK=HEAD``
+scores a head with another task's labels, such as a label column of the user's own CSV
+(``csv:MANIFEST:COLUMN=HEAD``). Without the source checkpoint (a bundle away from where it was
+built), the files are scored on their own. Failing: an fp32 file
 off by more than 1e-4, or an int8 file whose AUROC of a head falls more than 0.01 below the fp32
 file's of the same format. The exit status is non-zero on failure.
 """
@@ -41,18 +44,16 @@ def record_waves(records: list, sample_rate: int, samples: int, hop: int) -> lis
     return [record_windows(r, sample_rate, samples, hop) for r in records]
 
 
-def labels_of(records: list, heads: list[dict[str, Any]]) -> np.ndarray:
-    """``[N, H]`` labels (NaN where a head's task does not label a recording, or is not registered here)."""
-    from acula_edge.data.tasks import get_task
-    from distill.trainer import head_labels
+def labels_of(records: list, heads: list[dict[str, Any]], tasks: dict | None = None) -> np.ndarray:
+    """``[N, H]`` labels from ``tasks`` (head name -> task; default: each head that is a registered
+    task), NaN where a head's task does not label a recording."""
+    from acula_edge.data.tasks import binary_labels, head_tasks
 
+    tasks = head_tasks((), [h["name"] for h in heads]) if tasks is None else tasks
     out = np.full((len(records), len(heads)), np.nan, np.float32)
     for j, h in enumerate(heads):
-        try:
-            get_task(h["name"])
-        except AculaError:
-            continue
-        out[:, j] = head_labels(records, (h["name"],), need_both=False)[:, 0]
+        if h["name"] in tasks:
+            out[:, j] = binary_labels(tasks[h["name"]], records)
     return out
 
 
@@ -77,13 +78,14 @@ def head_aurocs(labels: np.ndarray, scores: np.ndarray, heads: list[dict[str, An
     return out
 
 
-def head_metrics(records: list, scores: np.ndarray, heads: list[dict[str, Any]], n_boot: int = 1000) -> dict[str, Any]:
+def head_metrics(records: list, scores: np.ndarray, heads: list[dict[str, Any]], n_boot: int = 1000,
+                 tasks: dict | None = None) -> dict[str, Any]:
     """Each labelled head's AUROC on ``records`` (``scores [N, H]``, one row per recording) with a
     subject-level bootstrap interval, and its sensitivity and specificity at its threshold with
-    Wilson intervals."""
+    Wilson intervals (labels as :func:`labels_of` gives them)."""
     from acula_edge.metrics import bootstrap_ci, wilson_ci
 
-    labels = labels_of(records, heads)
+    labels = labels_of(records, heads, tasks)
     subjects = np.array([r.subject for r in records])
     aurocs, out = head_aurocs(labels, scores, heads), {}
     for j, h in enumerate(heads):
@@ -105,19 +107,32 @@ def head_metrics(records: list, scores: np.ndarray, heads: list[dict[str, Any]],
     return out
 
 
-def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | None = None) -> dict[str, Any]:
-    """Run every model file of the bundle and its source checkpoint on the same clips; the report."""
+def source_or_none(b, checkpoint: str | None) -> str | None:
+    """The bundle's source checkpoint (``checkpoint``, else its provenance's), or None when neither is
+    given nor on this machine (a bundle away from where it was built); a wrong one is an error."""
+    named = checkpoint or b.meta["provenance"].get("checkpoint")
+    if checkpoint is None and (not named or not Path(named).is_file()):
+        return None
+    return str(b.source_checkpoint(checkpoint, "verifying"))
+
+
+def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | None = None,
+           tasks: Sequence[str] = (), n_boot: int = 200) -> dict[str, Any]:
+    """Run every model file of the bundle and its source checkpoint on the same clips; the report.
+    Without the source checkpoint the files are scored on their own (no comparison with torch).
+    ``tasks``: ``TASK=HEAD`` mappings of label columns to heads (:func:`acula_edge.data.tasks.head_tasks`)."""
     import torch
 
-    from acula_edge.device.bundle import load_bundle
     from acula_edge.data.records import read_manifest
-    from export.model import OUTPUTS, edge_model
-    from acula_edge.metrics import mean_cosine
+    from acula_edge.data.tasks import head_tasks
+    from acula_edge.device.bundle import load_bundle
     from acula_edge.device.runtime import SPLIT, runner
+    from acula_edge.metrics import mean_cosine
+    from export.model import OUTPUTS, edge_model
 
     b = load_bundle(bundle_path)
-    ckpt = str(b.source_checkpoint(checkpoint, "verifying"))
-    model = edge_model(ckpt)
+    mapping = head_tasks(tasks, [h["name"] for h in b.heads])
+    ckpt = source_or_none(b, checkpoint)
     with tempfile.TemporaryDirectory() as tmp:
         if data:
             records = read_manifest(data)
@@ -125,23 +140,30 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
             from acula_edge.data.synth import generate
 
             records = generate(Path(tmp) / "synthetic", 32, seed=1)
-        kept, left_out = held_out(records, ckpt)
+        kept, left_out = held_out(records, ckpt) if ckpt else ([], 0)
         if kept:  # scores on training subjects would flatter the model; numerical checks can use them
             records = kept
         hop = max(1, int(round(b.meta["hop_s"] * b.sample_rate)))
         waves = record_waves(records, b.sample_rate, b.window_samples, hop)
-    labels = labels_of(records, b.heads)
+    labels = labels_of(records, b.heads, mapping)
 
-    def scores_of(outputs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-        return head_aurocs(labels, np.stack([s.mean(0) for _, s in outputs]), b.heads)
+    def scores_of(outputs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+        heads = head_metrics(records, np.stack([s.mean(0) for _, s in outputs]), b.heads, n_boot, mapping)
+        return {"auroc": {h: m["auroc"] for h, m in heads.items()}, "heads": heads}
 
-    with torch.no_grad():
-        reference = [tuple(t.numpy() for t in model(torch.from_numpy(w))) for w in waves]
-    report: dict[str, Any] = {"bundle": str(b.path), "checkpoint": str(ckpt), "data": data or "synthetic (32 clips, seed 1)",
+    reference = None
+    if ckpt:
+        model = edge_model(ckpt)
+        with torch.no_grad():
+            reference = [tuple(t.numpy() for t in model(torch.from_numpy(w))) for w in waves]
+    report: dict[str, Any] = {"bundle": str(b.path), "checkpoint": ckpt, "compared_with_source": ckpt is not None,
+                              "data": data or "synthetic (32 clips, seed 1)",
                               "recordings": len(records), "windows": int(sum(len(w) for w in waves)),
                               "trained_subjects_left_out": left_out if kept else 0,
-                              "training_subjects_only": not kept, "torch": {"auroc": scores_of(reference)},
-                              "files": {}, "failures": []}
+                              "training_subjects_only": bool(ckpt) and not kept,
+                              "labelled_heads": {h: t.name for h, t in mapping.items()
+                                                 if np.isfinite(labels[:, [x["name"] for x in b.heads].index(h)]).any()},
+                              "torch": scores_of(reference) if reference else None, "files": {}, "failures": []}
     files = {name: precision for name, (_, precision) in b.models().items()}
     if b.split() is not None:
         files[SPLIT] = "int8"
@@ -155,16 +177,21 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
             report["files"][name] = {"precision": precision, "error": f"{type(e).__name__}: {str(e).splitlines()[0]}"}
             report["failures"].append(f"{name}: does not run ({report['files'][name]['error']})")
             continue
+        f: dict[str, Any] = {"precision": precision, **scores_of(outs)}
+        report["files"][name] = f
+        if not all(np.isfinite(np.concatenate([o[i] for o in outs])).all() for i in range(len(OUTPUTS))):
+            report["failures"].append(f"{name}: gives NaN or infinite outputs")
+            continue
+        if reference is None:
+            continue
         # np.max, not max(): a NaN anywhere must show in the difference
         diff = {k: float(np.abs(np.concatenate([g[i] for g in outs]) - np.concatenate([r[i] for r in reference])).max())
                 for i, k in enumerate(OUTPUTS)}
-        cosine = mean_cosine(np.concatenate([r[0] for r in reference]), np.concatenate([o[0] for o in outs]))
-        report["files"][name] = {"precision": precision, "max_abs_diff": diff, "embedding_centred_cosine": round(cosine, 4),
-                                 "auroc": scores_of(outs)}
+        f["max_abs_diff"] = diff
+        f["embedding_centred_cosine"] = round(mean_cosine(np.concatenate([r[0] for r in reference]),
+                                                          np.concatenate([o[0] for o in outs])), 4)
         worst = max(diff.values())
-        if not all(np.isfinite(v) for v in diff.values()):
-            report["failures"].append(f"{name}: gives NaN or infinite outputs")
-        elif precision == "fp32" and worst > FP32_TOLERANCE:
+        if precision == "fp32" and worst > FP32_TOLERANCE:
             report["failures"].append(f"{name}: differs from torch by {worst:.2e} (> {FP32_TOLERANCE})")
     for name, f in report["files"].items():
         fp32 = report["files"].get("model_fp32.tflite" if name.endswith(".tflite") else "model_fp32.onnx")
@@ -179,33 +206,58 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
     return report
 
 
+def describe_heads(heads: dict[str, Any]) -> str:
+    """``head AUROC 0.812 [0.75, 0.87], sensitivity 0.90, specificity 0.41`` for each scored head."""
+    out = []
+    for h, m in heads.items():
+        text = f"{h} AUROC {m['auroc']:.3f} [{m['auroc_ci95'][0]:.2f}, {m['auroc_ci95'][1]:.2f}]"
+        if "sensitivity" in m:
+            text += f", sensitivity {m['sensitivity']:.2f}, specificity {m['specificity']:.2f} at its threshold"
+        out.append(text)
+    return "; ".join(out)
+
+
 @guarded
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m export verify``."""
     p = Parser(prog="python -m export verify",
                description="Run every model file of a bundle and its source checkpoint on the same recordings and "
-                           "report how far each file is from the source; the exit status is non-zero on failure.")
+                           "report how far each file is from the source; the exit status is non-zero on failure. "
+                           "Without the source checkpoint, the files are scored on the recordings on their own.")
     p.add_argument("bundle", help="bundle folder")
     p.add_argument("--data", metavar="MANIFEST", help="recordings to run (labels give each head's AUROC)")
+    p.add_argument("--task", action="append", default=[], metavar="TASK=HEAD",
+                   help="score HEAD with TASK's labels, e.g. csv:MANIFEST:COLUMN=physionet2016-abnormal for a label "
+                        "column of your own (repeat; default: each head that is a registered task)")
     p.add_argument("--checkpoint", help="the source checkpoint (default: the one named in bundle.json)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     a = p.parse_args(argv)
-    r = verify(a.bundle, a.data, a.checkpoint)
+    r = verify(a.bundle, a.data, a.checkpoint, a.task)
     if a.json:
         print(json.dumps(r, indent=2))
     else:
-        print(f"{r['bundle']}: {r['recordings']} recordings, {r['windows']} windows of {r['data']}"
-              + (" (training subjects only: AUROCs flatter the model)" if r["training_subjects_only"] else
-                 f" ({r['trained_subjects_left_out']} subjects seen in training left out)"))
-        print("torch: " + (", ".join(f"{h} AUROC {v:.3f}" for h, v in r["torch"]["auroc"].items()) or "no labelled head"))
+        if not r["compared_with_source"]:
+            where = "its source checkpoint is not on this machine"
+            seen = "training subjects unknown"
+        else:
+            where = f"against {r['checkpoint']}"
+            seen = ("training subjects only: AUROCs flatter the model" if r["training_subjects_only"] else
+                    f"{r['trained_subjects_left_out']} subjects seen in training left out")
+        print(f"{r['bundle']} ({where}): {r['recordings']} recordings, {r['windows']} windows of {r['data']} ({seen})")
+        if not r["labelled_heads"]:
+            print("no head is labelled by these recordings: map a label column to a head with "
+                  "--task csv:MANIFEST:COLUMN=HEAD")
+        if r["torch"] is not None:
+            print("torch: " + (describe_heads(r["torch"]["heads"]) or "no labelled head"))
         for name, f in r["files"].items():
             if "error" in f:
                 print(f"{name}: {f['error']}")
                 continue
-            aucs = ", ".join(f"{h} AUROC {v:.3f}" for h, v in f["auroc"].items())
-            print(f"{name}: max |diff| embedding {f['max_abs_diff']['embedding']:.2e}, scores "
-                  f"{f['max_abs_diff']['scores']:.2e}, centred cosine {f['embedding_centred_cosine']:.4f}"
-                  + (f"; {aucs}" if aucs else ""))
+            parts = [describe_heads(f["heads"])] if f["heads"] else []
+            if "max_abs_diff" in f:
+                parts.insert(0, f"max |diff| embedding {f['max_abs_diff']['embedding']:.2e}, scores "
+                                f"{f['max_abs_diff']['scores']:.2e}, centred cosine {f['embedding_centred_cosine']:.4f}")
+            print(f"{name}: " + ("; ".join(parts) or "ran"))
     for failure in r["failures"]:
         print(f"FAIL {failure}", file=sys.stderr)
     return 0 if r["ok"] else 1

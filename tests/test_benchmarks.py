@@ -110,7 +110,7 @@ def test_test_subjects_are_never_trained_on(quick_run):
 
 def test_bad_input_is_one_line(distilled_bundles, tmp_path):
     ort = str(distilled_bundles / "ort")
-    for args, msg in ((["--bundle", ort, "--task", "physionet2016-abnormal"], "is not a head of"),
+    for args, msg in ((["--bundle", ort, "--task", "physionet2016-abnormal"], "the bundle has no head"),
                       (["--bundle", ort, "--task", "no-such-task"], "unknown task"),
                       (["--bundle", str(tmp_path / "none"), "--task", DISTILL_HEADS[0]], str(tmp_path / "none")),
                       (["--bundle", ort, "--task", DISTILL_HEADS[0], "--manifest", str(tmp_path / "m.jsonl")],
@@ -122,6 +122,43 @@ def test_bad_input_is_one_line(distilled_bundles, tmp_path):
         assert msg in r.stderr
     r = run_module("benchmarks")
     assert r.returncode == 2 and "python -m benchmarks run" in r.stderr
+
+
+def test_a_label_column_of_ones_own_csv_scores_a_head(distilled, distilled_bundles, tmp_path):
+    """``--task csv:MANIFEST:COLUMN=HEAD`` with ``--manifest MANIFEST``: every labelled recording of the
+    user's CSV (dataset ``csv``, no registered task) scores the head, its no/yes column read as 0/1."""
+    import dataclasses
+    import json as json_
+
+    from acula_edge.device.bundle import load_bundle
+    from benchmarks.harness import QUICK, score_bundles
+
+    held = [r for r in generate(tmp_path / "held", 24, seed=5, cfg=SynthConfig(id_prefix="held"))
+            if r.labels.get("adventitious") in (0, 1)]
+    mine = tmp_path / "mine.csv"
+    mine.write_text("path,subject,finding\n" + "".join(f"{r.path},{r.subject},{('no', 'yes')[r.labels['adventitious']]}\n"
+                                                         for r in held))
+    head = DISTILL_HEADS[0]
+    sc = score_bundles([load_bundle(distilled_bundles / "ort")], str(distilled / "student.safetensors"), None,
+                       [f"csv:{mine}:finding={head}"], tmp_path, dataclasses.replace(QUICK, max_test_recordings=None),
+                       1, stream=False, manifests=[str(mine)])
+    assert list(sc.data) == [head] and sc.data[head]["task"].name == f"csv:{mine}:finding"
+    assert len(sc.records) == len(held) and {r.dataset for r in sc.records} == {"csv"}
+    assert sorted(r.labels["_task"] for r in sc.data[head]["test"]) == sorted(r.labels["adventitious"] for r in held)
+    for v in ("student-torch", "onnx-fp32", "tflite-int8"):
+        cell = sc.accuracy[v][head]["offline"]
+        assert cell["recordings"] == len(held) and cell["ci95"][0] <= cell["auroc"] <= cell["ci95"][1]
+    # the same bundle away from its source checkpoint: benchmarks run says what still measures it
+    away = tmp_path / "away"
+    import shutil
+
+    shutil.copytree(distilled_bundles / "ort", away)
+    meta = json_.loads((away / "bundle.json").read_text())
+    meta["provenance"]["checkpoint"] = str(tmp_path / "elsewhere.safetensors")
+    (away / "bundle.json").write_text(json_.dumps(meta))
+    r = run_module("benchmarks", "run", "--bundle", str(away), "--task", head, "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "give --checkpoint; without it, `python -m export " \
+        f"verify {away} --data MANIFEST --task TASK=HEAD` scores every file" in r.stderr, r.stderr
 
 
 def test_paired_interval_and_pareto_front():

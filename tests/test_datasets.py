@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pkgutil
 
+import numpy as np
+
 import pytest
 
 import acula_edge.datasets
@@ -120,3 +122,31 @@ def test_unknown_options_are_rejected(tmp_path, name):
     if name != "csv":  # only the generic CSV takes --labels
         with pytest.raises(DatasetError, match="does not take option\\(s\\) labels"):
             get_loader(name)(tmp_path, labels=["x"])
+
+
+def test_binary_labels_read_the_usual_pairs_and_name_anything_else():
+    from acula_edge.data.tasks import binary_labels, head_tasks
+    from acula_edge.errors import AculaError
+
+    def recs(values):
+        return [Recording(id=f"r{i}", path="x.wav", dataset="csv", subject=f"s{i}", modality="heart",
+                          labels={} if v is None else {"dx": v}) for i, v in enumerate(values)]
+
+    task = get_task("csv:mine.csv:dx")
+    for values, want in (([0, 1, None, 1.0], [0, 1, None, 1]), (["No", "yes ", "YES"], [0, 1, 1]),
+                         ([-1, 1, -1], [0, 1, 0]), (["normal", "Abnormal"], [0, 1]), ([1, 1], [1, 1]),
+                         ([True, False], [1, 0])):
+        got = binary_labels(task, recs(values))
+        assert [None if g != g else int(g) for g in got] == want, values
+    for values, named in ((["yes", "banana"], "banana, yes"), ([0, 1, 2], "0, 1, 2"), ([1.5, 0], "0, 1.5")):
+        with pytest.raises(AculaError, match=f"not binary \\(values: {named}\\)"):
+            binary_labels(task, recs(values))
+    # a registered task labels only its own dataset's recordings
+    assert np.isnan(binary_labels(get_task("sprsound-adventitious"), recs([1]))).all()
+    heads = ["sprsound-adventitious", "physionet2016-abnormal"]
+    assert list(head_tasks((), heads)) == heads
+    assert head_tasks(["csv:m.csv:dx=physionet2016-abnormal"], heads)["physionet2016-abnormal"].name == "csv:m.csv:dx"
+    for specs, message in ((["csv:m.csv:dx=lung"], "no head 'lung'"), (["nope"], "unknown task 'nope'"),
+                           (["sprsound-adventitious", "csv:m.csv:dx=sprsound-adventitious"], "by another --task")):
+        with pytest.raises(AculaError, match=message):
+            head_tasks(specs, heads)

@@ -137,3 +137,54 @@ def test_export_bad_input_is_one_line_and_leaves_no_bundle(student_ckpt, exporte
         assert r.returncode == 2 and expect in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
         assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def _own_csv(records, path, column: str, values: tuple) -> None:
+    """A user's CSV manifest of ``records`` with a label ``column`` holding ``values[adventitious]``."""
+    rows = ["path,subject," + column] + [f"{r.path},{r.subject},{values[int(r.labels['adventitious'])]}"
+                                         for r in records if r.labels.get("adventitious") in (0, 1)]
+    path.write_text("\n".join(rows) + "\n")
+
+
+def test_verify_scores_a_head_with_a_label_column_of_ones_own_csv_without_the_source_checkpoint(
+        student_ckpt, exported, tmp_path):
+    """A bundle away from where it was built (its source checkpoint is not on the machine) scored on the
+    user's own labelled recordings: --task csv:MANIFEST:COLUMN=HEAD maps their no/yes column to the
+    head, and every file reports AUROC, sensitivity and specificity at the head's threshold."""
+    import shutil
+
+    from acula_edge.data.synth import generate
+
+    root, _ = student_ckpt
+    away = tmp_path / "away"
+    shutil.copytree(root / "bundle", away)
+    meta = json.loads((away / "bundle.json").read_text())
+    meta["provenance"]["checkpoint"] = str(tmp_path / "elsewhere" / "student.safetensors")
+    (away / "bundle.json").write_text(json.dumps(meta))
+    records = generate(tmp_path / "corpus", 24, seed=3)
+    mine = tmp_path / "mine.csv"
+    _own_csv(records, mine, "finding", ("no", "yes"))
+    r = run_module("export", "verify", str(away), "--data", str(mine))
+    assert r.returncode == 0 and "no head is labelled by these recordings" in r.stdout, r.stdout + r.stderr
+    r = run_module("export", "verify", str(away), "--data", str(mine), "--task", f"csv:{mine}:finding={HEAD}", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert not report["compared_with_source"] and report["torch"] is None and report["checkpoint"] is None
+    assert report["labelled_heads"] == {HEAD: f"csv:{mine}:finding"}
+    positives = sum(int(x.split(",")[-1] == "yes") for x in mine.read_text().split()[1:])
+    assert set(report["files"]) == {"model_fp32.onnx", "model_int8.onnx", "model_fp32.tflite", "model_int8.tflite",
+                                    "frontend_fp32.tflite+network_int8.tflite"}
+    for f in report["files"].values():
+        m = f["heads"][HEAD]
+        assert m["positives"] == positives and m["negatives"] == m["recordings"] - positives > 0
+        assert 0 <= m["sensitivity"] <= 1 and 0 <= m["specificity"] <= 1 and "max_abs_diff" not in f
+        assert m["auroc_ci95"][0] <= m["auroc"] <= m["auroc_ci95"][1] and f["auroc"][HEAD] == m["auroc"]
+    r = run_module("export", "verify", str(away), "--data", str(mine), "--task", f"csv:{mine}:finding={HEAD}")
+    assert f"model_fp32.onnx: {HEAD} AUROC" in r.stdout and "specificity" in r.stdout
+    assert "its source checkpoint is not on this machine" in r.stdout
+    # a label column that is not binary, a head the bundle lacks: one line each
+    _own_csv(records, tmp_path / "odd.csv", "finding", ("maybe", "banana"))
+    for task, message in ((f"csv:{tmp_path / 'odd.csv'}:finding={HEAD}", "its labels are not binary (values: banana, maybe)"),
+                          (f"csv:{mine}:finding=heart", "the bundle has no head 'heart'")):
+        r = call_main("export.verify", str(away), "--data", str(tmp_path / "odd.csv"), "--task", task)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr

@@ -33,8 +33,10 @@ def data_overrides(items: Sequence[str]) -> dict[str, str]:
     return dict(data_pairs(items))
 
 
-def load_task_records(task: Task, overrides: dict[str, str], root: str | None, out: Path) -> list[Recording]:
-    """Recordings of ``task`` with a label, from the resolved data root (the synthetic corpus is made if absent)."""
+def load_task_records(task: Task, overrides: dict[str, str], root: str | None, out: Path,
+                      binary: bool = False) -> list[Recording]:
+    """Recordings of ``task`` with a label (0/1 with ``binary``), from the resolved data root (the synthetic
+    corpus is made if absent)."""
     from acula_edge.datasets import load
 
     if task.dataset.startswith("manifest:"):
@@ -55,7 +57,7 @@ def load_task_records(task: Task, overrides: dict[str, str], root: str | None, o
             raise AculaError(f"no data for task {task.name}: give --data {task.dataset}=PATH, or set ACULA_DATA "
                              f"to a folder holding {task.dataset}/")
         records = load(task.dataset, where)
-    return task_records(task, records)
+    return task_records(task, records, binary)
 
 
 def load_sources(manifests: Sequence[str] = (), data: Sequence[str] = (), splits: Sequence[str] = ()) -> list[Recording]:

@@ -5,11 +5,19 @@ Each dataset module of :mod:`acula_edge.datasets` declares its tasks; this is th
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
+import numpy as np
+
 from acula_edge.data.records import MISSING, Recording
 from acula_edge.datasets import Task, get_dataset, list_datasets
 from acula_edge.errors import AculaError
 
-__all__ = ["Task", "get_task", "list_tasks", "task_records"]
+__all__ = ["Task", "applies", "binary_labels", "get_task", "head_tasks", "list_tasks", "task_records"]
+
+#: the pairs of values a binary label column may hold (case-insensitive), negative first
+BINARY_PAIRS = ((0, 1), (-1, 1), ("false", "true"), ("no", "yes"), ("negative", "positive"), ("normal", "abnormal"),
+                ("absent", "present"))
 
 
 def _catalogue() -> dict[str, Task]:
@@ -36,13 +44,65 @@ def get_task(name: str) -> Task:
     return tasks[name]
 
 
-def task_records(task: Task, records: list[Recording]) -> list[Recording]:
-    """The recordings ``task`` labels, with the class under ``labels["_task"]``; an error unless both classes occur."""
+def task_records(task: Task, records: list[Recording], binary: bool = False) -> list[Recording]:
+    """The recordings ``task`` labels, with the class under ``labels["_task"]`` (0/1 with ``binary``, as
+    :func:`binary_labels` gives it); an error unless both classes occur."""
     kept = []
-    for r in records:
-        y = task.label(r)
+    ys = binary_labels(task, records) if binary else [task.label(r) for r in records]
+    for r, y in zip(records, ys):
         if y is not None and y != MISSING and y == y:
+            y = int(y) if binary else y
             kept.append(Recording(**{**r.to_dict(), "labels": {**r.labels, "_task": y}}))
     if len({r.labels["_task"] for r in kept}) < 2:
         raise AculaError(f"task {task.name}: fewer than two classes among {len(kept)} labelled recordings")
     return kept
+
+
+def applies(task: Task, r: Recording) -> bool:
+    """Whether ``task`` can label ``r``: a manifest column labels any recording, a dataset's task its own."""
+    return task.dataset.startswith("manifest:") or r.dataset == task.dataset
+
+
+def _value(v: Any) -> Any:
+    """A label value as it is compared with :data:`BINARY_PAIRS` (integral numbers as int, text lower-case)."""
+    if isinstance(v, (bool, np.bool_)):
+        return int(v)
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return int(v) if float(v).is_integer() else float(v)
+    return str(v).strip().lower()
+
+
+def binary_labels(task: Task, records: Sequence[Recording]) -> np.ndarray:
+    """``[N]`` float 0/1 labels of ``task`` (NaN where it labels no class); values that are not one of
+    :data:`BINARY_PAIRS` are one clear error that names them."""
+    raw = [task.label(r) if applies(task, r) else None for r in records]
+    known = [v is not None and v != MISSING and v == v for v in raw]
+    values = {_value(v) for v, k in zip(raw, known) if k}
+    pair = next((p for p in BINARY_PAIRS if values <= set(p)), None)
+    if pair is None:
+        shown = ", ".join(sorted(map(str, values))[:8])
+        raise AculaError(f"task {task.name}: its labels are not binary (values: {shown}); a head is scored on 0/1, "
+                         "no/yes, negative/positive or normal/abnormal")
+    return np.array([float(_value(v) == pair[1]) if k else np.nan for v, k in zip(raw, known)], np.float32)
+
+
+def head_tasks(specs: Sequence[str], heads: Sequence[str]) -> dict[str, Task]:
+    """Head name -> the task whose labels score it. ``specs``: ``TASK=HEAD`` (e.g.
+    ``csv:MANIFEST:COLUMN=physionet2016-abnormal``) or a registered ``TASK`` that is itself a head;
+    without any, every head that is a registered task scores itself."""
+    if not specs:
+        catalogue = _catalogue()
+        return {h: catalogue[h] for h in heads if h in catalogue}
+    out: dict[str, Task] = {}
+    for spec in specs:
+        name, sep, head = spec.rpartition("=")
+        if not sep:
+            name = head = spec
+        task = get_task(name)  # an unknown task: one clear error naming the registered ones
+        if head not in heads:
+            raise AculaError(f"--task {spec}: the bundle has no head {head!r} (its heads: {', '.join(heads)}); "
+                             "write TASK=HEAD")
+        if head in out:
+            raise AculaError(f"--task {spec}: head {head} is scored by another --task already")
+        out[head] = task
+    return out

@@ -128,13 +128,13 @@ class Bundle:
                 return self.path / name
         raise AculaError(f"{self.path}: no {precision} {fmt} model (it holds {', '.join(self.models())})")
 
-    def source_checkpoint(self, override: str | Path | None = None, needed_for: str = "this") -> Path:
+    def source_checkpoint(self, override: str | Path | None = None, needed_for: str = "this", hint: str = "") -> Path:
         """The checkpoint this bundle was exported from (``override``, else the path in its provenance),
-        checked against the sha256 in its provenance."""
+        checked against the sha256 in its provenance; ``hint`` ends the error when it is missing."""
         ckpt = override or self.meta["provenance"].get("checkpoint")
         if not ckpt or not Path(ckpt).is_file():
             raise AculaError(f"{needed_for} needs the bundle's source checkpoint, and {ckpt} is not here: "
-                             "give --checkpoint")
+                             f"give --checkpoint{hint}")
         if sha256_file(ckpt) != self.meta["provenance"].get("checkpoint_sha256"):
             raise AculaError(f"{ckpt} is not the checkpoint {self.path} was exported from (sha256 differs)")
         return Path(ckpt)

@@ -1,5 +1,5 @@
 """Training augmentations: waveform (time shift, background recordings, noise, random low-pass,
-reverberation, gain, clipping) and spectrogram masks.
+random frequency response, reverberation, gain, clipping) and spectrogram masks.
 
 Every draw comes from a ``numpy.random.Generator`` given by the caller, one per clip, so a clip's
 augmentation depends only on its seed: the same on any number of processes and after a resume.
@@ -37,6 +37,8 @@ class AugmentConfig:
     time_mask_frac: float = 0.1  # widest time mask, as a share of the frames
     freq_masks: int = 2  # spectrogram frequency masks per clip
     freq_mask_bins: int = 8  # widest frequency mask, in mel bins
+    eq_prob: float = 0.0  # a random smooth frequency response (another stethoscope or microphone)
+    eq_db: float = 10.0  # its gain at each control frequency, uniform in [-eq_db, +eq_db]
     clip_prob: float = 0.0  # hard clipping at a random share of the clip's peak (cheap microphones)
     clip_level: tuple[float, float] = (0.3, 0.9)
     reverb_prob: float = 0.0  # a short synthetic room: exponentially decaying noise impulse response
@@ -50,7 +52,7 @@ class AugmentConfig:
               and self.snr_db[0] <= self.snr_db[1] and 0 < self.lowpass_hz[0] <= self.lowpass_hz[1]
               and self.gain_db >= 0 and self.time_masks >= 0 and self.freq_masks >= 0
               and 0 <= self.time_mask_frac < 1 and self.freq_mask_bins >= 0
-              and 0 <= self.clip_prob <= 1 and 0 < self.clip_level[0] <= self.clip_level[1] <= 1
+              and 0 <= self.eq_prob <= 1 and self.eq_db >= 0 and 0 <= self.clip_prob <= 1 and 0 < self.clip_level[0] <= self.clip_level[1] <= 1
               and 0 <= self.reverb_prob <= 1 and 0 < self.reverb_s[0] <= self.reverb_s[1]
               and 0 <= self.background_prob <= 1 and self.background_snr_db[0] <= self.background_snr_db[1])
         if not ok:
@@ -68,6 +70,23 @@ class AugmentConfig:
     def off(cls) -> "AugmentConfig":
         """No augmentation at all."""
         return cls(shift=0.0, noise_prob=0.0, lowpass_prob=0.0, gain_db=0.0, time_masks=0, freq_masks=0)
+
+
+EQ_POINTS = 6  # control frequencies of a random frequency response, log-spaced from 50 Hz to Nyquist
+
+
+def random_eq(x: np.ndarray, sample_rate: int, max_db: float, rng: np.random.Generator) -> np.ndarray:
+    """Zero-phase FFT filter with a random smooth response: gains drawn in ``[-max_db, +max_db]`` at
+    :data:`EQ_POINTS` log-spaced frequencies, interpolated over log frequency (flat below the first
+    and above the last), the clip's RMS kept."""
+    n = x.shape[-1]
+    f = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    points = np.geomspace(50.0, sample_rate / 2, EQ_POINTS)
+    db = rng.uniform(-max_db, max_db, EQ_POINTS)
+    gain = 10 ** (np.interp(np.log(np.maximum(f, 1.0)), np.log(points), db) / 20)
+    y = np.fft.irfft(np.fft.rfft(x) * gain, n)
+    rms_in, rms_out = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))), float(np.sqrt(np.mean(y ** 2)))
+    return (y * (rms_in / rms_out if rms_out > 0 else 1.0)).astype(np.float32)
 
 
 def lowpass(x: np.ndarray, cutoff_hz: float, sample_rate: int, taper: float = 0.1) -> np.ndarray:
@@ -127,8 +146,8 @@ class Backgrounds:
 
 def augment_waveform(x: np.ndarray, sample_rate: int, cfg: AugmentConfig, rng: np.random.Generator,
                      backgrounds: Backgrounds | None = None) -> np.ndarray:
-    """One clip ``[samples]`` (float32): time shift, a background recording, noise, low-pass,
-    reverberation, gain, clipping.
+    """One clip ``[samples]`` (float32): time shift, a background recording, noise, low-pass, a
+    random frequency response, reverberation, gain, clipping.
 
     The background is scaled to a random SNR against the clip. Noise comes before the low-pass so
     that band-limiting also removes it from the high band (a band-limited source has no energy
@@ -160,6 +179,8 @@ def augment_waveform(x: np.ndarray, sample_rate: int, cfg: AugmentConfig, rng: n
         top = min(cfg.lowpass_hz[1], sample_rate / 2)
         bottom = min(cfg.lowpass_hz[0], top)
         x = lowpass(x, float(rng.uniform(bottom, top)), sample_rate)
+    if cfg.eq_prob > 0 and rng.random() < cfg.eq_prob:
+        x = random_eq(x, sample_rate, cfg.eq_db, rng)
     if cfg.reverb_prob > 0 and rng.random() < cfg.reverb_prob:
         x = reverberate(x, sample_rate, float(rng.uniform(*cfg.reverb_s)), rng)
     if cfg.gain_db > 0:
@@ -200,4 +221,5 @@ def spec_masks(n_mels: int, n_frames: int, cfg: AugmentConfig, rng: np.random.Ge
     return m
 
 
-__all__ = ["AUDIO_SUFFIXES", "AugmentConfig", "Backgrounds", "augment_waveform", "lowpass", "reverberate", "spec_masks"]
+__all__ = ["AUDIO_SUFFIXES", "AugmentConfig", "Backgrounds", "augment_waveform", "lowpass", "random_eq", "reverberate",
+           "spec_masks"]

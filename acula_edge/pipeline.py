@@ -66,6 +66,9 @@ class Preset:
     formats: str = "onnx"
     calibrator: str = "percentile"  # onnxruntime int8 activation ranges (export --calibrator)
     distill_hop: float = 2.0
+    event_labels: bool = False  # distill --event-labels: windows labelled by the annotated events they overlap
+    label_weight: float | None = None  # distill --label-weight (labels against the teacher probe's soft targets)
+    distill_augment: tuple[str, ...] = ()  # distill --augment FIELD=VALUE settings, e.g. eq_prob=0.5
     bench: str = "full"  # benchmarks run: "full" or "quick"
     max_steps: int | None = None  # cap on every training stage's optimizer steps (the tiny preset)
     gpu: bool = False  # training stages on CUDA; MSM and alignment with torchrun over --nproc processes
@@ -239,6 +242,9 @@ def stage_distill(r: Run) -> Step:
            "--calibrate-split", "val", *(x for t in r.tasks for x in ("--head", t)),
            "--epochs", _num(r.preset.distill_epochs), "--hop", _num(r.preset.distill_hop),
            "--reports", str(reports), "--text-embeddings", str(text), "--out", str(run_dir)]
+    cmd += ["--event-labels"] if r.preset.event_labels else []
+    cmd += ["--label-weight", _num(r.preset.label_weight)] if r.preset.label_weight is not None else []
+    cmd += [x for a in r.preset.distill_augment for x in ("--augment", a)]
     return Step(cmd, inputs=[r.p("data", "manifest.jsonl"), teacher, reports, text],
                 outputs=[run_dir / "student.safetensors", run_dir / "student.json"], resumable=run_dir,
                 progress=(run_dir / "metrics.jsonl", r.preset.distill_epochs))

@@ -38,6 +38,8 @@ def add_run_arguments(p: argparse.ArgumentParser, out_required: bool = True) -> 
     for name, (typ, text) in LOOP_FLAGS.items():
         t.add_argument("--" + name.replace("_", "-"), type=typ, help=text)
     t.add_argument("--no-augment", action="store_true", help="no augmentation")
+    t.add_argument("--augment", action="append", default=[], metavar="FIELD=VALUE",
+                   help="an augmentation setting (acula_edge.augment.AugmentConfig), e.g. eq_prob=0.5; repeat")
     t.add_argument("--backgrounds", metavar="DIR",
                    help="folder of background recordings (speech, rooms, street noise) mixed into training clips")
     t.add_argument("--background-prob", type=float,
@@ -51,24 +53,28 @@ def add_run_arguments(p: argparse.ArgumentParser, out_required: bool = True) -> 
 
 
 def augment_override(a: argparse.Namespace, base):
-    """The augmentation the command line asks for (``--no-augment``, ``--backgrounds``), from the
-    stage's default ``base``; None when it asks for nothing."""
+    """The augmentation the command line asks for (``--no-augment``, ``--augment FIELD=VALUE``,
+    ``--backgrounds``), from the stage's default ``base``; None when it asks for nothing."""
     import dataclasses
     from pathlib import Path
 
     from acula_edge.augment import AugmentConfig, Backgrounds
 
+    from acula_edge.config import override
+
     if a.no_augment:
-        if a.backgrounds or a.background_prob is not None:
-            raise AculaError("--no-augment and --backgrounds contradict each other")
+        if a.backgrounds or a.background_prob is not None or a.augment:
+            raise AculaError("--no-augment contradicts --backgrounds and --augment")
         return AugmentConfig.off()
+    if a.augment:
+        base = override(base, a.augment, "--augment")
     if a.backgrounds:
         Backgrounds(a.backgrounds, 16000)  # a missing or empty folder fails here, before any work
         prob = 0.5 if a.background_prob is None else a.background_prob
         return dataclasses.replace(base, backgrounds=str(Path(a.backgrounds).resolve()), background_prob=prob)
     if a.background_prob is not None:
         raise AculaError("--background-prob needs --backgrounds DIR")
-    return None
+    return base if a.augment else None
 
 
 def loop_overrides(a: argparse.Namespace) -> dict:

@@ -2,6 +2,8 @@
 
     python -m benchmarks generalization [--preset demo] [--work runs/generalization] [--set FIELD=VALUE ...]
         [--data physionet2016=PATH --data sprsound=PATH] [--out benchmarks/results/generalization]
+    python -m benchmarks generalization --work runs/gen-events --from runs/generalization \
+        --set event_labels=true --out benchmarks/results/ablations/event-labels   # an ablation
 
 Two trainings of the whole recipe, each ``python -m acula_edge.pipeline`` up to ``verify`` in
 ``WORK/FOLD`` (skipped when up to date, resumed when killed):
@@ -26,6 +28,7 @@ child is used for any of these. Output: ``OUT.json`` and ``OUT.md``.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -198,6 +201,9 @@ def _parser() -> Parser:
     p.add_argument("--preset", default="demo", help="the pipeline preset both folds train with (default demo)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a preset override (repeat)")
     p.add_argument("--work", default="runs/generalization", help="where the folds' runs live (default runs/generalization)")
+    p.add_argument("--from", dest="start_from", metavar="WORK",
+                   help="start each fold that WORK lacks from a copy of another work folder's (an ablation: the "
+                   "stages that the --set overrides leave unchanged, such as the teacher, are kept)")
     p.add_argument("--data", action="append", default=[], metavar="FORMAT=PATH",
                    help="physionet2016 and sprsound folders (default: ./data/FORMAT or ../shared/data/FORMAT)")
     p.add_argument("--fold", action="append", choices=list(FOLDS), help="only this fold (repeat; default both)")
@@ -237,6 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for fold in a.fold or list(FOLDS):
         rule, train_site, test_site = FOLDS[fold]
         run = work / fold
+        if a.start_from and not run.exists():
+            source = Path(a.start_from) / fold
+            if not (source / ".pipeline").is_dir():
+                raise AculaError(f"--from {a.start_from}: {source} is not a fold's run folder")
+            shutil.copytree(source, run, symlinks=True, ignore=shutil.ignore_patterns("lock"))
         cmd = fold_command(a.preset, run, data, rule, threads, a.set)
         train_fold(cmd, run)
         probes = probe_rows(run)

@@ -24,6 +24,9 @@ def _parser() -> Parser:
                    help="choose each head's threshold on the recordings of this split of the same data "
                         "(e.g. val; other subjects than the training ones)")
     p.add_argument("--sensitivity", type=float, help="the heads' operating point (default 0.9)")
+    p.add_argument("--event-labels", action="store_true", default=None,
+                   help="label each window by the annotated events it overlaps (SPRSound's wheezes and crackles) "
+                        "instead of by its whole recording's label, where a recording has events")
     t = add_run_arguments(p, out_required=False)
     t.add_argument("--hop", type=float, help="seconds between teacher windows (default half a window)")
     w = p.add_argument_group("loss weights")
@@ -77,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = {"teacher": a.teacher, "student": a.student, "heads": tuple(a.head) or None, "hop_s": a.hop,
              "frontend": a.frontend,
              **{k: getattr(a, k) for k in ("reports", "text_model", "text_cache", "text_embeddings", "act",
-                                           "sensitivity")}}
+                                           "sensitivity", "event_labels")}}
     fields = {k: v for k, v in given.items() if v is not None}
     fields.update(loop_overrides(a))
     augment = augment_override(a, base.augment)

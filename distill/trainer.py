@@ -55,6 +55,7 @@ class DistillConfig(LoopConfig, TextSource):
     weights: DistillWeights = field(default_factory=DistillWeights)
     augment: AugmentConfig = field(default_factory=AugmentConfig.microphone)
     soft_l2: float = 0.01  # L2 of the teacher probes that give the soft targets
+    event_labels: bool = False  # label each window by the annotated events it overlaps, where a recording has them
     sensitivity: float = 0.9  # operating point of each head, chosen on calibration recordings
 
     def __post_init__(self) -> None:
@@ -88,6 +89,34 @@ def head_labels(records: list[Recording], heads: tuple, need_both: bool = True) 
         out[:, j] = binary_labels(get_task(name), records)
         if need_both and len(np.unique(out[~np.isnan(out[:, j]), j])) < 2:
             raise AculaError(f"head {name}: the training data hold fewer than two of its classes")
+    return out
+
+
+EVENT_OVERLAP_S = 0.25  # a window is positive when a positive event covers this much of it (or half the event)
+
+
+def window_labels(records: list[Recording], heads: tuple, windows: list[tuple[str, int]], rate: int,
+                  window_s: float, labels: np.ndarray) -> np.ndarray:
+    """``[windows, H]`` labels: each window its recording's (``labels [N, H]``, rows in ``records``'
+    order), except where a head's task names event types (:attr:`acula_edge.datasets.Task.events`)
+    and the recording is annotated with events: then 1 when a positive event overlaps the window by
+    :data:`EVENT_OVERLAP_S` (or by half of a shorter event), else 0."""
+    from acula_edge.data.tasks import get_task
+
+    index = {r.id: i for i, r in enumerate(records)}
+    out = labels[[index[rid] for rid, _ in windows]].copy()
+    for j, name in enumerate(heads):
+        kinds = get_task(name).events
+        if not kinds:
+            continue
+        for k, (rid, start) in enumerate(windows):
+            r = records[index[rid]]
+            if np.isnan(out[k, j]) or not r.events:
+                continue
+            t0 = start / rate
+            out[k, j] = float(any(
+                e["type"] in kinds and min(e["end"], t0 + window_s) - max(e["start"], t0)
+                >= min(EVENT_OVERLAP_S, 0.5 * (e["end"] - e["start"])) for e in r.events))
     return out
 
 
@@ -178,7 +207,12 @@ class DistillJob(Job):
                                  f"projection takes {proj.in_dim}: give the teacher's --text-model")
             with torch.no_grad():
                 self.text = torch.nn.functional.normalize(proj(torch.from_numpy(vectors)), dim=1).numpy()
-        self.labels = head_labels(records, tuple(cfg.heads)) if cfg.heads else None
+        self.labels = None  # [windows, H]
+        if cfg.heads:
+            per_record = head_labels(records, tuple(cfg.heads))
+            self.labels = (window_labels(records, tuple(cfg.heads), targets.windows, targets.sample_rate,
+                                         samples / self.fe.sample_rate, per_record) if cfg.event_labels
+                           else per_record[self.record_of_row])
         self.soft = self._soft_targets() if cfg.heads else None
 
     def _soft_targets(self) -> np.ndarray:
@@ -186,7 +220,7 @@ class DistillJob(Job):
         embeddings of the labelled recordings) applied to every window."""
         from acula_edge.probe import fit_probe, torch_threads
 
-        rows_labels = self.labels[self.record_of_row]
+        rows_labels = self.labels
         out = np.full(rows_labels.shape, np.nan, np.float32)
         x = self.targets.vectors.astype(np.float64)
         for j in range(rows_labels.shape[1]):
@@ -203,7 +237,7 @@ class DistillJob(Job):
             x = self.logmel(torch.from_numpy(batch["wave"]).to(d.device))
         as_t = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(d.device)  # noqa: E731
         return (x, as_t(self.targets.vectors[rows]), as_t(None if self.text is None else self.text[rec]),
-                as_t(None if self.labels is None else self.labels[rec]),
+                as_t(None if self.labels is None else self.labels[rows]),
                 as_t(None if self.soft is None else self.soft[rows]))
 
     def describe(self) -> dict[str, Any]:

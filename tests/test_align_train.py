@@ -72,6 +72,21 @@ def test_lowpass_removes_the_band_above_the_cutoff():
     np.testing.assert_allclose(spec_y[f < 1700], spec_x[f < 1700], rtol=1e-4)
 
 
+def test_random_eq_is_a_smooth_response_that_keeps_the_level():
+    from acula_edge.augment import random_eq
+
+    rate = 8000
+    x = np.random.default_rng(0).standard_normal(rate * 2).astype(np.float32)
+    y = random_eq(x, rate, 10.0, np.random.default_rng(1))
+    assert y.dtype == np.float32 and y.shape == x.shape
+    assert np.sqrt(np.mean(y ** 2)) == pytest.approx(np.sqrt(np.mean(x ** 2)), rel=1e-3)
+    ratio = np.abs(np.fft.rfft(y)) / np.abs(np.fft.rfft(x))
+    db = 20 * np.log10(ratio[1:])
+    assert 3 < db.max() - db.min() <= 40  # a real tilt, within +-10 dB of each other plus the level
+    assert np.abs(np.diff(db)).max() < 0.1  # smooth: no two neighbouring bins jump
+    assert np.array_equal(y, random_eq(x, rate, 10.0, np.random.default_rng(1)))
+
+
 def test_augmentations_depend_only_on_the_clip_seed():
     x = np.sin(np.arange(32000) / 10).astype(np.float32)
     cfg = AugmentConfig(noise_prob=1.0, lowpass_prob=1.0)

@@ -145,6 +145,12 @@ def test_distill_bad_input_is_one_clear_line(distill_setup, tmp_path):
          "background folder not found"),
         (["--teacher", str(root / "teacher" / "encoder.safetensors"), "--background-prob", "0.3", *base],
          "needs --backgrounds"),
+        (["--teacher", str(root / "teacher" / "encoder.safetensors"), "--augment", "eq_prob=2", *base],
+         "bad augmentation settings"),
+        (["--teacher", str(root / "teacher" / "encoder.safetensors"), "--augment", "loudness=2", *base],
+         "--augment loudness=2: give FIELD=VALUE"),
+        (["--teacher", str(root / "teacher" / "encoder.safetensors"), "--augment", "eq_prob=0.5", "--no-augment",
+          *base], "--no-augment contradicts"),
     ]
     for args, expect in cases:
         r = call_main("distill.cli", *args)
@@ -259,3 +265,28 @@ def test_heads_get_thresholds_on_calibration_subjects_and_prompts_need_no_teache
     # calibrating on training subjects is refused
     r = call_main("distill.cli", *args, "--calibrate-split", "train", "--out", str(tmp_path / "t"))
     assert r.returncode == 2 and "both in the training and the calibration" in r.stderr
+
+
+def test_event_labels_mark_the_windows_an_annotated_event_overlaps():
+    """--event-labels: a window of an annotated recording is positive when a positive event covers
+    0.25 s of it (or half of a shorter event); recordings without events keep their own label."""
+    from acula_edge.data.records import Recording
+    from distill.trainer import head_labels, window_labels
+
+    events = [{"start": 1.0, "end": 1.5, "type": "Normal"}, {"start": 5.0, "end": 5.5, "type": "Fine Crackle"},
+              {"start": 9.75, "end": 10.25, "type": "Wheeze"}]
+    recs = [Recording(id="sprsound/a", path="a.wav", dataset="sprsound", subject="sprsound/1", modality="lung",
+                      labels={"adventitious": 1}, events=events),
+            Recording(id="sprsound/b", path="b.wav", dataset="sprsound", subject="sprsound/2", modality="lung",
+                      labels={"adventitious": 1}),
+            Recording(id="physionet2016/c", path="c.wav", dataset="physionet2016", subject="physionet2016/c",
+                      modality="heart", labels={"abnormal": "abnormal"})]
+    heads = ("sprsound-adventitious", "physionet2016-abnormal")
+    rate, window_s = 1000, 4.0
+    windows = [("sprsound/a", 0), ("sprsound/a", 2000), ("sprsound/a", 5375), ("sprsound/a", 6000),
+               ("sprsound/b", 0), ("physionet2016/c", 0)]
+    got = window_labels(recs, heads, windows, rate, window_s, head_labels(recs, heads, need_both=False))
+    # [0, 4]: only a normal event; [2, 6]: the crackle; [5.375, 9.375]: 0.125 s of a 0.5 s crackle (less than
+    # 0.25 s and than half of it); [6, 10]: 0.25 s of a 0.5 s wheeze
+    assert got[:, 0].tolist()[:4] == [0.0, 1.0, 0.0, 1.0]
+    assert got[4, 0] == 1.0 and np.isnan(got[5, 0]) and np.isnan(got[:5, 1]).all() and got[5, 1] == 1.0

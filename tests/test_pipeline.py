@@ -254,6 +254,18 @@ def test_hold_out_makes_a_site_the_whole_test_part(tmp_path):
                                                  "recording matches (its database values: training-a, training-b)")
 
 
+def test_recipe_fields_reach_the_distill_command(tmp_path):
+    from acula_edge.config import override
+    from acula_edge.pipeline import PRESETS, Run, RunConfig, stage_distill
+
+    recipe = override(PRESETS["demo"], ["event_labels=true", "label_weight=1", "distill_augment=eq_prob=0.5,eq_db=8"])
+    cmd = stage_distill(Run(tmp_path, RunConfig("demo", recipe), 1)).command
+    assert "--event-labels" in cmd and cmd[cmd.index("--label-weight") + 1] == "1"
+    assert [cmd[i + 1] for i, x in enumerate(cmd) if x == "--augment"] == ["eq_prob=0.5", "eq_db=8"]
+    plain = stage_distill(Run(tmp_path, RunConfig("demo", PRESETS["demo"]), 1)).command
+    assert not {"--event-labels", "--label-weight", "--augment"} & set(plain)
+
+
 def test_presets_list():
     r = call_main("acula_edge.pipeline", "--list-presets")
     assert r.returncode == 0

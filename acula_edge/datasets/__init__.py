@@ -55,6 +55,7 @@ class Task:
     label: Callable[[Recording], Any]
     description: str
     prompts: tuple[str, ...] | None = None  # zero-shot question: one text per class, negative first
+    events: frozenset[str] = frozenset()  # annotated event types that make a stretch of a recording positive
 
 
 @dataclass(frozen=True)

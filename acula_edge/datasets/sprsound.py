@@ -19,6 +19,10 @@ from acula_edge.errors import DatasetError
 LOCATIONS = {"p1": "left posterior", "p2": "left lateral", "p3": "right posterior", "p4": "right lateral"}
 SEXES = {"0": "male", "1": "female"}
 DAS_EVENTS = {"Fine Crackle", "Coarse Crackle"}
+CAS_EVENTS = {"Wheeze", "Stridor", "Rhonchi"}
+#: the event types that make a stretch of a recording positive for each task
+TASK_EVENTS = {"adventitious": frozenset(CAS_EVENTS | DAS_EVENTS | {"Wheeze+Crackle"}),
+               "cas": frozenset(CAS_EVENTS | {"Wheeze+Crackle"}), "das": frozenset(DAS_EVENTS | {"Wheeze+Crackle"})}
 log = logging.getLogger(__name__)
 
 
@@ -133,6 +137,6 @@ register_dataset(Dataset(
     modalities=("lung",),
     tasks=tuple(Task(f"sprsound-{n}", "sprsound", binary_label(n),
                      f"SPRSound record-level {n} (0/1); Poor Quality recordings left out",
-                     LUNG_PROMPTS if n == "adventitious" else None) for n in ("adventitious", "cas", "das")),
+                     LUNG_PROMPTS if n == "adventitious" else None, TASK_EVENTS[n]) for n in ("adventitious", "cas", "das")),
     pipeline_tasks=("sprsound-adventitious",),
 ))

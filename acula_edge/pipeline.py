@@ -64,8 +64,10 @@ class Preset:
     distill_epochs: float
     frontend: str = DEFAULT_STUDENT_FRONTEND  # the student's log-mel front end (acula_edge.frontend)
     formats: str = "onnx"
+    full_integer: bool = True  # the full-integer TFLite pair too (export without --no-full-integer)
     calibrator: str = "percentile"  # onnxruntime int8 activation ranges (export --calibrator)
     distill_hop: float = 2.0
+    align_loss: str | None = None  # align train --loss (cka, cka-feature, infonce; default the align preset's)
     event_labels: bool = False  # distill --event-labels: windows labelled by the annotated events they overlap
     label_weight: float | None = None  # distill --label-weight (labels against the teacher probe's soft targets)
     distill_augment: tuple[str, ...] = ()  # distill --augment FIELD=VALUE settings, e.g. eq_prob=0.5
@@ -80,7 +82,8 @@ PRESETS: dict[str, Preset] = {
                    distill_epochs=2, bench="quick", max_steps=16, calibrator="minmax"),
     "demo": Preset("about an hour on 2 CPU cores: the default bundle's recipe (vit-tiny teacher, mn-xs student, "
                    "ONNX and TFLite, fp32 and int8)", synthetic=400, align_preset="cpu-tiny", pretrain_epochs=30,
-                   align_epochs=15, student="mn-xs", distill_epochs=8, formats="onnx,tflite"),
+                   align_epochs=15, student="mn-xs", distill_epochs=8, formats="onnx,tflite",
+                   full_integer=False),
     "cpu-small": Preset("an hour or two on a laptop: more synthetic data and epochs, the mn-s student, ONNX and "
                         "TFLite", synthetic=1200, align_preset="cpu-tiny", pretrain_epochs=30, align_epochs=15,
                         student="mn-s", distill_epochs=8, formats="onnx,tflite"),
@@ -219,7 +222,7 @@ def stage_align(r: Run) -> Step:
     reports, text = r.p("reports", "reports.jsonl"), r.p("text")
     return Step(["acula_edge.align", "train", "--preset", r.preset.align_preset, *r.training(), "--init", str(init),
                  "--reports", str(reports), "--text-embeddings", str(text), "--epochs", _num(r.preset.align_epochs),
-                 "--out", str(run_dir)],
+                 "--out", str(run_dir), *(["--loss", r.preset.align_loss] if r.preset.align_loss else [])],
                 inputs=[r.p("data", "manifest.jsonl"), init, reports, text],
                 outputs=[run_dir / "encoder.safetensors", run_dir / "encoder.json"], resumable=run_dir,
                 torchrun=r.preset.gpu, progress=(run_dir / "metrics.jsonl", r.preset.align_epochs))
@@ -256,7 +259,7 @@ def stage_export(r: Run) -> Step:
     return Step(["export", "--checkpoint", str(ckpt), "--out", str(r.p("bundle")), "--formats", r.preset.formats,
                  "--name", f"acula-edge-{r.name}-{r.preset.student}",
                  "--int8", "--calibration", str(train), "--calibrator", r.preset.calibrator, "--evaluate", str(test), "--prompts", str(prompts),
-                 "--card", str(card), "--overwrite"],
+                 "--card", str(card), "--overwrite", *([] if r.preset.full_integer else ["--no-full-integer"])],
                 inputs=[ckpt, card, prompts, train, test], outputs=[r.p("bundle")])
 
 
@@ -442,9 +445,10 @@ def markdown(s: dict[str, Any]) -> str:
         return f"{a['auroc']:.3f} [{a['ci95'][0]:.2f}, {a['ci95'][1]:.2f}]" if a else "-"
 
     tasks = sorted({t for v in s["variants"] for t in v["auroc"]})
-    lines = [f"Preset `{s['preset']}`: `{s['command']}`", "",
-             "| variant | KiB | p50 ms, 1 thread | " + " | ".join(f"{t} AUROC" for t in tasks) + " |",
-             "|---|---|---|" + "---|" * len(tasks)]
+    lines = [f"Preset `{s['preset']}`: `{s['command']}`", ""]
+    if s["variants"]:  # the benchmark stage ran
+        lines += ["| variant | KiB | p50 ms, 1 thread | " + " | ".join(f"{t} AUROC" for t in tasks) + " |",
+                  "|---|---|---|" + "---|" * len(tasks)]
     for v in s["variants"]:
         kib = f"{v['bytes'] / 1024:.0f}" if v.get("bytes") else "-"
         ms = f"{v['p50_ms_1_thread']:.2f}" if v.get("p50_ms_1_thread") else "-"

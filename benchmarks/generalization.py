@@ -88,15 +88,20 @@ def probe_rows(run: Path) -> dict[str, dict[str, dict[str, Any]]]:
     return out
 
 
+SCORES = "generalization-{part}.json"  # in the fold's run folder: every recording's scores per model
+
+
 def model_rows(run: Path, threads: int, n_boot: int) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, str]]:
     """``{task: {variant: {"test": ..., "val": ...}}}`` of the student in torch and every bundle file, and the
-    variants' labels."""
+    variants' labels. Each part's recording scores go to ``RUN/`` :data:`SCORES` (for paired comparisons)."""
     import dataclasses
 
+    from acula_edge.data.records import atomic_write_text
     from acula_edge.device.bundle import load_bundle
-    from benchmarks.harness import FULL, score_bundles
+    from benchmarks.harness import FULL, score_bundles, task_arrays
 
     bundle = load_bundle(run / "bundle")
+    heads = [h["name"] for h in bundle.heads]
     ckpt = str(bundle.source_checkpoint(None, "the student's rows"))
     s = dataclasses.replace(FULL, n_boot=n_boot)
     out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -105,6 +110,14 @@ def model_rows(run: Path, threads: int, n_boot: int) -> tuple[dict[str, dict[str
         with tempfile.TemporaryDirectory() as tmp:
             sc = score_bundles([bundle], ckpt, None, list(TASKS), Path(tmp), s, threads, stream=False,
                                manifests=[str(run / "data" / f"{part}.jsonl")])
+        saved: dict[str, Any] = {}
+        for task, parts in sc.data.items():
+            rows, y, subjects = task_arrays(parts["test"], sc.records)
+            j = heads.index(task)
+            saved[task] = {"ids": [sc.records[i].id for i in rows], "subjects": subjects.tolist(), "y": y.tolist(),
+                           "scores": {v.name: [round(float(x), 6) for x in sc.scores[v.name]["offline"][rows, j]]
+                                      for v in sc.variants}}
+        atomic_write_text(run / SCORES.format(part=part), json.dumps(saved) + "\n")
         for v in sc.variants:
             labels[v.name] = v.label
             for task, cell in sc.accuracy[v.name].items():

@@ -489,7 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(sources) > 1:
         raise AculaError("the bundles come from different checkpoints: compare one student's variants per run")
     b0 = bundles[0]
-    head_tasks(a.task, [h["name"] for h in b0.heads])  # a head or task that is not there: one clear error
+    heads = [h["name"] for h in b0.heads]
+    head_tasks(a.task, heads)  # a head or task that is not there: one clear error
     ckpt = str(b0.source_checkpoint(a.checkpoint, "benchmarks run (the student's torch rows, its training "
                                     "subjects, cost and scaling grid)", "; without it, `python -m export verify "
                                     f"{b0.path} --data MANIFEST --task TASK=HEAD` scores every file of the bundle on "

@@ -141,6 +141,8 @@ def export_main(argv: Sequence[str]) -> int:
     p.add_argument("--formats", default="onnx", help=f"comma-separated, of: {', '.join(FORMATS)}")
     p.add_argument("--int8", action="store_true", help="also an int8 model per format (and the full-integer "
                    "TFLite pair)")
+    p.add_argument("--no-full-integer", action="store_true", help="leave the full-integer TFLite pair out (a smaller "
+                   "bundle for devices without an int8 accelerator)")
     p.add_argument("--quantizer", default="ort", help="who makes the ONNX int8 file: 'ort' (onnxruntime static "
                    "QDQ) or 'inc' (Intel Neural Compressor on the PyTorch side, exported to ONNX)")
     p.add_argument("--calibration", metavar="MANIFEST", help="recordings to calibrate int8 on")
@@ -225,7 +227,7 @@ def export_main(argv: Sequence[str]) -> int:
         if "tflite" in formats:
             from export.tflite import export_tflite
 
-            made = export_tflite(model, work / "tflite", waves)
+            made = export_tflite(model, work / "tflite", waves, full_integer=not a.no_full_integer)
             files.update(made)
             if "network_int8.tflite" in made:
                 doc["split"] = {"frontend": "frontend_fp32.tflite", "network": "network_int8.tflite",

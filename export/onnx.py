@@ -239,29 +239,51 @@ def fold_weight_quantization(path: str | Path) -> Path:
     return Path(path)
 
 
+def strip_debug(graph) -> None:
+    """Drop what only a debugger reads: each node's exporter notes (module paths, rewrite rules, about
+    1.7 KB a node), doc strings and the inferred shapes of intermediate values."""
+    for node in graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    del graph.value_info[:]
+
+
 def compact_front_end(path: str | Path, frontend: dict) -> Path:
     """Store the front end's DFT basis (``2 * bins * n_fft`` floats, about 4 MB at n_fft 1024) as the
     few nodes that make it, in place: ``basis[k, n] = table[(k * n) mod n_fft] * window[n]`` from a cos
     and a sin table of ``n_fft`` values. onnxruntime folds them back into the same basis when it loads
-    the file, so the same graph runs; the file shrinks by the basis. A file without
-    the basis (a log-mel input graph) is left as it is."""
+    the file, so the same graph runs; the file shrinks by the basis. A file without the basis (a
+    log-mel input graph) keeps its graph. Either way :func:`strip_debug` runs on it."""
     import onnx
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
-    from acula_edge.frontend import FrontendConfig, dft_basis, used_bins, window
+    from acula_edge.frontend import FrontendConfig, dft_basis
 
     fe = FrontendConfig.from_dict(frontend)
     basis = dft_basis(fe)
     model = onnx.load(str(path))
     g = model.graph
+    strip_debug(g)
     layouts = {basis.shape: None, basis.shape[::2][::-1]: [1, 0]}  # Conv1d weights, or [n_fft, 2 * bins] (a MatMul)
     flat = basis[:, 0, :]
     hit = next((i for i in g.initializer if tuple(i.dims) in layouts and np.allclose(
         numpy_helper.to_array(i).reshape(-1, fe.n_fft) if len(i.dims) == 3 else numpy_helper.to_array(i).T, flat,
         rtol=0, atol=1e-6)), None)
-    if hit is None:
-        return Path(path)
-    perm = layouts[tuple(hit.dims)]
+    if hit is not None:
+        _compact_basis(g, hit, layouts[tuple(hit.dims)], fe, basis)
+    onnx.checker.check_model(model)
+    data = model.SerializeToString()
+    atomic_write(Path(path), lambda fh: fh.write(data))
+    return Path(path)
+
+
+def _compact_basis(g, hit, perm: list[int] | None, fe, basis: np.ndarray) -> None:
+    """Replace the initializer ``hit`` (the DFT basis) with the nodes that make it."""
+    from onnx import helper, numpy_helper
+
+    from acula_edge.frontend import used_bins, window
+
+    flat = basis[:, 0, :]
     n = fe.n_fft
     ang = 2 * np.pi * np.arange(n) / n
     name = hit.name
@@ -283,11 +305,7 @@ def compact_front_end(path: str | Path, frontend: dict) -> Path:
     g.initializer.remove(hit)
     for i, node in enumerate(nodes):
         g.node.insert(i, node)
-    onnx.checker.check_model(model)
-    data = model.SerializeToString()
-    atomic_write(Path(path), lambda fh: fh.write(data))
-    return Path(path)
 
 
 __all__ = ["CALIBRATORS", "after_last_conv", "before_first_conv", "compact_front_end", "export_onnx", "export_student", "fold_weight_quantization", "logmel_windows", "quantize_int8",
-           "waveform_windows"]
+           "strip_debug", "waveform_windows"]

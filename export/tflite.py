@@ -97,9 +97,11 @@ def quantize(fp32: str | Path, out: str | Path, calibration: np.ndarray, scope: 
     return Path(out)
 
 
-def export_tflite(model, work: str | Path, calibration: np.ndarray | None = None) -> dict[str, Path]:
+def export_tflite(model, work: str | Path, calibration: np.ndarray | None = None,
+                  full_integer: bool = True) -> dict[str, Path]:
     """The TFLite files of an :class:`export.model.EdgeModel` in ``work``: ``model_fp32.tflite`` and,
-    given calibration waveforms ``[N, samples]``, ``model_int8.tflite`` and the full-integer pair."""
+    given calibration waveforms ``[N, samples]``, ``model_int8.tflite`` and (with ``full_integer``)
+    the full-integer pair."""
     import torch
 
     from export.model import OUTPUTS, EdgeNetwork
@@ -112,6 +114,8 @@ def export_tflite(model, work: str | Path, calibration: np.ndarray | None = None
         return files
     files["model_int8.tflite"] = quantize(files["model_fp32.tflite"], work / "model_int8.tflite", calibration,
                                           NETWORK_SCOPE)
+    if not full_integer:
+        return files
     front = convert(model.frontend, work / "frontend_fp32.tflite", example, "waveform", ("logmel",))
     with torch.no_grad():
         logmel = np.concatenate([model.frontend(torch.from_numpy(calibration[i:i + 64])).numpy()

@@ -39,6 +39,11 @@ def test_export_writes_a_verified_bundle_that_matches_torch(student_ckpt, export
     basis = dft_basis(FrontendConfig.from_dict(b.meta["frontend"])).nbytes
     assert basis > 4_000_000 and size["model_fp32.onnx"] < size["model_fp32.tflite"] - 0.9 * basis
     assert size["model_int8.onnx"] < 600_000
+    import onnx
+
+    for name in ("model_fp32.onnx", "model_int8.onnx"):  # no exporter notes on the nodes: bytes for nothing
+        graph = onnx.load(str(b.path / name)).graph
+        assert not any(n.metadata_props or n.doc_string for n in graph.node) and not graph.value_info, name
     assert b.meta["provenance"]["int8_calibration"]["quantizer"] == {"onnx": "onnxruntime", "tflite": "ai-edge-quantizer"}
     assert [line.split(":")[0] for line in r.stdout.splitlines()] == [
         "model_fp32.onnx", "model_int8.onnx", "model_fp32.tflite", "model_int8.tflite", "frontend_fp32.tflite",
@@ -104,6 +109,16 @@ def test_verify_reports_every_file_and_bites_on_a_quantized_front_end(student_ck
     r = run_module("export", "verify", str(tmp_path / "bad"), "--data", str(tmp_path / "data.jsonl"))
     assert r.returncode == 1 and "FAIL model_fp32.onnx: differs from torch" in r.stderr
     assert "model_fp32.onnx: max |diff| embedding" in r.stdout
+
+
+def test_no_full_integer_leaves_the_pair_out(student_ckpt, tmp_path):
+    root, ckpt = student_ckpt
+    r = run_module("export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "b"), "--formats", "tflite", "--int8",
+                   "--no-full-integer")
+    assert r.returncode == 0, r.stderr
+    b = load_bundle(tmp_path / "b")
+    assert set(b.meta["files"]) == {"model_fp32.tflite", "model_int8.tflite"} and b.split() is None
+    assert "split" not in b.meta
 
 
 def test_export_bad_input_is_one_line_and_leaves_no_bundle(student_ckpt, exported, tmp_path):

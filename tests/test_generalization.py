@@ -94,6 +94,39 @@ def test_a_fold_is_trained_without_its_test_site_and_children_and_every_model_is
     assert "What chose what:" in table and table in r.stdout
 
 
+def test_an_ablation_keeps_the_baselines_teacher_and_is_compared_on_the_same_recordings(benchmark):
+    """--from copies the baseline's fold, so that --set event_labels=true retrains only the student and
+    what follows it; benchmarks.ablations pairs the two recipes' scores recording by recording."""
+    root, _, r = benchmark
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = [x for f in ("physionet2016", "sprsound") for x in ("--data", f"{f}={root / 'data' / f}")]
+    r = run_module("benchmarks", "generalization", "--preset", "tiny", "--fold", FOLD, "--work", str(root / "events"),
+                   "--from", str(root / "work"), "--set", "event_labels=true", *data, "--bootstrap", "50",
+                   "--threads", "2", "--out", str(root / "results" / "events"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    stages = json.loads((root / "events" / FOLD / "summary.json").read_text())["stages"]
+    assert {k: stages[k]["status"] for k in ("msm", "align", "evaluate", "distill")} == {
+        "msm": "up to date", "align": "up to date", "evaluate": "up to date", "distill": "ran"}
+    out = root / "results" / "ablations"
+    r = run_module("benchmarks.ablations", "--baseline", str(root / "work"), "--recipe", f"event labels={root / 'events'}",
+                   "--bootstrap", "50", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(out.with_suffix(".json").read_text())
+    base, events = doc["recipes"]["baseline"], doc["recipes"]["event labels"]
+    assert events["changes"] == {"event_labels": True}
+    assert set(events["evaluations"]) == set(base["evaluations"]) == {
+        "heart, training-a → training-b", f"lung, unseen children (model of {FOLD})"}
+    for e, cell in events["evaluations"].items():
+        for part in ("val", "test"):
+            c = cell[part]
+            assert c["recordings"] == base["evaluations"][e][part]["recordings"] and "delta" not in base["evaluations"][e][part]
+            assert c["delta"] == pytest.approx(c["auroc"] - base["evaluations"][e][part]["auroc"], abs=1e-3)
+            assert c["delta_ci95"][0] <= c["delta"] + 1e-9 and c["delta"] - 1e-9 <= c["delta_ci95"][1]
+    assert "| event labels | event_labels=True |" in out.with_suffix(".md").read_text()
+    r = call_main("benchmarks.ablations", "--baseline", str(root / "work"), "--recipe", "oops")
+    assert r.returncode == 2 and "write NAME=WORK" in r.stderr and r.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize("args, message", [
     (["--data", "sprsound=/no/such/folder"], "no sprsound data at /no/such/folder"),
     (["--data", "icbhi=/tmp"], "--data icbhi: this benchmark takes physionet2016 and sprsound"),

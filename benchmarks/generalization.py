@@ -182,11 +182,11 @@ def table(doc: dict[str, Any]) -> str:
     lines = []
     for part, title in (("test", "Test (sites and children never trained on): AUROC [95% subject-bootstrap interval]"),
                         ("val", "Validation (what a recipe may be chosen on): AUROC")):
-        lines += [f"{title}", "", "| evaluation | test recordings | " + " | ".join(label.get(m, m) for m in models) + " |",
-                  "|---|---|" + "---|" * len(models)]
+        lines += [f"{title}", "", f"| evaluation | {part} recordings | " + " | ".join(label.get(m, m) for m in models)
+                  + " |", "|---|---|" + "---|" * len(models)]
         for fold, f in doc["folds"].items():
             for task, t in f["tasks"].items():
-                n = t["test"]
+                n = t[part]
                 lines.append(f"| {evaluation_name(fold, task)} | {n['recordings']} ({n['positives']} pos) | "
                              + " | ".join(cell(t["models"].get(m, {}).get(part)) for m in models) + " |")
         lines.append("")
@@ -197,13 +197,13 @@ def table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_counts(run: Path, task: str) -> dict[str, int]:
-    """Recordings, subjects and positives of ``task`` in the fold's test part."""
+def part_counts(run: Path, task: str, part: str) -> dict[str, int]:
+    """Recordings, subjects and positives of ``task`` in the fold's ``part`` (test or val)."""
     from acula_edge.data.records import read_manifest
     from acula_edge.data.tasks import get_task
 
     t = get_task(task)
-    recs = [(r, t.label(r)) for r in read_manifest(run / "data" / "test.jsonl") if r.dataset == t.dataset]
+    recs = [(r, t.label(r)) for r in read_manifest(run / "data" / f"{part}.jsonl") if r.dataset == t.dataset]
     recs = [(r, y) for r, y in recs if y in (0, 1)]
     return {"recordings": len(recs), "subjects": len({r.subject for r, _ in recs}),
             "positives": sum(int(y) for _, y in recs)}
@@ -270,7 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         folds[fold] = {"run": str(run), "command": cmd[1:], "hold_out": rule, "heart_trained_on": train_site,
                        "heart_tested_on": test_site, "verified": verify.get("ok"),
                        "splits": json.loads((run / "data" / "splits.json").read_text()),
-                       "tasks": {t: {"evaluation": evaluation_name(fold, t), "test": test_counts(run, t),
+                       "tasks": {t: {"evaluation": evaluation_name(fold, t),
+                                     **{part: part_counts(run, t, part) for part in ("test", "val")},
                                      "models": {**probes.get(t, {}), **models.get(t, {})}} for t in TASKS}}
     doc = {"schema": 1, "preset": a.preset, "set": a.set, "folds": folds, "labels": labels,
            "selection": SELECTION, "machine": machine(), "versions": versions("numpy", "torch", "onnxruntime",

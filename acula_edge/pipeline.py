@@ -70,7 +70,7 @@ class Preset:
     align_loss: str | None = None  # align train --loss (cka, cka-feature, infonce; default the align preset's)
     event_labels: bool = False  # distill --event-labels: windows labelled by the annotated events they overlap
     label_weight: float | None = None  # distill --label-weight (labels against the teacher probe's soft targets)
-    distill_augment: tuple[str, ...] = ()  # distill --augment FIELD=VALUE settings, e.g. eq_prob=0.5
+    distill_augment: str = ""  # distill --augment settings, ';'-separated: "eq_prob=0.5;snr_db=20,40"
     bench: str = "full"  # benchmarks run: "full" or "quick"
     max_steps: int | None = None  # cap on every training stage's optimizer steps (the tiny preset)
     gpu: bool = False  # training stages on CUDA; MSM and alignment with torchrun over --nproc processes
@@ -247,7 +247,7 @@ def stage_distill(r: Run) -> Step:
            "--reports", str(reports), "--text-embeddings", str(text), "--out", str(run_dir)]
     cmd += ["--event-labels"] if r.preset.event_labels else []
     cmd += ["--label-weight", _num(r.preset.label_weight)] if r.preset.label_weight is not None else []
-    cmd += [x for a in r.preset.distill_augment for x in ("--augment", a)]
+    cmd += [x for a in r.preset.distill_augment.split(";") if a.strip() for x in ("--augment", a.strip())]
     return Step(cmd, inputs=[r.p("data", "manifest.jsonl"), teacher, reports, text],
                 outputs=[run_dir / "student.safetensors", run_dir / "student.json"], resumable=run_dir,
                 progress=(run_dir / "metrics.jsonl", r.preset.distill_epochs))

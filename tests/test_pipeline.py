@@ -258,14 +258,14 @@ def test_recipe_fields_reach_the_distill_command(tmp_path):
     from acula_edge.config import override
     from acula_edge.pipeline import PRESETS, Run, RunConfig, stage_align, stage_distill
 
-    recipe = override(PRESETS["demo"], ["event_labels=true", "label_weight=1", "distill_augment=eq_prob=0.5,eq_db=8",
+    recipe = override(PRESETS["demo"], ["event_labels=true", "label_weight=1", "distill_augment=eq_prob=0.5;snr_db=20,40",
                                         "align_loss=infonce"])
     align = stage_align(Run(tmp_path, RunConfig("demo", recipe), 1)).command
     assert align[align.index("--loss") + 1] == "infonce"
     assert "--loss" not in stage_align(Run(tmp_path, RunConfig("demo", PRESETS["demo"]), 1)).command
     cmd = stage_distill(Run(tmp_path, RunConfig("demo", recipe), 1)).command
     assert "--event-labels" in cmd and cmd[cmd.index("--label-weight") + 1] == "1"
-    assert [cmd[i + 1] for i, x in enumerate(cmd) if x == "--augment"] == ["eq_prob=0.5", "eq_db=8"]
+    assert [cmd[i + 1] for i, x in enumerate(cmd) if x == "--augment"] == ["eq_prob=0.5", "snr_db=20,40"]
     plain = stage_distill(Run(tmp_path, RunConfig("demo", PRESETS["demo"]), 1)).command
     assert not {"--event-labels", "--label-weight", "--augment"} & set(plain)
 

@@ -52,7 +52,8 @@ class AugmentConfig:
               and self.snr_db[0] <= self.snr_db[1] and 0 < self.lowpass_hz[0] <= self.lowpass_hz[1]
               and self.gain_db >= 0 and self.time_masks >= 0 and self.freq_masks >= 0
               and 0 <= self.time_mask_frac < 1 and self.freq_mask_bins >= 0
-              and 0 <= self.eq_prob <= 1 and self.eq_db >= 0 and 0 <= self.clip_prob <= 1 and 0 < self.clip_level[0] <= self.clip_level[1] <= 1
+              and 0 <= self.eq_prob <= 1 and self.eq_db >= 0
+              and 0 <= self.clip_prob <= 1 and 0 < self.clip_level[0] <= self.clip_level[1] <= 1
               and 0 <= self.reverb_prob <= 1 and 0 < self.reverb_s[0] <= self.reverb_s[1]
               and 0 <= self.background_prob <= 1 and self.background_snr_db[0] <= self.background_snr_db[1])
         if not ok:

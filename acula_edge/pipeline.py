@@ -4,7 +4,7 @@ benchmarked bundle.
     python -m acula_edge.pipeline --preset demo --out runs/demo \\
         [--data sprsound=../shared/data/sprsound --data physionet2016=../shared/data/physionet2016]
     python -m acula_edge.pipeline --config RUN/config.json [--out OTHER]   # that run again (flags override it)
-    python -m acula_edge.pipeline --preset demo --out runs/site-a --data ... \
+    python -m acula_edge.pipeline --preset demo --out runs/site-a --data ... \\
         --hold-out physionet2016:database=training-b    # test on a site the models never saw
     python -m acula_edge.pipeline --list-presets
 
@@ -259,7 +259,8 @@ def stage_export(r: Run) -> Step:
     return Step(["export", "--checkpoint", str(ckpt), "--out", str(r.p("bundle")), "--formats", r.preset.formats,
                  "--name", f"acula-edge-{r.name}-{r.preset.student}",
                  "--int8", "--calibration", str(train), "--calibrator", r.preset.calibrator, "--evaluate", str(test), "--prompts", str(prompts),
-                 "--card", str(card), "--overwrite", *([] if r.preset.full_integer else ["--no-full-integer"])],
+                 "--card", str(card), "--overwrite",
+                 *([] if r.preset.full_integer else ["--no-full-integer"])],
                 inputs=[ckpt, card, prompts, train, test], outputs=[r.p("bundle")])
 
 
@@ -336,7 +337,8 @@ def dataset_split(recs: list, task: str | list[str], rule: tuple[str, str] | Non
 def write_manifests(r: Run) -> None:
     """Every dataset's recordings with one subject split (stratified on its task's label, seed 0), and
     the files later stages read: ``manifest.jsonl`` (all, with ``split``), ``train.jsonl``,
-    ``val.jsonl``, ``test.jsonl``, ``held_out.jsonl``, ``train_test.jsonl``, ``splits.json``, the bundle's ``prompts.txt`` and ``card.json``."""
+    ``val.jsonl``, ``test.jsonl``, ``held_out.jsonl``, ``train_test.jsonl``, ``splits.json``, the bundle's
+    ``prompts.txt`` and ``card.json``."""
     from acula_edge.data.records import Recording, atomic_write_text, write_manifest
     from acula_edge.data.tasks import get_task
     from acula_edge.datasets import get_dataset, load

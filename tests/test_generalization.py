@@ -87,8 +87,9 @@ def test_a_fold_is_trained_without_its_test_site_and_children_and_every_model_is
     targets = {t["target"]: t for t in doc["targets"]}
     assert "aligned - MSM only, mean of the real tasks" in targets
     assert "heart: onnx-int8-onnxruntime AUROC, mean over folds" in targets
-    for t in targets.values():
-        assert t["met"] == (t["value"] is not None and t["met"])
+    for t in targets.values():  # each verdict is its measured value against its goal
+        goal = float(t["goal"].split()[-1])
+        assert t["met"] == (t["value"] is not None and t["value"] >= goal), t
     table = out.with_suffix(".md").read_text()
     assert "| heart, training-a → training-b | 12 (6 pos) |" in table and "lung, unseen children" in table
     assert "What chose what:" in table and table in r.stdout

@@ -137,6 +137,7 @@ register_dataset(Dataset(
     modalities=("lung",),
     tasks=tuple(Task(f"sprsound-{n}", "sprsound", binary_label(n),
                      f"SPRSound record-level {n} (0/1); Poor Quality recordings left out",
-                     LUNG_PROMPTS if n == "adventitious" else None, TASK_EVENTS[n]) for n in ("adventitious", "cas", "das")),
+                     LUNG_PROMPTS if n == "adventitious" else None, TASK_EVENTS[n])
+                for n in ("adventitious", "cas", "das")),
     pipeline_tasks=("sprsound-adventitious",),
 ))

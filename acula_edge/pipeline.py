@@ -70,6 +70,7 @@ class Preset:
     align_loss: str | None = None  # align train --loss (cka, cka-feature, infonce; default the align preset's)
     event_labels: bool = False  # distill --event-labels: windows labelled by the annotated events they overlap
     label_weight: float | None = None  # distill --label-weight (labels against the teacher probe's soft targets)
+    head_weight: float | None = None  # distill --w-heads (the heads' loss against the teacher-matching terms)
     distill_augment: str = ""  # distill --augment settings, ';'-separated: "eq_prob=0.5;snr_db=20,40"
     bench: str = "full"  # benchmarks run: "full" or "quick"
     max_steps: int | None = None  # cap on every training stage's optimizer steps (the tiny preset)
@@ -83,7 +84,7 @@ PRESETS: dict[str, Preset] = {
     "demo": Preset("about an hour on 2 CPU cores: the default bundle's recipe (vit-tiny teacher, mn-xs student, "
                    "ONNX and TFLite, fp32 and int8)", synthetic=400, align_preset="cpu-tiny", pretrain_epochs=30,
                    align_epochs=15, student="mn-xs", distill_epochs=8, formats="onnx,tflite",
-                   full_integer=False),
+                   full_integer=False, label_weight=1.0),
     "cpu-small": Preset("an hour or two on a laptop: more synthetic data and epochs, the mn-s student, ONNX and "
                         "TFLite", synthetic=1200, align_preset="cpu-tiny", pretrain_epochs=30, align_epochs=15,
                         student="mn-s", distill_epochs=8, formats="onnx,tflite"),
@@ -107,6 +108,7 @@ class RunConfig:
     threads: int = 1
     text_model: str | None = None
     hold_out: tuple[str, ...] = ()  # FORMAT:FIELD=VALUE: that dataset's matching recordings are its test part
+    card_results: str | None = None  # a ``benchmarks generalization`` result of this recipe, for the model card
 
 
 # ----------------------------------------------------------------------------- stages
@@ -191,6 +193,9 @@ def stage_synthetic(r: Run) -> Step:
 def stage_manifests(r: Run) -> Step:
     inputs = [r.p("synthetic")] + list(r.data.values())
     rules = [f"--hold-out={x}" for x in r.cfg.hold_out]
+    if r.cfg.card_results:
+        rules.append(f"--card-results={r.cfg.card_results}")
+        inputs.append(Path(r.cfg.card_results))
     return Step(["(in-process) manifests", *(f"{k}={v}" for k, v in r.data.items()), json.dumps(FRACTIONS), *rules],
                 inputs=inputs, outputs=[r.p("data")], run=lambda: write_manifests(r))
 
@@ -247,6 +252,7 @@ def stage_distill(r: Run) -> Step:
            "--reports", str(reports), "--text-embeddings", str(text), "--out", str(run_dir)]
     cmd += ["--event-labels"] if r.preset.event_labels else []
     cmd += ["--label-weight", _num(r.preset.label_weight)] if r.preset.label_weight is not None else []
+    cmd += ["--w-heads", _num(r.preset.head_weight)] if r.preset.head_weight is not None else []
     cmd += [x for a in r.preset.distill_augment.split(";") if a.strip() for x in ("--augment", a.strip())]
     return Step(cmd, inputs=[r.p("data", "manifest.jsonl"), teacher, reports, text],
                 outputs=[run_dir / "student.safetensors", run_dir / "student.json"], resumable=run_dir,
@@ -379,7 +385,8 @@ def card(r: Run, splits: dict[str, Any]) -> dict[str, Any]:
     rows = [{"dataset": fmt, "train": cell(s, "train"), "held_out": f"{cell(s, 'val')} / {cell(s, 'test')}",
              "licence": s["licence"]} for fmt, s in splits.items()]
     real = [f for f in splits if f != "synthetic"]
-    return {"summary": (f"A demonstration model made by `python -m acula_edge.pipeline --preset {r.name}`: a "
+    results = {"results": recipe_results(r.cfg.card_results, r.preset)} if r.cfg.card_results else {}
+    return {**results, "summary": (f"A demonstration model made by `python -m acula_edge.pipeline --preset {r.name}`: a "
                         f"{r.preset.student} student distilled from a {r.preset.align_preset} teacher aligned with the "
                         "frozen text teacher, trained on the synthetic corpus" +
                         (f" and {' and '.join(real)}" if real else "") + ". It shows the method end to end; it is not "
@@ -403,6 +410,23 @@ def card(r: Run, splits: dict[str, Any]) -> dict[str, Any]:
                 "appear in more than one part." if "physionet2016" in splits else "",
                 "The weights were learnt from the datasets above: check their licences before redistributing them."]
                 if x]}
+
+
+def recipe_results(path: str, preset: Preset) -> dict[str, Any]:
+    """The model-card section (``card`` of ``python -m benchmarks generalization``'s JSON) that ``path``
+    holds, when it measured the recipe of ``preset`` (every setting but the description the same)."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise AculaError(f"--card-results {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("card"), dict) or not isinstance(doc.get("settings"), dict):
+        raise AculaError(f"--card-results {path}: not a result of python -m benchmarks generalization")
+    mine = {k: v for k, v in asdict(preset).items() if k != "description"}
+    differ = sorted(k for k in {*mine, *doc["settings"]} - {"description"} if mine.get(k) != doc["settings"].get(k))
+    if differ:
+        raise AculaError(f"--card-results {path}: it measured another recipe (settings that differ: "
+                         + ", ".join(f"{k}={doc['settings'].get(k)!r} there, {mine.get(k)!r} here" for k in differ) + ")")
+    return doc["card"]
 
 
 # ----------------------------------------------------------------------------- summary
@@ -499,6 +523,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="make a dataset's recordings whose metadata FIELD is VALUE its whole test part and split the "
                    "rest into train and val, e.g. physionet2016:database=training-b (a site never trained on); repeat "
                    "for another dataset")
+    p.add_argument("--card-results", metavar="FILE", help="a result of python -m benchmarks generalization with "
+                   "this recipe (e.g. benchmarks/results/generalization.json): its per-site table goes into the "
+                   "model card")
     p.add_argument("--until", choices=list(STAGES), help="stop after this stage")
     p.add_argument("--make-default", action="store_true", help="when the bundle passed verification, install it "
                    "as the package's default bundle (what listen uses without --bundle)")
@@ -535,8 +562,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise AculaError(f"--hold-out {rule}: {fmt} is not among the run's datasets (give --data {fmt}=PATH)")
     if len({parse_hold_out(x)[0] for x in hold}) < len(hold):
         raise AculaError("--hold-out: one rule per dataset")
-    cfg = RunConfig(base.preset, override(base.settings, a.set), data, threads, a.text_model or base.text_model, hold)
+    card_results = str(Path(a.card_results).resolve()) if a.card_results else base.card_results
+    cfg = RunConfig(base.preset, override(base.settings, a.set), data, threads, a.text_model or base.text_model, hold,
+                    card_results)
     preset = cfg.settings
+    if card_results:
+        recipe_results(card_results, preset)  # a wrong file is one error before any stage runs
     nproc = a.nproc or (_gpus() if preset.gpu else 1)
     if preset.gpu and nproc < 1:
         raise AculaError(f"preset {cfg.preset} trains on GPUs and none is visible; choose cpu-small or demo")

@@ -75,14 +75,18 @@ def train_fold(cmd: list[str], out: Path) -> None:
 
 
 def probe_rows(run: Path) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{task: {encoder: {"test": ..., "val": ...}}}`` from the fold's ``evaluate`` stage."""
-    names = {"logmel-stats": "logmel-stats", str(run / "msm" / "encoder.safetensors"): "msm",
-             str(run / "teacher" / "encoder.safetensors"): "teacher"}
+    """``{task: {encoder: {"test": ..., "val": ...}}}`` from the fold's ``evaluate`` stage (whose encoders
+    may be named by the paths of the fold it was copied from, with ``--from``)."""
+    def name(encoder: str) -> str | None:
+        path = Path(encoder)
+        return encoder if encoder == "logmel-stats" else (
+            path.parent.name if path.name == "encoder.safetensors" and path.parent.name in PROBES else None)
+
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for x in json.loads((run / "evaluate" / "results.json").read_text())["results"]:
-        if x["task"] in TASKS and x["encoder"] in names:
+        if x["task"] in TASKS and name(x["encoder"]):
             seed = x["seeds"][0]
-            out.setdefault(x["task"], {})[names[x["encoder"]]] = {
+            out.setdefault(x["task"], {})[name(x["encoder"])] = {
                 "test": {"auroc": x["auroc_mean"], "ci95": x["ci95"], "recordings": seed["n"]["test"]},
                 "val": {"auroc": seed["val_auroc"], "recordings": seed["n"]["val"]}}
     return out
@@ -170,13 +174,33 @@ def targets(folds: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def cell(c: dict[str, Any] | None) -> str:
+    """An AUROC with its interval, as text."""
+    if not c or c.get("auroc") is None:
+        return "-"
+    return f"{c['auroc']:.3f} [{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}]" if c.get("ci95") else f"{c['auroc']:.3f}"
+
+
+def card_results(doc: dict[str, Any]) -> dict[str, Any]:
+    """The section a bundle of this recipe carries in its model card (``pipeline --card-results``): test
+    AUROC of the log-mel floor, the aligned probe, the student and each of its files, per evaluation."""
+    models = list(dict.fromkeys(m for f in doc["folds"].values() for t in f["tasks"].values() for m in t["models"]
+                                if m != "msm"))
+    label = {**PROBES, **doc["labels"]}
+    rows = [[evaluation_name(fold, task), f"{t['test']['recordings']} ({t['test']['subjects']} subjects)",
+             *(cell(t["models"].get(m, {}).get("test")) for m in models)]
+            for fold, f in doc["folds"].items() for task, t in f["tasks"].items()]
+    return {"title": "The recipe on sites and children it never saw",
+            "note": (f"AUROC [95% subject-bootstrap interval] of models trained with this bundle's recipe (preset "
+                     f"`{doc['preset']}`) by `python -m benchmarks generalization`: heart trained on one PhysioNet "
+                     "2016 site and tested on the other; lung tested on SPRSound children no training saw. They are "
+                     "models of the same recipe on part of the data, not this bundle; its own test figures are "
+                     "under Metrics."),
+            "columns": ["evaluation", "test recordings", *(label.get(m, m) for m in models)], "rows": rows}
+
+
 def table(doc: dict[str, Any]) -> str:
     """The results as Markdown."""
-    def cell(c: dict[str, Any] | None) -> str:
-        if not c or c.get("auroc") is None:
-            return "-"
-        return f"{c['auroc']:.3f} [{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}]" if c.get("ci95") else f"{c['auroc']:.3f}"
-
     models = list(dict.fromkeys(m for f in doc["folds"].values() for t in f["tasks"].values() for m in t["models"]))
     label = {**PROBES, **doc["labels"]}
     lines = []
@@ -273,11 +297,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "tasks": {t: {"evaluation": evaluation_name(fold, t),
                                      **{part: part_counts(run, t, part) for part in ("test", "val")},
                                      "models": {**probes.get(t, {}), **models.get(t, {})}} for t in TASKS}}
-    doc = {"schema": 1, "preset": a.preset, "set": a.set, "folds": folds, "labels": labels,
+    settings = json.loads((Path(next(iter(folds.values()))["run"]) / "config.json").read_text())["settings"]
+    doc = {"schema": 1, "preset": a.preset, "set": a.set, "settings": settings, "folds": folds, "labels": labels,
            "selection": SELECTION, "machine": machine(), "versions": versions("numpy", "torch", "onnxruntime",
                                                                                 "ai_edge_litert")}
     doc["targets"] = targets(folds)
-    save_with_table(doc, a.out, "benchmarks generalization", argv, table(doc))
+    doc["card"] = card_results(doc)
+    save_with_table(doc, a.out, "benchmarks.generalization", argv, table(doc))
     return 0
 
 

@@ -110,13 +110,17 @@ def read_card(path: str) -> dict[str, Any]:
         raise AculaError(f"--card: file not found: {path}") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise AculaError(f"--card: {path} is not JSON: {e}") from None
-    ok = (isinstance(card, dict) and set(card) <= {"summary", "data", "limitations"}
+    results = card.get("results", {}) if isinstance(card, dict) else None
+    ok = (isinstance(card, dict) and set(card) <= {"summary", "data", "limitations", "results"}
           and isinstance(card.get("summary", ""), str)
           and all(isinstance(d, dict) and {"dataset", "train", "held_out", "licence"} <= set(d) for d in card.get("data", []))
-          and all(isinstance(x, str) for x in card.get("limitations", [])))
+          and all(isinstance(x, str) for x in card.get("limitations", []))
+          and isinstance(results, dict) and (not results or (
+              {"title", "note", "columns", "rows"} <= set(results) and isinstance(results["columns"], list)
+              and all(isinstance(r, list) and len(r) == len(results["columns"]) for r in results["rows"]))))
     if not ok:
-        raise AculaError(f"--card: {path} must hold summary (text), data (rows with dataset, train, held_out, licence) "
-                         "and limitations (texts), nothing else")
+        raise AculaError(f"--card: {path} must hold summary (text), data (rows with dataset, train, held_out, licence), "
+                         "limitations (texts) and optionally results (title, note, columns, rows), nothing else")
     return card
 
 

@@ -132,6 +132,8 @@ def test_export_bad_input_is_one_line_and_leaves_no_bundle(student_ckpt, exporte
                    "--batch-size", "2", "--out", str(enc), "--threads", "1", "--quiet")
     assert r.returncode == 0, r.stderr
     out = tmp_path / "b"
+    ragged = tmp_path / "ragged.json"  # a results table whose row is shorter than its columns
+    ragged.write_text(json.dumps({"results": {"title": "t", "note": "n", "columns": ["a", "b"], "rows": [["1"]]}}))
     cases = [
         (["--checkpoint", str(enc / "encoder.safetensors")], "not a student checkpoint"),
         (["--checkpoint", str(tmp_path / "none.safetensors")], "checkpoint not found"),
@@ -146,6 +148,7 @@ def test_export_bad_input_is_one_line_and_leaves_no_bundle(student_ckpt, exporte
         (["--checkpoint", str(ckpt), "--int8", "--calibrator", "kl"], "unknown calibrator 'kl'"),
         (["--checkpoint", str(ckpt), "--card", str(manifest)], "must hold summary (text), data"),
         (["--checkpoint", str(ckpt), "--card", str(tmp_path / "none.json")], "--card: file not found"),
+        (["--checkpoint", str(ckpt), "--card", str(ragged)], "optionally results (title, note, columns, rows)"),
     ]
     for args, expect in cases:
         r = call_main("export.cli", *(args if "--out" in args else [*args, "--out", str(out)]))

@@ -108,6 +108,8 @@ def test_an_ablation_keeps_the_baselines_teacher_and_is_compared_on_the_same_rec
     stages = json.loads((root / "events" / FOLD / "summary.json").read_text())["stages"]
     assert {k: stages[k]["status"] for k in ("msm", "align", "evaluate", "distill")} == {
         "msm": "up to date", "align": "up to date", "evaluate": "up to date", "distill": "ran"}
+    copied = json.loads((root / "results" / "events.json").read_text())["folds"][FOLD]["tasks"]
+    assert all({"logmel-stats", "msm", "teacher"} <= set(t["models"]) for t in copied.values())  # the kept probes
     out = root / "results" / "ablations"
     r = run_module("benchmarks.ablations", "--baseline", str(root / "work"), "--recipe", f"event labels={root / 'events'}",
                    "--bootstrap", "50", "--out", str(out))
@@ -138,3 +140,33 @@ def test_bad_input_is_one_line(args, message, tmp_path):
     r = call_main("benchmarks.generalization", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"), *args)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_a_bundle_of_the_measured_recipe_carries_the_results_in_its_model_card(benchmark, tmp_path):
+    """pipeline --card-results: the benchmark's table goes into the card of a run with the same recipe,
+    and a run with another recipe is refused in one line."""
+    from acula_edge.device.bundle import model_card
+    from export.cli import read_card
+
+    root, out, r = benchmark
+    assert r.returncode == 0, r.stderr[-3000:]
+    results = out.with_suffix(".json")
+    doc = json.loads(results.read_text())
+    assert doc["settings"]["max_steps"] == 16 and doc["card"]["columns"][:3] == [
+        "evaluation", "test recordings", "log-mel statistics + probe"]
+    assert [row[0] for row in doc["card"]["rows"]] == ["heart, training-a → training-b",
+                                                      f"lung, unseen children (model of {FOLD})"]
+    run = tmp_path / "run"
+    p = run_module("acula_edge.pipeline", "--preset", "tiny", "--out", str(run), "--until", "manifests",
+                   "--card-results", str(results))
+    assert p.returncode == 0, p.stderr[-2000:]
+    card = read_card(str(run / "data" / "card.json"))
+    assert card["results"] == doc["card"]
+    text = model_card({"window_s": 4.0, "sample_rate": 4000, "hop_s": 2.0, "card": card})
+    heart = doc["folds"][FOLD]["tasks"]["physionet2016-abnormal"]["models"]["student-torch"]["test"]["auroc"]
+    assert "## The recipe on sites and children it never saw" in text
+    assert "| heart, training-a → training-b | 12 (12 subjects) | " in text and f"{heart:.3f} [" in text
+    p = call_main("acula_edge.pipeline", "--preset", "tiny", "--out", str(tmp_path / "other"), "--set",
+                  "distill_epochs=3", "--card-results", str(results))
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "measured another recipe" in p.stderr, p.stderr
+    assert "distill_epochs=2 there, 3.0 here" in p.stderr and not (tmp_path / "other").exists()

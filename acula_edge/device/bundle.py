@@ -238,7 +238,7 @@ def write_bundle(out: str | Path, meta: Mapping[str, Any], files: Mapping[str, s
 def model_card(meta: Mapping[str, Any]) -> str:
     """A ``MODEL_CARD.md`` from a bundle description: intended use, limits, data, heads, metrics, files."""
     prov = meta.get("provenance", {})
-    card = meta.get("card") or {}  # optional: summary, data (one row per dataset), limitations
+    card = meta.get("card") or {}  # optional: summary, data (one row per dataset), limitations, results
     lines = [f"# {meta.get('name', 'acula-edge model')}", "",
              "**Not a medical device.** A research model for screening studies; it does not diagnose, and "
              "its scores must not guide care without a clinician and a validated device.", ""]
@@ -274,6 +274,11 @@ def model_card(meta: Mapping[str, Any]) -> str:
     lines += [f"- {k}: {json.dumps(v)}" for k, v in metrics.items()]
     if lines[-1] == "":
         lines.append("- none recorded")
+    results = card.get("results")
+    if results:  # e.g. the recipe's figures on sites and children it never saw (benchmarks generalization)
+        lines += ["", f"## {results['title']}", "", results["note"], "",
+                  "| " + " | ".join(results["columns"]) + " |", "|" + "---|" * len(results["columns"])]
+        lines += ["| " + " | ".join(map(str, row)) + " |" for row in results["rows"]]
     lines += ["", "## Limitations", "",
               "- Trained and evaluated on few subjects; intervals are wide. Numbers on synthetic audio test the "
               "machinery and are not clinical evidence.",

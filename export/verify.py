@@ -10,7 +10,8 @@ recording), with its sensitivity and specificity at the head's threshold. ``--ta
 scores a head with another task's labels, such as a label column of the user's own CSV
 (``csv:MANIFEST:COLUMN=HEAD``). Without the source checkpoint (a bundle away from where it was
 built), the files are scored on their own. Failing: an fp32 file
-off by more than 1e-4, or an int8 file whose AUROC of a head falls more than 0.01 below the fp32
+off by more than 1e-4 in its embedding or 1e-3 in a head's probability (a head amplifies float32
+rounding; 1e-3 is a tenth of a percentage point), or an int8 file whose AUROC of a head falls more than 0.01 below the fp32
 file's of the same format. The exit status is non-zero on failure.
 """
 
@@ -27,7 +28,7 @@ import numpy as np
 from acula_edge.cli import Parser, guarded
 from acula_edge.errors import AculaError
 
-FP32_TOLERANCE = 1e-4
+FP32_TOLERANCE = {"embedding": 1e-4, "scores": 1e-3}  # an fp32 file's largest difference to torch, per output
 INT8_AUROC_DROP = 0.01
 
 
@@ -190,9 +191,9 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
         f["max_abs_diff"] = diff
         f["embedding_centred_cosine"] = round(mean_cosine(np.concatenate([r[0] for r in reference]),
                                                           np.concatenate([o[0] for o in outs])), 4)
-        worst = max(diff.values())
-        if precision == "fp32" and worst > FP32_TOLERANCE:
-            report["failures"].append(f"{name}: differs from torch by {worst:.2e} (> {FP32_TOLERANCE})")
+        if precision == "fp32":
+            report["failures"] += [f"{name}: {k} differs from torch by {d:.2e} (> {FP32_TOLERANCE[k]})"
+                                   for k, d in diff.items() if not d <= FP32_TOLERANCE[k]]  # NaN fails too
     for name, f in report["files"].items():
         fp32 = report["files"].get("model_fp32.tflite" if name.endswith(".tflite") else "model_fp32.onnx")
         if f["precision"] != "int8" or "auroc" not in f or fp32 is None or "auroc" not in fp32:

@@ -61,7 +61,8 @@ def test_the_default_bundle_is_small_verified_and_documented():
         assert m["auroc_ci95"][0] <= m["auroc"] <= m["auroc_ci95"][1] and m["subjects"] >= 10
     card = (DEFAULT_BUNDLE / "MODEL_CARD.md").read_text()
     for text in ("Not a medical device", "demonstration model", "GPL-3.0", "ODC-By 1.0", "Apache-2.0",
-                 "95% CI", "sensitivity", "## Limitations"):
+                 "95% CI", "sensitivity", "## Limitations", "## The recipe on sites and children it never saw",
+                 "| heart, training-a → training-b | 490 (490 subjects) |"):
         assert text in card, text
 
 

@@ -5,6 +5,7 @@ one clear line and leaves no bundle behind."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -96,7 +97,8 @@ def test_verify_reports_every_file_and_bites_on_a_quantized_front_end(student_ck
         "frontend_fp32.tflite+network_int8.tflite"}
     for name in ("model_fp32.onnx", "model_fp32.tflite"):
         fp32 = report["files"][name]
-        assert max(fp32["max_abs_diff"].values()) <= 1e-4 and set(fp32["auroc"]) == {HEAD}
+        diff = fp32["max_abs_diff"]
+        assert diff["embedding"] <= 1e-4 and diff["scores"] <= 1e-3 and set(fp32["auroc"]) == {HEAD}
         assert fp32["auroc"][HEAD] == pytest.approx(report["torch"]["auroc"][HEAD], abs=1e-3)
     assert all(set(f["auroc"]) == {HEAD} for f in report["files"].values())
     assert r.returncode == (0 if report["ok"] else 1) and report["ok"] == (not report["failures"])
@@ -107,7 +109,7 @@ def test_verify_reports_every_file_and_bites_on_a_quantized_front_end(student_ck
     write_bundle(tmp_path / "bad", {k: v for k, v in b.meta.items() if k != "default_precision"},
                  {"model_fp32.onnx": bad})
     r = run_module("export", "verify", str(tmp_path / "bad"), "--data", str(tmp_path / "data.jsonl"))
-    assert r.returncode == 1 and "FAIL model_fp32.onnx: differs from torch" in r.stderr
+    assert r.returncode == 1 and re.search(r"FAIL model_fp32\.onnx: (embedding|scores) differs from torch by", r.stderr)
     assert "model_fp32.onnx: max |diff| embedding" in r.stdout
 
 

@@ -51,9 +51,11 @@ def save_with_table(doc: dict, out: str | Path, module: str, argv: list[str], ta
     from acula_edge.data.records import atomic_write_text
 
     out = Path(out)
+    if out.suffix in (".json", ".md"):
+        out = out.with_suffix("")
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_result(doc, str(out.with_suffix(".json")), module, argv, echo=False)
-    atomic_write_text(out.with_suffix(".md"), table)
+    save_result(doc, f"{out}.json", module, argv, echo=False)  # not with_suffix: OUT may hold a dot ("eq-0.5")
+    atomic_write_text(Path(f"{out}.md"), table)
     print(table)
 
 

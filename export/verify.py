@@ -11,8 +11,8 @@ scores a head with another task's labels, such as a label column of the user's o
 (``csv:MANIFEST:COLUMN=HEAD``). Without the source checkpoint (a bundle away from where it was
 built), the files are scored on their own. Failing: an fp32 file
 off by more than 1e-4 in its embedding or 1e-3 in a head's probability (a head amplifies float32
-rounding; 1e-3 is a tenth of a percentage point), or an int8 file whose AUROC of a head falls more than 0.01 below the fp32
-file's of the same format. The exit status is non-zero on failure.
+rounding; 1e-3 is a tenth of a percentage point), or an int8 file whose AUROC of a head falls more
+than 0.01 below the fp32 file's of the same format. The exit status is non-zero on failure.
 """
 
 from __future__ import annotations

@@ -71,6 +71,7 @@ class Preset:
     event_labels: bool = False  # distill --event-labels: windows labelled by the annotated events they overlap
     label_weight: float | None = None  # distill --label-weight (labels against the teacher probe's soft targets)
     head_weight: float | None = None  # distill --w-heads (the heads' loss against the teacher-matching terms)
+    balance_heads: bool = False  # distill --balance-heads: a head's positive and negative windows weigh the same
     distill_augment: str = ""  # distill --augment settings, ';'-separated: "eq_prob=0.5;snr_db=20,40"
     bench: str = "full"  # benchmarks run: "full" or "quick"
     max_steps: int | None = None  # cap on every training stage's optimizer steps (the tiny preset)
@@ -253,6 +254,7 @@ def stage_distill(r: Run) -> Step:
     cmd += ["--event-labels"] if r.preset.event_labels else []
     cmd += ["--label-weight", _num(r.preset.label_weight)] if r.preset.label_weight is not None else []
     cmd += ["--w-heads", _num(r.preset.head_weight)] if r.preset.head_weight is not None else []
+    cmd += ["--balance-heads"] if r.preset.balance_heads else []
     cmd += [x for a in r.preset.distill_augment.split(";") if a.strip() for x in ("--augment", a.strip())]
     return Step(cmd, inputs=[r.p("data", "manifest.jsonl"), teacher, reports, text],
                 outputs=[run_dir / "student.safetensors", run_dir / "student.json"], resumable=run_dir,

@@ -37,6 +37,8 @@ def _parser() -> Parser:
     w.add_argument("--w-text", type=float, help="text anchor (0: off, no text model loaded)")
     w.add_argument("--w-heads", type=float)
     w.add_argument("--label-weight", type=float, help="lambda: labels against the teacher probe's soft targets")
+    w.add_argument("--balance-heads", action="store_true", default=None,
+                   help="class-balanced head loss: a head's positive and negative training windows weigh the same")
     x = p.add_argument_group("text anchor")
     x.add_argument("--reports", help="report store (JSONL); default: template reports")
     x.add_argument("--text-model", help="the teacher's text model (default: the packaged all-MiniLM-L6-v2)")
@@ -75,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         base = DistillConfig(teacher=a.teacher)
     weights = {k: v for k, v in {"embedding": a.w_embedding, "embedding_kind": a.embedding_kind,
                                  "relational": a.w_relational, "relational_kind": a.relational_kind,
-                                 "text": a.w_text, "heads": a.w_heads, "label_weight": a.label_weight}.items()
+                                 "text": a.w_text, "heads": a.w_heads, "label_weight": a.label_weight,
+                                 "balance_heads": a.balance_heads}.items()
                if v is not None}
     given = {"teacher": a.teacher, "student": a.student, "heads": tuple(a.head) or None, "hop_s": a.hop,
              "frontend": a.frontend,

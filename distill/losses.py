@@ -60,11 +60,14 @@ def text_anchor_loss(student: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
 
 
 def head_loss(logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None = None,
-              label_weight: float = 0.5) -> torch.Tensor:
+              label_weight: float = 0.5, positive_rate: torch.Tensor | None = None) -> torch.Tensor:
     """``label_weight * BCE(labels) + (1 - label_weight) * BCE(teacher soft targets)``.
 
     ``labels`` and ``soft`` are ``[B, H]`` in [0, 1]; a NaN label (the task does not apply to that
     recording, e.g. a heart head on a lung sound) leaves that entry out of both terms.
+    ``positive_rate`` ``[H]``: each head's share of positive training windows; given, an entry counts
+    ``0.5 / rate`` if positive and ``0.5 / (1 - rate)`` if not (class-balanced: both classes of a head
+    weigh the same over the training set, and the mean weight stays 1).
     """
     if logits.shape != labels.shape or (soft is not None and soft.shape != labels.shape):
         raise ValueError("logits, labels and soft targets must have the same [batch, heads] shape")
@@ -73,9 +76,13 @@ def head_loss(logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | N
     known = ~torch.isnan(labels)
     if not bool(known.any()):
         return logits.sum() * 0.0
-    loss = F.binary_cross_entropy_with_logits(logits[known], labels[known])
+    weight = None
+    if positive_rate is not None:
+        rate = positive_rate.to(logits.dtype).clamp(1e-3, 1 - 1e-3).expand_as(labels)
+        weight = torch.where(labels > 0.5, 0.5 / rate, 0.5 / (1 - rate))[known]
+    loss = F.binary_cross_entropy_with_logits(logits[known], labels[known], weight)
     if soft is not None and label_weight < 1.0:
-        soft_loss = F.binary_cross_entropy_with_logits(logits[known], soft[known])
+        soft_loss = F.binary_cross_entropy_with_logits(logits[known], soft[known], weight)
         loss = label_weight * loss + (1.0 - label_weight) * soft_loss
     return loss
 
@@ -91,6 +98,7 @@ class DistillWeights:
     text: float = 0.1
     heads: float = 1.0
     label_weight: float = 0.5  # lambda: labels against the teacher probe's soft targets
+    balance_heads: bool = False  # each head's positive and negative training windows weigh the same
 
     def __post_init__(self) -> None:
         if min(self.embedding, self.relational, self.text, self.heads) < 0:
@@ -103,10 +111,11 @@ class DistillWeights:
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, w: DistillWeights, text: torch.Tensor | None = None,
                  logits: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                 soft: torch.Tensor | None = None, mean: torch.Tensor | None = None
-                 ) -> tuple[torch.Tensor, dict[str, float]]:
+                 soft: torch.Tensor | None = None, mean: torch.Tensor | None = None,
+                 positive_rate: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The weighted sum of the terms that have a weight and their inputs; ``(loss, {term: value})``.
-    ``mean``: the teacher's mean embedding (for the centred embedding loss)."""
+    ``mean``: the teacher's mean embedding (for the centred embedding loss); ``positive_rate``: each
+    head's share of positive training windows (used when ``w.balance_heads``)."""
     terms: dict[str, torch.Tensor] = {}
     if w.embedding:
         terms["embedding"] = w.embedding * embedding_loss(student, teacher, w.embedding_kind, mean)
@@ -115,7 +124,8 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, w: DistillWeights
     if w.text and text is not None:
         terms["text"] = w.text * text_anchor_loss(student, text)
     if w.heads and logits is not None and labels is not None:
-        terms["heads"] = w.heads * head_loss(logits, labels, soft, w.label_weight)
+        rate = positive_rate if w.balance_heads else None
+        terms["heads"] = w.heads * head_loss(logits, labels, soft, w.label_weight, rate)
     if not terms:
         raise AculaError("no distillation term has both a weight and its inputs")
     total = sum(terms.values())

@@ -158,16 +158,19 @@ def collate_windows(items: list[dict[str, Any]]) -> dict[str, Any]:
 class DistillModel(nn.Module):
     """Student plus the combined loss; targets of the whole micro-batch are gathered over processes."""
 
-    def __init__(self, student: Student, weights: DistillWeights, d: Dist, teacher_mean: np.ndarray):
+    def __init__(self, student: Student, weights: DistillWeights, d: Dist, teacher_mean: np.ndarray,
+                 positive_rate: np.ndarray | None = None):
         super().__init__()
         self.student, self.weights, self.d = student, weights, d
         self.register_buffer("teacher_mean", torch.from_numpy(teacher_mean.astype(np.float32)), persistent=False)
+        self.positive_rate = None if positive_rate is None else torch.from_numpy(positive_rate.astype(np.float32))
 
     def forward(self, logmel, teacher, text, labels, soft):
         emb, logits = self.student.raw(logmel)
         g = lambda t: None if t is None else gather(t, self.d)  # noqa: E731
+        rate = None if self.positive_rate is None else self.positive_rate.to(emb.device)
         return distill_loss(g(emb), g(teacher), self.weights, g(text), g(logits), g(labels), g(soft),
-                            self.teacher_mean)
+                            self.teacher_mean, rate)
 
 
 class DistillJob(Job):
@@ -186,7 +189,6 @@ class DistillJob(Job):
         torch.manual_seed(cfg.seed)
         opts = {"heads": tuple(cfg.heads), **({"act": cfg.act} if cfg.act else {})}
         self.student = create_student(cfg.student, **opts)
-        self.model = DistillModel(self.student, cfg.weights, d, targets.vectors.mean(0))
         self.logmel = LogMel(self.fe).to(d.device)
         self.ids = [f"{rid}@{start}" for rid, start in targets.windows]
         index = {r.id: i for i, r in enumerate(records)}
@@ -214,6 +216,8 @@ class DistillJob(Job):
                                          samples / self.fe.sample_rate, per_record) if cfg.event_labels
                            else per_record[self.record_of_row])
         self.soft = self._soft_targets() if cfg.heads else None
+        rate = None if self.labels is None else np.nanmean(self.labels, axis=0)
+        self.model = DistillModel(self.student, cfg.weights, d, targets.vectors.mean(0), rate)
 
     def _soft_targets(self) -> np.ndarray:
         """``[rows, H]``: each head's teacher probe (logistic regression on the teacher's window

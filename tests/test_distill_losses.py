@@ -60,6 +60,27 @@ def test_head_loss_mixes_labels_and_soft_targets_and_skips_missing():
     assert float(head_loss(logits, torch.full_like(labels, float("nan")))) == 0.0
 
 
+def test_balanced_head_loss_gives_both_classes_the_same_weight():
+    # 1 positive in 5: unweighted BCE of one shared logit is least at the prior's log-odds, the
+    # balanced one at 0 (both classes count the same); a rate of one half changes nothing
+    labels = torch.tensor([[1.0], [0.0], [0.0], [0.0], [0.0]])
+    rate = labels.mean(0)
+    grid = torch.linspace(-3, 3, 601)
+    plain = torch.stack([head_loss(torch.full_like(labels, float(c)), labels) for c in grid])
+    balanced = torch.stack([head_loss(torch.full_like(labels, float(c)), labels, positive_rate=rate) for c in grid])
+    assert float(grid[plain.argmin()]) == pytest.approx(float(torch.logit(rate)), abs=0.02)
+    assert float(grid[balanced.argmin()]) == pytest.approx(0.0, abs=0.02)
+    logits = torch.randn(5, 1)
+    assert float(head_loss(logits, labels, positive_rate=torch.tensor([0.5]))) == pytest.approx(float(head_loss(logits, labels)))
+    w = DistillWeights(embedding=0, relational=0, text=0, balance_heads=True)
+    x = torch.randn(5, 4)
+    on, _ = distill_loss(x, x, w, logits=logits, labels=labels, positive_rate=rate)
+    off, _ = distill_loss(x, x, DistillWeights(embedding=0, relational=0, text=0), logits=logits, labels=labels,
+                          positive_rate=rate)
+    assert float(on) == pytest.approx(float(head_loss(logits, labels, positive_rate=rate)))
+    assert float(off) == pytest.approx(float(head_loss(logits, labels)))
+
+
 def test_descending_the_combined_loss_moves_a_student_toward_the_teacher():
     torch.manual_seed(2)
     teacher = torch.nn.functional.normalize(torch.randn(16, 8), dim=1)

@@ -130,6 +130,18 @@ def test_an_ablation_keeps_the_baselines_teacher_and_is_compared_on_the_same_rec
     assert r.returncode == 2 and "write NAME=WORK" in r.stderr and r.stderr.count("\n") == 1
 
 
+def test_a_field_older_runs_lack_is_no_change_when_it_has_the_presets_default(tmp_path):
+    from benchmarks.ablations import changed_settings
+
+    for name, settings in {"old": {"label_weight": 1.0, "description": "x"},
+                           "new": {"label_weight": 1.0, "balance_heads": False, "description": "y"},
+                           "changed": {"label_weight": 1.0, "balance_heads": True}}.items():
+        (tmp_path / name / "site-a").mkdir(parents=True)
+        (tmp_path / name / "site-a" / "config.json").write_text(json.dumps({"settings": settings}))
+    assert changed_settings(tmp_path / "new", tmp_path / "old", "site-a") == {}
+    assert changed_settings(tmp_path / "changed", tmp_path / "old", "site-a") == {"balance_heads": True}
+
+
 @pytest.mark.parametrize("args, message", [
     (["--data", "sprsound=/no/such/folder"], "no sprsound data at /no/such/folder"),
     (["--data", "icbhi=/tmp"], "--data icbhi: this benchmark takes physionet2016 and sprsound"),

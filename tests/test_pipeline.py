@@ -259,17 +259,18 @@ def test_recipe_fields_reach_the_distill_command(tmp_path):
     from acula_edge.pipeline import PRESETS, Run, RunConfig, stage_align, stage_distill
 
     recipe = override(PRESETS["demo"], ["event_labels=true", "label_weight=1", "distill_augment=eq_prob=0.5;snr_db=20,40",
-                                        "align_loss=infonce", "head_weight=4"])
+                                        "align_loss=infonce", "head_weight=4", "balance_heads=true"])
     align = stage_align(Run(tmp_path, RunConfig("demo", recipe), 1)).command
     assert align[align.index("--loss") + 1] == "infonce"
     assert "--loss" not in stage_align(Run(tmp_path, RunConfig("demo", PRESETS["demo"]), 1)).command
     cmd = stage_distill(Run(tmp_path, RunConfig("demo", recipe), 1)).command
     assert "--event-labels" in cmd and cmd[cmd.index("--label-weight") + 1] == "1" and cmd[cmd.index("--w-heads") + 1] == "4"
+    assert "--balance-heads" in cmd
     assert [cmd[i + 1] for i, x in enumerate(cmd) if x == "--augment"] == ["eq_prob=0.5", "snr_db=20,40"]
     demo = stage_distill(Run(tmp_path, RunConfig("demo", PRESETS["demo"]), 1)).command
     assert demo[demo.index("--label-weight") + 1] == "1"  # the demo recipe: heads on labels alone
     plain = stage_distill(Run(tmp_path, RunConfig("tiny", PRESETS["tiny"]), 1)).command
-    assert not {"--event-labels", "--label-weight", "--w-heads", "--augment"} & set(plain)
+    assert not {"--event-labels", "--label-weight", "--w-heads", "--augment", "--balance-heads"} & set(plain)
 
 
 def test_presets_list():

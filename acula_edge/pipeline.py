@@ -31,7 +31,7 @@ import json
 import os
 import shlex
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -414,6 +414,11 @@ def card(r: Run, splits: dict[str, Any]) -> dict[str, Any]:
                 if x]}
 
 
+def with_defaults(settings: dict[str, Any]) -> dict[str, Any]:
+    """A run's saved preset ``settings`` with the fields it predates at their :class:`Preset` default."""
+    return {**{f.name: f.default for f in fields(Preset) if f.default is not MISSING}, **settings}
+
+
 def recipe_results(path: str, preset: Preset) -> dict[str, Any]:
     """The model-card section (``card`` of ``python -m benchmarks generalization``'s JSON) that ``path``
     holds, when it measured the recipe of ``preset`` (every setting but the description the same)."""
@@ -424,10 +429,11 @@ def recipe_results(path: str, preset: Preset) -> dict[str, Any]:
     if not isinstance(doc, dict) or not isinstance(doc.get("card"), dict) or not isinstance(doc.get("settings"), dict):
         raise AculaError(f"--card-results {path}: not a result of python -m benchmarks generalization")
     mine = {k: v for k, v in asdict(preset).items() if k != "description"}
-    differ = sorted(k for k in {*mine, *doc["settings"]} - {"description"} if mine.get(k) != doc["settings"].get(k))
+    theirs = with_defaults(doc["settings"])
+    differ = sorted(k for k in {*mine, *theirs} - {"description"} if mine.get(k) != theirs.get(k))
     if differ:
         raise AculaError(f"--card-results {path}: it measured another recipe (settings that differ: "
-                         + ", ".join(f"{k}={doc['settings'].get(k)!r} there, {mine.get(k)!r} here" for k in differ) + ")")
+                         + ", ".join(f"{k}={theirs.get(k)!r} there, {mine.get(k)!r} here" for k in differ) + ")")
     return doc["card"]
 
 
@@ -535,8 +541,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.list_presets:
         for name, pr in PRESETS.items():
-            fields = ", ".join(f"{k}={v}" for k, v in asdict(pr).items() if k != "description")
-            print(f"{name:<10} {pr.description}\n           {fields}")
+            listed = ", ".join(f"{k}={v}" for k, v in asdict(pr).items() if k != "description")
+            print(f"{name:<10} {pr.description}\n           {listed}")
         return 0
     base = _run_config(a)
     out = Path(a.out) if a.out else None

@@ -39,14 +39,10 @@ def load_scores(work: Path, fold: str, part: str) -> dict[str, Any]:
 def changed_settings(work: Path, baseline: Path, fold: str) -> dict[str, Any]:
     """The preset fields of ``work``'s fold that differ from the baseline's (a field that a run's
     ``config.json`` predates counts as the preset's default)."""
-    import dataclasses
-
-    from acula_edge.pipeline import Preset
-
-    defaults = {f.name: f.default for f in dataclasses.fields(Preset) if f.default is not dataclasses.MISSING}
+    from acula_edge.pipeline import with_defaults
 
     def settings(w: Path) -> dict[str, Any]:
-        return {**defaults, **json.loads((w / fold / "config.json").read_text())["settings"]}
+        return with_defaults(json.loads((w / fold / "config.json").read_text())["settings"])
 
     mine, base = settings(work), settings(baseline)
     return {k: v for k, v in mine.items() if base.get(k) != v and k != "description"}

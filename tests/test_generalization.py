@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import call_main, run_module, shared
+from acula_edge.errors import AculaError
 
 FOLD = "site-a"
 
@@ -140,6 +141,16 @@ def test_a_field_older_runs_lack_is_no_change_when_it_has_the_presets_default(tm
         (tmp_path / name / "site-a" / "config.json").write_text(json.dumps({"settings": settings}))
     assert changed_settings(tmp_path / "new", tmp_path / "old", "site-a") == {}
     assert changed_settings(tmp_path / "changed", tmp_path / "old", "site-a") == {"balance_heads": True}
+    from dataclasses import asdict, replace
+
+    from acula_edge.pipeline import PRESETS, recipe_results
+
+    older = {k: v for k, v in asdict(PRESETS["demo"]).items() if k != "balance_heads"}  # measured before the field
+    results = tmp_path / "generalization.json"
+    results.write_text(json.dumps({"settings": older, "card": {"title": "t"}}))
+    assert recipe_results(str(results), PRESETS["demo"]) == {"title": "t"}
+    with pytest.raises(AculaError, match="balance_heads=False there, True here"):
+        recipe_results(str(results), replace(PRESETS["demo"], balance_heads=True))
 
 
 @pytest.mark.parametrize("args, message", [

@@ -3,6 +3,7 @@
     python -m export --checkpoint runs/student/student.safetensors --out bundles/lung \\
         [--formats onnx,tflite] [--int8] [--quantizer ort|inc] [--calibration MANIFEST] [--prompts FILE]
     python -m export verify bundles/lung [--data MANIFEST] [--json]      (see :mod:`export.verify`)
+    python -m export add-self-test bundles/lung     (a bundle exported without its self-test)
 
 Formats: ONNX fp32 (dynamic batch) and TFLite fp32 (batch 1). The ONNX files store the front end's
 DFT basis as the few nodes that make it (:func:`export.onnx.compact_front_end`), about 4 MB less.
@@ -10,7 +11,8 @@ With ``--int8``, calibrated on the recordings of ``--calibration`` (else on a sm
 corpus), the front end kept in fp32: ONNX int8 made by onnxruntime (static QDQ, per channel;
 :mod:`export.onnx`) or, with ``--quantizer inc``, by Intel Neural Compressor (:mod:`export.inc`);
 TFLite int8 and the full-integer pair (:mod:`export.tflite`). The bundle is written to a temporary
-folder and renamed into place (:mod:`acula_edge.device.bundle`).
+folder and renamed into place (:mod:`acula_edge.device.bundle`), with its self-test: reference
+windows and every model file's outputs on them (:mod:`acula_edge.device.selftest`).
 """
 
 from __future__ import annotations
@@ -125,12 +127,14 @@ def read_card(path: str) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m export`` (and ``python -m export verify``)."""
+    """Entry point of ``python -m export`` (and ``python -m export verify``, ``add-self-test``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["verify"]:
         from export.verify import main as verify_main
 
         return verify_main(argv[1:])
+    if argv[:1] == ["add-self-test"]:
+        return add_self_test_main(argv[1:])
     return export_main(argv)
 
 
@@ -139,7 +143,8 @@ def export_main(argv: Sequence[str]) -> int:
     """``python -m export --checkpoint CKPT --out BUNDLE ...``."""
     p = Parser(prog="python -m export", description=describe(__doc__))
     p.epilog = (f"Check a bundle against its source checkpoint: {p.prog} verify BUNDLE [--data MANIFEST] [--json] "
-                f"({p.prog} verify --help for its options).")
+                f"({p.prog} verify --help for its options). Give a bundle exported without one its self-test: "
+                f"{p.prog} add-self-test BUNDLE.")
     p.add_argument("--checkpoint", required=True, help="student checkpoint from `python -m distill`")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--formats", default="onnx", help=f"comma-separated, of: {', '.join(FORMATS)}")
@@ -195,6 +200,7 @@ def export_main(argv: Sequence[str]) -> int:
     import torch
 
     from acula_edge.device.bundle import write_bundle
+    from acula_edge.device.selftest import SELF_TEST, make_self_test
     from export.model import OUTPUTS, edge_model
     from export.onnx import compact_front_end, export_onnx, quantize_int8
 
@@ -251,10 +257,37 @@ def export_main(argv: Sequence[str]) -> int:
             files["prompts.npy"] = buf.getvalue()
             doc["prompts"] = {"texts": prompts, "file": "prompts.npy"}
         doc["default_precision"], doc["provenance"]["precision_timing"] = default_precision(files, model.samples)
+        files[SELF_TEST], doc["self_test"] = make_self_test(write_bundle(work / "bundle", doc, files))
         bundle = write_bundle(a.out, doc, files, overwrite=a.overwrite)
     for name, f in bundle.meta["files"].items():
         print(f"{name}: {f['bytes'] / 1024:.0f} KiB")
     print(f"bundle written to {bundle.path}", file=sys.stderr)
+    return 0
+
+
+@guarded
+def add_self_test_main(argv: Sequence[str]) -> int:
+    """``python -m export add-self-test BUNDLE``: give a bundle exported without one its self-test."""
+    p = Parser(prog="python -m export add-self-test",
+               description="Run every model file of a bundle on the self-test's reference windows here and store "
+                           "the outputs in the bundle (selftest.npz), so that python -m acula_edge.listen --self-test "
+                           "can check the files on a device. Run it where the files are known to be good: after "
+                           "python -m export verify passed.")
+    p.add_argument("bundle", help="bundle folder")
+    p.add_argument("--overwrite", action="store_true", help="replace a self-test the bundle already carries")
+    a = p.parse_args(argv)
+    from acula_edge.device.bundle import CARD, load_bundle, write_bundle
+    from acula_edge.device.selftest import SELF_TEST, make_self_test
+
+    b = load_bundle(a.bundle)
+    if b.meta.get("self_test") and not a.overwrite:
+        raise AculaError(f"{b.path} already carries a self-test; pass --overwrite to make it again")
+    data, entry = make_self_test(b)
+    files = {n: b.path / n for n in b.meta["files"] if n != SELF_TEST}
+    card = (b.path / CARD).read_text(encoding="utf-8") if (b.path / CARD).is_file() else None
+    b = write_bundle(b.path, {**b.meta, "self_test": entry}, {**files, SELF_TEST: data}, card=card, overwrite=True)
+    print(f"{b.path}: self-test of {entry['windows']} windows for {', '.join(entry['files'])} "
+          f"({b.meta['files'][SELF_TEST]['bytes'] / 1024:.0f} KiB)")
     return 0
 
 

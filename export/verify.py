@@ -9,7 +9,8 @@ and each head's AUROC on the recordings its task labels (window probabilities av
 recording), with its sensitivity and specificity at the head's threshold. ``--task TASK=HEAD``
 scores a head with another task's labels, such as a label column of the user's own CSV
 (``csv:MANIFEST:COLUMN=HEAD``). Without the source checkpoint (a bundle away from where it was
-built), the files are scored on their own. Failing: an fp32 file
+built), the files are scored on their own and checked by the bundle's self-test
+(:mod:`acula_edge.device.selftest`). Failing: an fp32 file
 off by more than 1e-4 in its embedding or 1e-3 in a head's probability (a head amplifies float32
 rounding; 1e-3 is a tenth of a percentage point), or an int8 file whose AUROC of a head falls more
 than 0.01 below the fp32 file's of the same format. The exit status is non-zero on failure.
@@ -127,7 +128,7 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
     from acula_edge.data.records import read_manifest
     from acula_edge.data.tasks import head_tasks
     from acula_edge.device.bundle import load_bundle
-    from acula_edge.device.runtime import SPLIT, runner
+    from acula_edge.device.runtime import model_files, runner
     from acula_edge.metrics import mean_cosine
     from export.model import OUTPUTS, edge_model
 
@@ -165,10 +166,7 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
                               "labelled_heads": {h: t.name for h, t in mapping.items()
                                                  if np.isfinite(labels[:, [x["name"] for x in b.heads].index(h)]).any()},
                               "torch": scores_of(reference) if reference else None, "files": {}, "failures": []}
-    files = {name: precision for name, (_, precision) in b.models().items()}
-    if b.split() is not None:
-        files[SPLIT] = "int8"
-    for name, precision in files.items():
+    for name, precision in model_files(b).items():
         try:
             got = runner(b, name)
             outs = [got(w) for w in waves]
@@ -203,6 +201,11 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
             if not (np.isfinite(value) and want - value <= INT8_AUROC_DROP):
                 report["failures"].append(f"{name}: {head} AUROC {value:.3f} is more than {INT8_AUROC_DROP} "
                                           f"below fp32 ({want:.3f})")
+    if ckpt is None and b.meta.get("self_test"):  # away from the source: the exporter's own outputs instead
+        from acula_edge.device.selftest import run_self_test
+
+        report["self_test"] = run_self_test(b)
+        report["failures"] += [f"{r['file']}: self-test: {r['reason']}" for r in report["self_test"] if r["status"] == "FAIL"]
     report["ok"] = not report["failures"]
     return report
 
@@ -224,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = Parser(prog="python -m export verify",
                description="Run every model file of a bundle and its source checkpoint on the same recordings and "
                            "report how far each file is from the source; the exit status is non-zero on failure. "
-                           "Without the source checkpoint, the files are scored on the recordings on their own.")
+                           "Without the source checkpoint, the files are scored on the recordings on their own and "
+                           "checked by the bundle's self-test.")
     p.add_argument("bundle", help="bundle folder")
     p.add_argument("--data", metavar="MANIFEST", help="recordings to run (labels give each head's AUROC)")
     p.add_argument("--task", action="append", default=[], metavar="TASK=HEAD",
@@ -259,6 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parts.insert(0, f"max |diff| embedding {f['max_abs_diff']['embedding']:.2e}, scores "
                                 f"{f['max_abs_diff']['scores']:.2e}, centred cosine {f['embedding_centred_cosine']:.4f}")
             print(f"{name}: " + ("; ".join(parts) or "ran"))
+        if "self_test" in r:
+            from acula_edge.device.selftest import describe
+
+            print("self-test (the exporter's outputs on the bundle's reference windows):")
+            for result in r["self_test"]:
+                print("  " + describe(result))
     for failure in r["failures"]:
         print(f"FAIL {failure}", file=sys.stderr)
     return 0 if r["ok"] else 1

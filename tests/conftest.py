@@ -87,6 +87,22 @@ def call_main(module: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
 
 
+def onnx_model(window: int, dims: dict[str, int]) -> bytes:
+    """A small ONNX graph, waveform ``[batch, window]`` in, ``{output: its first dims[output] samples}``
+    out: a model file that is not the one a bundle describes (other outputs, other sizes)."""
+    from onnx import TensorProto, helper
+
+    nodes, inits = [], [helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+                        helper.make_tensor("axis", TensorProto.INT64, [1], [1])]
+    for name, n in dims.items():
+        inits.append(helper.make_tensor(f"{name}_end", TensorProto.INT64, [1], [n]))
+        nodes.append(helper.make_node("Slice", ["waveform", "zero", f"{name}_end", "axis"], [name]))
+    graph = helper.make_graph(nodes, "swapped", [helper.make_tensor_value_info("waveform", TensorProto.FLOAT, ["batch", window])],
+                              [helper.make_tensor_value_info(k, TensorProto.FLOAT, ["batch", n]) for k, n in dims.items()],
+                              inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+
+
 def kill_after_steps(module_args: list[str], run_dir: Path, steps: int, timeout: float = 240) -> None:
     """Start ``python -m <module_args>``, SIGKILL it once ``run_dir/metrics.jsonl`` has ``steps`` lines,
     and check that it was killed (not finished)."""

@@ -89,6 +89,12 @@ def test_a_file_changed_after_export_is_refused(bundle):
     (lambda d: {**d, "files": {**d["files"], "network_int8.tflite": {**d["files"]["model_fp32.onnx"], "format": "tflite",
                                                                       "precision": "int8", "part": "network"}}},
      "the full-integer pair needs both"),
+    (lambda d: {**d, "self_test": {"file": "selftest.npz", "tolerance": {"fp32": {"embedding": 1e-4, "scores": 1e-3},
+                                                                       "int8": {"embedding": 0.02, "scores": 0.02}}}},
+     "self_test needs a listed 'file'"),  # the file is not in the bundle
+    (lambda d: {**d, "self_test": {"file": ["prompts.npy"], "tolerance": {}}}, "self_test needs"),
+    (lambda d: {**d, "self_test": {"file": "prompts.npy", "tolerance": {"fp32": {"embedding": 1e-4, "scores": 1e-3}}}},
+     "self_test needs"),  # no int8 tolerance, and the bundle holds an int8 file
 ])
 def test_a_broken_bundle_json_is_refused_with_the_reason(bundle, edit, expect):
     doc = bundle.path / "bundle.json"

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from acula_edge.device.bundle import load_bundle
+from acula_edge.device.runtime import SPLIT
 from conftest import EXPORT_HEAD as HEAD
 from conftest import call_main, run_module
 
@@ -48,7 +49,11 @@ def test_export_writes_a_verified_bundle_that_matches_torch(student_ckpt, export
     assert b.meta["provenance"]["int8_calibration"]["quantizer"] == {"onnx": "onnxruntime", "tflite": "ai-edge-quantizer"}
     assert [line.split(":")[0] for line in r.stdout.splitlines()] == [
         "model_fp32.onnx", "model_int8.onnx", "model_fp32.tflite", "model_int8.tflite", "frontend_fp32.tflite",
-        "network_int8.tflite"]
+        "network_int8.tflite", "selftest.npz"]
+    # the self-test: every model file (the full-integer pair as one) on the reference windows, checked by listen
+    assert b.meta["self_test"]["files"] == sorted([*b.models(), SPLIT]) and b.meta["self_test"]["windows"] == 2
+    st = run_module("acula_edge.listen", "--self-test", "--bundle", str(b.path))
+    assert st.returncode == 0 and st.stdout.count(" ok ") == 5 and "self-test passed: 5 of 5 files" in st.stdout, st.stdout
     assert r.stderr.count("\n") == 2, r.stderr  # the calibration note and the bundle's path: no converter noise
     model = edge_model(str(ckpt))
     assert b.window_samples == model.samples
@@ -106,7 +111,7 @@ def test_verify_reports_every_file_and_bites_on_a_quantized_front_end(student_ck
     b = load_bundle(root / "bundle")
     waves = waveform_windows(records, b.sample_rate, b.window_samples, limit=32)
     bad = quantize_int8(b.path / "model_fp32.onnx", tmp_path / "frontend_int8.onnx", waves, exclude=[])
-    write_bundle(tmp_path / "bad", {k: v for k, v in b.meta.items() if k != "default_precision"},
+    write_bundle(tmp_path / "bad", {k: v for k, v in b.meta.items() if k not in ("default_precision", "self_test")},
                  {"model_fp32.onnx": bad})
     r = run_module("export", "verify", str(tmp_path / "bad"), "--data", str(tmp_path / "data.jsonl"))
     assert r.returncode == 1 and re.search(r"FAIL model_fp32\.onnx: (embedding|scores) differs from torch by", r.stderr)
@@ -119,7 +124,7 @@ def test_no_full_integer_leaves_the_pair_out(student_ckpt, tmp_path):
                    "--no-full-integer")
     assert r.returncode == 0, r.stderr
     b = load_bundle(tmp_path / "b")
-    assert set(b.meta["files"]) == {"model_fp32.tflite", "model_int8.tflite"} and b.split() is None
+    assert set(b.meta["files"]) == {"model_fp32.tflite", "model_int8.tflite", "selftest.npz"} and b.split() is None
     assert "split" not in b.meta
 
 

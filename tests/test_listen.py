@@ -26,7 +26,7 @@ from acula_edge.device.listen import Decider, Output, signal_quality
 from acula_edge.device.windows import cut_windows
 from capture import ALSA_NAME, PulseDaemon, alsa_file_device, pcm16
 from conftest import EXPORT_HEAD as HEAD
-from conftest import ROOT
+from conftest import ROOT, onnx_model
 
 RATE = 16000
 
@@ -123,17 +123,23 @@ def test_live_view_draws_bars_in_place_and_plain_lines_otherwise():
 # ------------------------------------------------------------------ files, backends, device purity
 
 
+def without(*modules: str) -> str:
+    """``python -c`` code that runs ``listen`` where torch and ``modules`` cannot be imported (the
+    device-side install, or a device without one of the runtimes)."""
+    return ("import sys, runpy\nclass Missing:\n    def find_spec(self, name, path=None, target=None):\n"
+            f"        if name.split('.')[0] in {('torch', *modules)!r}:\n"
+            "            raise ImportError(name + ' is not installed here')\n"
+            "sys.meta_path.insert(0, Missing())\nsys.argv = ['listen', *sys.argv[1:]]\n"
+            "runpy.run_module('acula_edge.listen', run_name='__main__')\n")
+
+
 def test_file_json_matches_offline_scores_in_an_environment_without_torch(bundle, tmp_path):
     from acula_edge.device.audio import resample
 
     x8 = resample(np.concatenate([clip(5), clip(0)]), RATE, 8000)  # an 8 kHz recording, as SPRSound's
     sf.write(tmp_path / "rec.wav", x8, 8000, subtype="FLOAT")
     x = resample(x8, 8000, RATE)  # what the stream's resampler must produce on the way in
-    block = ("import sys, runpy\nclass NoTorch:\n    def find_spec(self, name, path=None, target=None):\n"
-             "        if name == 'torch' or name.startswith('torch.'):\n"
-             "            raise ImportError('torch is not installed here')\n"
-             "sys.meta_path.insert(0, NoTorch())\nsys.argv = ['listen', *sys.argv[1:]]\n"
-             "runpy.run_module('acula_edge.listen', run_name='__main__')\n")
+    block = without()
     r = subprocess.run([sys.executable, "-c", block, "--file", str(tmp_path / "rec.wav"), "--bundle", str(bundle.path),
                         "--json", "--no-realtime"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -248,6 +254,64 @@ def test_bad_input_is_one_line(bundle, tmp_path):
     for args, expected in cases:
         r = listen(*args)
         assert r.returncode == 2 and expected in one_line(r), (args, r.stderr)
+
+
+def test_a_model_file_other_than_the_one_bundle_json_describes_is_one_line(tmp_path):
+    """A model swapped into a bundle with its sha256 updated (the checksum passes) is refused at load
+    when its tensors are not the declared ones: it never scores under the wrong head names."""
+    from acula_edge.device.bundle import EXAMPLE_RECORDING, default_bundle
+
+    b = load_bundle(default_bundle())
+    w, d, h = b.window_samples, int(b.meta["outputs"]["embedding"]["shape"][-1]), len(b.heads)
+    cases = {"more scores": ({"embedding": d, "scores": h + 1}, w, f"scores[{h + 1}]"),
+             "fewer scores": ({"embedding": d, "scores": h - 1}, w, f"scores[{h - 1}]"),
+             "no scores": ({"embedding": d}, w, f"its outputs are embedding[{d}], bundle.json has"),
+             "another window": ({"embedding": d, "scores": h}, w // 2, f"its input is waveform[{w // 2}]")}
+    for case, (dims, window, expected) in cases.items():
+        out = tmp_path / case.replace(" ", "-")
+        write_bundle(out, b.meta, {**{n: b.path / n for n in b.meta["files"]}, "model_fp32.onnx": onnx_model(window, dims)})
+        r = listen("--file", str(EXAMPLE_RECORDING), "--bundle", str(out), "--precision", "fp32", "--no-realtime")
+        line = one_line(r)
+        assert r.returncode == 2 and "model_fp32.onnx: not the model bundle.json describes" in line and expected in line, (case, line)
+    r = listen("--file", str(EXAMPLE_RECORDING), "--bundle", str(out), "--precision", "int8", "--no-realtime", "--plain")
+    assert r.returncode == 0, r.stderr  # the bundle's other files still run
+
+
+def test_the_default_bundle_checks_itself_and_a_swapped_file_fails_in_one_line(tmp_path):
+    """listen --self-test runs every file on the bundle's reference windows with numpy and a runtime
+    (the device side); a file swapped for another with the same tensors and its sha256 updated fails,
+    and so does one with other tensors; export verify away from the checkpoint runs the same check."""
+    from acula_edge.device.bundle import default_bundle
+
+    r = subprocess.run([sys.executable, "-c", without(), "--self-test"], capture_output=True, text=True, cwd=ROOT,
+                       timeout=300)  # the device-side install: no torch
+    assert r.returncode == 0 and "self-test passed: 4 of 4 files" in r.stdout, r.stdout + r.stderr
+    assert [line.split()[:2] for line in r.stdout.splitlines()[1:5]] == [
+        [n, "ok"] for n in ("model_fp32.onnx", "model_int8.onnx", "model_fp32.tflite", "model_int8.tflite")]
+    r = subprocess.run([sys.executable, "-c", without("ai_edge_litert", "tflite_runtime"), "--self-test"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)  # a device with onnxruntime alone
+    assert r.returncode == 0 and "self-test passed: 2 of 4 files (2 skipped: no runtime here)" in r.stdout, r.stdout
+    assert r.stdout.count("skipped no tflite runtime here") == 2
+    b = load_bundle(default_bundle())
+    w, d, h = b.window_samples, int(b.meta["outputs"]["embedding"]["shape"][-1]), len(b.heads)
+    files = {n: b.path / n for n in b.meta["files"]}
+    elsewhere = {**b.meta, "provenance": {**b.meta["provenance"], "checkpoint": str(tmp_path / "elsewhere.safetensors")}}
+    write_bundle(tmp_path / "swapped", elsewhere, {**files, "model_int8.onnx": onnx_model(w, {"embedding": d, "scores": h})})
+    write_bundle(tmp_path / "mismatched", b.meta, {**files, "model_fp32.onnx": onnx_model(w, {"embedding": d, "scores": h + 1})})
+    for case, name, reason in (("swapped", "model_int8.onnx", "embedding differs by"),
+                               ("mismatched", "model_fp32.onnx", f"its outputs are embedding[{d}] and scores[{h + 1}]")):
+        r = listen("--self-test", "--bundle", str(tmp_path / case))
+        assert r.returncode == 1 and one_line(r) == f"error: self-test failed: {name}", (case, r.stderr)
+        failed = [line for line in r.stdout.splitlines() if " FAIL " in line]
+        assert len(failed) == 1 and failed[0].startswith(name) and reason in failed[0], (case, r.stdout)
+    r = subprocess.run([sys.executable, "-m", "export", "verify", str(tmp_path / "swapped")], capture_output=True,
+                       text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 1 and "its source checkpoint is not on this machine" in r.stdout, r.stdout + r.stderr
+    assert "FAIL model_int8.onnx: self-test: embedding differs by" in r.stderr and r.stderr.count("FAIL") == 1, r.stderr
+    plain = {k: v for k, v in b.meta.items() if k != "self_test"}
+    write_bundle(tmp_path / "older", plain, {n: p for n, p in files.items() if n != "selftest.npz"})
+    r = listen("--self-test", "--bundle", str(tmp_path / "older"))
+    assert r.returncode == 2 and "carries no self-test" in one_line(r) and "export add-self-test" in one_line(r)
 
 
 def test_no_microphone_and_no_portaudio_are_one_line(bundle):

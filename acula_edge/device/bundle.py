@@ -38,6 +38,17 @@ REQUIRED = {"schema": int, "name": str, "sample_rate": int, "window_s": (int, fl
             "files": dict}
 
 
+def _self_test_ok(meta: dict[str, Any]) -> bool:
+    """Whether ``self_test`` names a listed file and a tolerance per output for each precision held."""
+    st = meta["self_test"]
+    held = {MODEL_FILES[n][1] if n in MODEL_FILES else PART_FILES[n][1] for n in meta["files"]
+            if n in MODEL_FILES or n in PART_FILES}
+    tol = st.get("tolerance") if isinstance(st, dict) else None
+    return (isinstance(st, dict) and isinstance(st.get("file"), str) and st["file"] in meta["files"] and isinstance(tol, dict)
+            and all(isinstance(tol.get(p), dict) and all(isinstance(tol[p].get(k), (int, float))
+                                                         for k in ("embedding", "scores")) for p in held))
+
+
 def problems(meta: Any) -> list[str]:
     """What is wrong with a ``bundle.json`` document (empty when nothing)."""
     if not isinstance(meta, dict):
@@ -82,6 +93,8 @@ def problems(meta: Any) -> list[str]:
     if p is not None and (not isinstance(p, dict) or not isinstance(p.get("texts"), list)
                           or not isinstance(p.get("file"), str) or p["file"] not in meta["files"]):
         out.append("prompts need 'texts' and a listed 'file'")
+    if meta.get("self_test") is not None and not _self_test_ok(meta):
+        out.append("self_test needs a listed 'file' and a 'tolerance' (embedding, scores) for each precision held")
     return out
 
 

@@ -58,13 +58,15 @@ def _per_window(one: Callable[[np.ndarray], dict[str, np.ndarray]]) -> Run:
 
 def tflite_runner(path: str | Path, threads: int = 1) -> Run:
     """The run function of a whole-graph .tflite file (waveform in, embedding and scores out)."""
-    r, name = signature(path, threads)
+    return _whole(*signature(path, threads))
+
+
+def _whole(r, name: str) -> Run:
     return _per_window(lambda w: r(**{name: w}))
 
 
-def _split(front: str | Path, network: str | Path, threads: int) -> Run:
-    fr, fname = signature(front, threads)
-    nr, nname = signature(network, threads)
+def _split(fr, fname: str, nr, nname: str, network: str | Path) -> Run:
+    """The full-integer pair's run function from its two signature runners and input names."""
     detail = nr.get_input_details()[nname]
     (scale, zero), info = detail["quantization"], np.iinfo(detail["dtype"])
     out_q = {k: d["quantization"] for k, d in nr.get_output_details().items()}
@@ -91,18 +93,65 @@ def session(path: str | Path, threads: int = 1):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+def _last_dims(shapes: dict[str, Any]) -> dict[str, Any]:
+    """``{tensor: last dimension}`` (None where the file leaves it open)."""
+    return {k: (int(v[-1]) if len(v) and isinstance(v[-1], (int, np.integer)) and v[-1] > 0 else None)
+            for k, v in shapes.items()}
+
+
+def check_io(bundle, name: str, inputs: dict[str, Any] | None, outputs: dict[str, Any] | None) -> None:
+    """Refuse a model file whose tensors (``{name: shape}``; None: not checked) are not the ones
+    ``bundle.json`` declares: input ``waveform`` of one window, outputs ``embedding`` and ``scores``
+    with one score per head."""
+    wrong = []
+    if inputs is not None and _last_dims(inputs) != {"waveform": bundle.window_samples}:
+        wrong.append(f"its input is {_describe(_last_dims(inputs))}, bundle.json has waveform[{bundle.window_samples}]")
+    if outputs is not None:
+        want = {"embedding": int(bundle.meta["outputs"]["embedding"]["shape"][-1]), "scores": len(bundle.heads)}
+        got = _last_dims(outputs)
+        if set(got) != set(want) or any(got[k] not in (v, None) for k, v in want.items()):
+            wrong.append(f"its outputs are {_describe(got)}, bundle.json has embedding[{want['embedding']}] "
+                         f"and scores[{want['scores']}] (one per head)")
+    if wrong:
+        raise AculaError(f"{bundle.path / name}: not the model bundle.json describes: " + "; ".join(wrong))
+
+
+def _describe(dims: dict[str, Any]) -> str:
+    return " and ".join(f"{k}[{'?' if v is None else v}]" for k, v in sorted(dims.items())) or "none"
+
+
+def _tflite_io(r) -> tuple[dict[str, Any], dict[str, Any]]:
+    shape = lambda d: {k: list(v["shape"]) for k, v in d.items()}  # noqa: E731
+    return shape(r.get_input_details()), shape(r.get_output_details())
+
+
+def model_files(bundle) -> dict[str, str]:
+    """Each runnable model of ``bundle`` (its files, and :data:`SPLIT` for the full-integer pair) -> precision."""
+    out = {name: precision for name, (_, precision) in bundle.models().items()}
+    if bundle.split() is not None:
+        out[SPLIT] = "int8"
+    return out
+
+
 def runner(bundle, name: str, threads: int = 1) -> Run:
-    """The run function of model file ``name`` of ``bundle`` (:data:`SPLIT` for the full-integer pair)."""
+    """The run function of model file ``name`` of ``bundle`` (:data:`SPLIT` for the full-integer pair),
+    after checking that its inputs and outputs are the ones ``bundle.json`` declares."""
     if name == SPLIT:
         pair = bundle.split()
         if pair is None:
             raise AculaError(f"{bundle.path}: no full-integer pair")
-        return _split(*pair, threads)
+        front, net = signature(pair[0], threads), signature(pair[1], threads)
+        check_io(bundle, pair[0].name, _tflite_io(front[0])[0], None)
+        check_io(bundle, pair[1].name, None, _tflite_io(net[0])[1])
+        return _split(*front, *net, pair[1])
     fmt, _ = bundle.models()[name]
     if fmt == "tflite":
-        return tflite_runner(bundle.path / name, threads)
+        sig = signature(bundle.path / name, threads)
+        check_io(bundle, name, *_tflite_io(sig[0]))
+        return _whole(*sig)
     s = session(bundle.path / name, threads)
-    return lambda waves: tuple(s.run(None, {"waveform": np.asarray(waves, np.float32)}))
+    check_io(bundle, name, {i.name: i.shape for i in s.get_inputs()}, {o.name: o.shape for o in s.get_outputs()})
+    return lambda waves: tuple(s.run(["embedding", "scores"], {"waveform": np.asarray(waves, np.float32)}))
 
 
 def median_latency(calls: dict[str, Callable[[], Any]], rounds: int = 5, each: int = 20,
@@ -178,5 +227,5 @@ def load_model(bundle, backend: str = "onnx", precision: str | None = None, thre
         raise AculaError(f"{bundle.path / held[precision]}: {backend} cannot load it ({str(e).splitlines()[0][:200]})") from e
 
 
-__all__ = ["BACKENDS", "Model", "SPLIT", "list_backends", "load_model", "median_latency", "register_backend", "runner", "session",
+__all__ = ["BACKENDS", "Model", "SPLIT", "check_io", "list_backends", "model_files", "load_model", "median_latency", "register_backend", "runner", "session",
            "signature", "tflite_interpreter", "tflite_runner"]

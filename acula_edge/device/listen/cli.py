@@ -4,6 +4,7 @@ real time, on the device.
     python -m acula_edge.listen --mic [--device NAME] [--samplerate HZ] [--bundle BUNDLE]
     python -m acula_edge.listen --file REC.wav [--no-realtime] [--bundle BUNDLE] [--json]
     python -m acula_edge.listen --demo [--bundle BUNDLE]        (a synthetic stream, in real time)
+    python -m acula_edge.listen --self-test [--bundle BUNDLE]   (every model file against its exporter's outputs)
 
 Without ``--bundle`` the package's default bundle is used: a demonstration model (lung adventitious
 sounds, abnormal heart sounds, zero-shot prompts; see its MODEL_CARD.md), not a medical device.
@@ -94,6 +95,9 @@ def _parser() -> Parser:
     src.add_argument("--file", metavar="PATH", help="a recording, played at real time")
     src.add_argument("--demo", action="store_true", help="a synthetic stream of lung, heart, cough and breath clips")
     src.add_argument("--list-devices", action="store_true", help="list input devices and exit")
+    src.add_argument("--self-test", action="store_true", help="run every model file of the bundle that this machine "
+                     "has a runtime for on the bundle's reference windows, compare with its exporter's outputs (one "
+                     "line per file) and exit, non-zero on a failure")
     src.add_argument("--device", help="input device name or index (default: the system's default input)")
     src.add_argument("--samplerate", type=int, metavar="HZ",
                      help="capture rate in Hz (default: the device's native rate)")
@@ -142,7 +146,7 @@ def _parser() -> Parser:
 
 def _check_args(a, p: Parser) -> None:
     sources = [n for n in ("mic", "file", "demo") if getattr(a, n)]
-    if a.list_devices:
+    if a.list_devices or a.self_test:
         return
     if len(sources) != 1:
         p.error("choose one source: --mic, --file PATH or --demo")
@@ -170,6 +174,8 @@ def main(argv: Sequence[str] | None = None, embed_prompts: PromptEmbedder | None
         if not devices:
             raise AculaError("no audio input device found")
         return 0
+    if a.self_test:
+        return _self_test(load_bundle(a.bundle or default_bundle()), a.threads)
     mode = "json" if a.json else ("live" if sys.stdout.isatty() and not a.plain else "plain")
 
     source: Source
@@ -215,6 +221,28 @@ def main(argv: Sequence[str] | None = None, embed_prompts: PromptEmbedder | None
     if isinstance(ended, AculaError):
         print(f"error: {ended}", file=sys.stderr)
         return 1 if isinstance(ended, DeviceLost) else 2
+    return 0
+
+
+def _self_test(bundle, threads: int) -> int:
+    """``--self-test``: one line per model file; 1 when one fails or none could run."""
+    from acula_edge.device.selftest import describe, run_self_test
+
+    results = run_self_test(bundle, threads)
+    tol = bundle.meta["self_test"]["tolerance"]
+    print(f"self-test of {bundle.meta['name']} ({bundle.path}): {bundle.meta['self_test']['windows']} reference windows; "
+          "largest difference allowed " + ", ".join(f"{p} {t['embedding']:g} (embedding) / {t['scores']:g} (scores)"
+                                                    for p, t in sorted(tol.items())))
+    for r in results:
+        print(describe(r))
+    failed = [r["file"] for r in results if r["status"] == "FAIL"]
+    passed = sum(r["status"] == "ok" for r in results)
+    if failed or not passed:
+        print(f"error: self-test failed: {', '.join(failed)}" if failed else
+              "error: self-test: no model file could run here (install onnxruntime or ai-edge-litert)", file=sys.stderr)
+        return 1
+    print(f"self-test passed: {passed} of {len(results)} files"
+          + (f" ({len(results) - passed} skipped: no runtime here)" if passed < len(results) else ""))
     return 0
 
 

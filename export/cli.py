@@ -4,6 +4,7 @@
         [--formats onnx,tflite] [--int8] [--quantizer ort|inc] [--calibration MANIFEST] [--prompts FILE]
     python -m export verify bundles/lung [--data MANIFEST] [--json]      (see :mod:`export.verify`)
     python -m export add-self-test bundles/lung     (a bundle exported without its self-test)
+    python -m export keygen --out keys/acula; python -m export sign bundles/lung --key keys/acula.pem
 
 Formats: ONNX fp32 (dynamic batch) and TFLite fp32 (batch 1). The ONNX files store the front end's
 DFT basis as the few nodes that make it (:func:`export.onnx.compact_front_end`), about 4 MB less.
@@ -127,7 +128,7 @@ def read_card(path: str) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m export`` (and ``python -m export verify``, ``add-self-test``)."""
+    """Entry point of ``python -m export`` (and ``verify``, ``add-self-test``, ``keygen``, ``sign``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["verify"]:
         from export.verify import main as verify_main
@@ -135,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return verify_main(argv[1:])
     if argv[:1] == ["add-self-test"]:
         return add_self_test_main(argv[1:])
+    if argv[:1] in (["sign"], ["keygen"]):
+        return sign_main(argv)
     return export_main(argv)
 
 
@@ -288,6 +291,32 @@ def add_self_test_main(argv: Sequence[str]) -> int:
     b = write_bundle(b.path, {**b.meta, "self_test": entry}, {**files, SELF_TEST: data}, card=card, overwrite=True)
     print(f"{b.path}: self-test of {entry['windows']} windows for {', '.join(entry['files'])} "
           f"({b.meta['files'][SELF_TEST]['bytes'] / 1024:.0f} KiB)")
+    return 0
+
+
+@guarded
+def sign_main(argv: Sequence[str]) -> int:
+    """``python -m export keygen --out NAME`` and ``python -m export sign BUNDLE --key NAME.pem``."""
+    from acula_edge.device.signing import generate_key, sign_bundle
+
+    if argv[0] == "keygen":
+        p = Parser(prog="python -m export keygen", description="Make an Ed25519 key pair for signing bundles: "
+                   "NAME.pem (private: keep it off devices) and NAME.pub.pem (give it to devices: listen --trusted-key).")
+        p.add_argument("--out", required=True, metavar="NAME", help="path and stem of the two key files")
+        a = p.parse_args(argv[1:])
+        generate_key(f"{a.out}.pem", f"{a.out}.pub.pem")
+        print(f"private key {a.out}.pem, public key {a.out}.pub.pem")
+        return 0
+    p = Parser(prog="python -m export sign", description="Sign a bundle (its bundle.json, which holds every file's "
+               "sha256) with an Ed25519 private key; the signature goes to BUNDLE/bundle.sig. A device run with "
+               "python -m acula_edge.listen --trusted-key PUB.pem refuses the bundle if it changed after signing.")
+    p.add_argument("bundle", help="bundle folder")
+    p.add_argument("--key", required=True, help="Ed25519 private key (PEM, unencrypted), e.g. from python -m export keygen")
+    a = p.parse_args(argv[1:])
+    from acula_edge.device.bundle import load_bundle
+
+    b = load_bundle(a.bundle)  # never sign a bundle whose files do not match its description
+    print(f"signed {b.path}: {sign_bundle(b.path, a.key)}")
     return 0
 
 

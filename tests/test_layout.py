@@ -15,7 +15,7 @@ DEVICE = "acula_edge.device"
 #: (bundle checksums), the package inits on the way, and the numpy-only synthetic corpus behind ``listen --demo``
 DEVICE_MAY_REACH = {"acula_edge", "acula_edge.errors", "acula_edge.cli", "acula_edge.hashing", "acula_edge.data",
                     "acula_edge.data.records", "acula_edge.data.summary", "acula_edge.data.synth"}
-DEVICE_EXTERNAL = {"numpy", "soundfile", "sounddevice", "onnxruntime", "ai_edge_litert", "tflite_runtime"}
+DEVICE_EXTERNAL = {"numpy", "soundfile", "sounddevice", "onnxruntime", "ai_edge_litert", "tflite_runtime", "cryptography"}
 
 
 def modules_of(root: Path, packages: tuple[str, ...]) -> dict[str, Path]:

@@ -314,6 +314,46 @@ def test_the_default_bundle_checks_itself_and_a_swapped_file_fails_in_one_line(t
     assert r.returncode == 2 and "carries no self-test" in one_line(r) and "export add-self-test" in one_line(r)
 
 
+def test_a_signed_bundle_is_refused_by_a_device_once_changed_or_signed_by_another_key(tmp_path):
+    """export keygen / sign and listen --trusted-key (Ed25519, pyca cryptography): the signature covers
+    bundle.json and so every file's sha256; a changed bundle with its checksums updated is refused."""
+    from acula_edge.device.bundle import EXAMPLE_RECORDING, default_bundle
+
+    b = load_bundle(default_bundle())
+    files = {n: b.path / n for n in b.meta["files"]}
+    write_bundle(tmp_path / "b", b.meta, files)
+    for who in ("maker", "stranger"):
+        r = subprocess.run([sys.executable, "-m", "export", "keygen", "--out", str(tmp_path / who)], capture_output=True,
+                           text=True, cwd=ROOT, timeout=120)
+        assert r.returncode == 0, r.stderr
+    assert (tmp_path / "maker.pem").stat().st_mode & 0o077 == 0  # the private key is its owner's alone
+    unsigned = listen("--self-test", "--bundle", str(tmp_path / "b"), "--trusted-key", str(tmp_path / "maker.pub.pem"))
+    assert unsigned.returncode == 2 and "not signed" in one_line(unsigned)
+    r = subprocess.run([sys.executable, "-m", "export", "sign", str(tmp_path / "b"), "--key", str(tmp_path / "maker.pem")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and (tmp_path / "b" / "bundle.sig").stat().st_size == 64, r.stderr
+    ok = listen("--self-test", "--bundle", str(tmp_path / "b"), "--trusted-key", str(tmp_path / "maker.pub.pem"))
+    assert ok.returncode == 0 and "self-test passed" in ok.stdout, ok.stderr
+    played = listen("--file", str(EXAMPLE_RECORDING), "--bundle", str(tmp_path / "b"), "--trusted-key",
+                    str(tmp_path / "maker.pub.pem"), "--no-realtime", "--plain", "--duration", "5")
+    assert played.returncode == 0, played.stderr
+    stranger = listen("--self-test", "--bundle", str(tmp_path / "b"), "--trusted-key", str(tmp_path / "stranger.pub.pem"))
+    assert stranger.returncode == 2 and "does not match --trusted-key" in one_line(stranger)
+    # a threshold lowered after signing, the checksums still right: the bundle loads, but not as trusted
+    meta = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    meta["heads"][0]["threshold"] = 0.01
+    (tmp_path / "b" / "bundle.json").write_text(json.dumps(meta, indent=2))
+    assert load_bundle(tmp_path / "b").heads[0]["threshold"] == 0.01
+    changed = listen("--self-test", "--bundle", str(tmp_path / "b"), "--trusted-key", str(tmp_path / "maker.pub.pem"))
+    assert changed.returncode == 2 and "changed after signing" in one_line(changed)
+    for key, message in ((tmp_path / "maker.pem", "not a PEM public key"), (tmp_path / "none.pem", "trusted key")):
+        r = listen("--self-test", "--bundle", str(tmp_path / "b"), "--trusted-key", str(key))
+        assert r.returncode == 2 and message in one_line(r), r.stderr
+    r = subprocess.run([sys.executable, "-m", "export", "keygen", "--out", str(tmp_path / "maker")], capture_output=True,
+                       text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and "exists" in one_line(r)  # a key is never overwritten
+
+
 def test_no_microphone_and_no_portaudio_are_one_line(bundle):
     # no device: PortAudio sees no card here (and no sound server at this address)
     env = {**os.environ, "PULSE_SERVER": "unix:/nonexistent/native"}

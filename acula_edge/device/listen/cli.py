@@ -111,6 +111,8 @@ def _parser() -> Parser:
     m.add_argument("--precision", choices=("int8", "fp32"),
                    help="the model file's precision (default: the bundle's default_precision, the file its exporter "
                    "measured faster; int8 when an older bundle holds one)")
+    m.add_argument("--trusted-key", metavar="PUB.pem", help="refuse a bundle that this Ed25519 public key did not sign "
+                   "(python -m export sign), or that changed after signing")
     m.add_argument("--checkpoint", help="the torch backend's checkpoint (default: the bundle's source)")
     m.add_argument("--threads", type=int, default=1, help="inference threads (default: %(default)s)")
     m.add_argument("--warmup", type=int, default=2, help="model runs before the first report (default: %(default)s)")
@@ -174,8 +176,13 @@ def main(argv: Sequence[str] | None = None, embed_prompts: PromptEmbedder | None
         if not devices:
             raise AculaError("no audio input device found")
         return 0
+    bundle_path = a.bundle or default_bundle()
+    if a.trusted_key:
+        from acula_edge.device.signing import check_signature
+
+        check_signature(bundle_path, a.trusted_key)
     if a.self_test:
-        return _self_test(load_bundle(a.bundle or default_bundle()), a.threads)
+        return _self_test(load_bundle(bundle_path), a.threads)
     mode = "json" if a.json else ("live" if sys.stdout.isatty() and not a.plain else "plain")
 
     source: Source
@@ -187,7 +194,7 @@ def main(argv: Sequence[str] | None = None, embed_prompts: PromptEmbedder | None
         source = FileSource(a.file, not a.no_realtime, a.duration)
     else:
         source = DemoSource(not a.no_realtime, a.duration)
-    bundle = load_bundle(a.bundle or default_bundle())
+    bundle = load_bundle(bundle_path)
     model = load_model(bundle, a.backend, a.precision, a.threads, a.checkpoint)
     prompts = _prompts(bundle, a.prompt, a.checkpoint, embed_prompts)
     extra = [f"prompt:{t}" for t in prompts[0]] if prompts else []

@@ -185,3 +185,31 @@ def test_gpu_throughput_script_runs_on_the_cpu(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [r["role"] for r in rows] == ["teacher", "student"]
     assert all(r[p]["windows_per_s"] > 0 for r in rows for p in ("bf16", "fp32"))
+
+
+def test_demo_example_places_the_example_among_labelled_recordings(tmp_path):
+    """benchmarks.demo_example on a synthetic lung manifest (the real test children are in the run's
+    manifest, which a fresh clone lacks): scores per class, the example's halves and band levels."""
+    from benchmarks.demo_example import band_levels
+
+    records = generate(tmp_path / "lung", 16, seed=4, cfg=SynthConfig(duration=5.0, modality_weights={"lung": 1.0}))
+    manifest = tmp_path / "lung.jsonl"
+    write_manifest(records, manifest)
+    out = tmp_path / "example"
+    r = run_module("benchmarks.demo_example", "--manifest", str(manifest), "--task",
+                   "synthetic-adventitious=sprsound-adventitious", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(out.with_suffix(".json").read_text())
+    labelled = sum(int(x.labels.get("adventitious") is not None) for x in records)
+    assert doc["real"]["negative"]["recordings"] + doc["real"]["positive"]["recordings"] == labelled
+    assert list(doc["example"]) == ["normal breath sounds", "coarse crackles"]
+    for e in doc["example"].values():
+        assert len(e["window_scores"]) == 3 and all(0 <= s <= 1 for s in e["window_scores"])
+        assert len(e["bands_db"]) == len(doc["bands_hz"]) - 1 == 7  # 4 kHz: bands up to 2 kHz
+    assert 0 <= doc["negatives_below_the_normal_half"] <= 1 and "| example: coarse crackles" in r.stdout
+    # band levels: a 1 kHz tone puts its power in the 800-1200 Hz band, far above the others
+    t = np.arange(4000) / 4000
+    levels = band_levels(np.sin(2 * np.pi * 1000 * t), 4000)
+    assert int(np.argmax(levels)) == 4 and levels[4] - max(levels[:4] + levels[5:]) > 30
+    bad = run_module("benchmarks.demo_example", "--manifest", str(manifest), "--out", str(out))
+    assert bad.returncode == 2 and "do not label both classes" in bad.stderr and bad.stderr.count("\n") == 1

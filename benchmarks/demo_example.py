@@ -44,11 +44,11 @@ def measure(manifest: str, bundle_path: str, head: str, tasks: Sequence[str] = (
     from acula_edge.data.records import read_manifest
     from acula_edge.data.tasks import head_tasks
     from acula_edge.demo import EXAMPLE_CLIPS, example_audio
-    from acula_edge.device.audio import resample
+    from acula_edge.device.audio import load, resample
     from acula_edge.device.bundle import load_bundle
     from acula_edge.device.runtime import load_model
     from acula_edge.device.windows import cut_windows
-    from export.verify import labels_of, record_windows
+    from export.verify import labels_of
 
     b = load_bundle(bundle_path)
     names = [h["name"] for h in b.heads]
@@ -65,9 +65,9 @@ def measure(manifest: str, bundle_path: str, head: str, tasks: Sequence[str] = (
         raise AculaError(f"{manifest}: its recordings do not label both classes of {head} (map a task with --task)")
     classes: dict[int, dict[str, list]] = {0: {"scores": [], "bands": []}, 1: {"scores": [], "bands": []}}
     for r, v in kept:
-        w = record_windows(r, b.sample_rate, b.window_samples, hop)
-        classes[v]["scores"].append(float(model.run(w)[1][:, j].mean()))
-        classes[v]["bands"].append(band_levels(w.reshape(-1), b.sample_rate))
+        x = load(r.path, sample_rate=b.sample_rate)[0]
+        classes[v]["scores"].append(float(model.run(cut_windows(x, b.window_samples, hop)[1])[1][:, j].mean()))
+        classes[v]["bands"].append(band_levels(x, b.sample_rate))
     audio, rate = example_audio()
     x = resample(audio, rate, b.sample_rate)
     half = len(x) // 2

@@ -15,7 +15,17 @@ SYSTEM_PACKAGES := libportaudio2
 # of their own, and ALSA's PulseAudio plugin).
 TEST_SYSTEM_PACKAGES := pulseaudio libasound2-plugins
 
-.PHONY: demo test install-edge install-test system-deps bench clean
+# 32-bit ARM boards' runtime, for its tests on this machine: tflite-runtime 2.14 beside numpy 1.x
+# (its wheels are built against numpy 1; it has wheels for Python 3.8 to 3.11 only).
+LEGACY ?= .venv-tflite-runtime
+LEGACY_PINS := tflite-runtime==2.14.0 numpy==1.24.4 soundfile==0.14.0 cffi==2.1.1 pycparser==3.12 typing-extensions==4.12.2
+# Debian packages of the ARM check (make check-arm): a root per architecture, emulated by qemu
+ARM_TOOLS := mmdebstrap qemu-user-static
+DATA ?= ../shared/data
+ARM_RECORDINGS ?= $(firstword $(wildcard $(DATA)/sprsound/test_wav/*.wav)) \
+  $(firstword $(wildcard $(DATA)/physionet2016/training-a/*.wav)) $(firstword $(wildcard $(DATA)/physionet2016/training-b/*.wav))
+
+.PHONY: demo test install-edge install-test system-deps bench check-arm clean
 .NOTPARALLEL:
 
 $(PY):
@@ -35,6 +45,10 @@ $(VENV)/.test: pyproject.toml constraints.txt | $(PY)
 install-edge: $(VENV)/.edge
 install-test: $(VENV)/.test
 
+$(LEGACY)/.ok:
+	@rm -rf $(LEGACY); { $(PYTHON) -m venv $(LEGACY) && $(LEGACY)/bin/python -m pip install -q --no-deps $(LEGACY_PINS) \
+	  && touch $@; } || { rm -rf $(LEGACY); echo "note: no tflite-runtime 2.14 for this Python: its tests will skip"; }
+
 # System libraries: installed on Debian/Ubuntu when run as root, otherwise named.
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
@@ -49,11 +63,17 @@ demo: system-deps $(VENV)/.edge
 	$(PY) -m acula_edge.demo
 
 test: SYSTEM_PACKAGES += $(TEST_SYSTEM_PACKAGES)
-test: system-deps $(VENV)/.test
+test: system-deps $(VENV)/.test $(LEGACY)/.ok
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.test
 	$(PY) -m benchmarks.synth_speed
 
+# The default bundle on emulated 64-bit and 32-bit Raspberry Pi CPUs against this machine (downloads
+# Debian and PyPI packages; not part of make test); writes benchmarks/results/devices.{json,md}.
+check-arm: SYSTEM_PACKAGES += $(ARM_TOOLS)
+check-arm: system-deps $(VENV)/.test
+	$(PY) -m export check-device $(foreach r,$(ARM_RECORDINGS),--recording $(r)) --out benchmarks/results/devices
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(LEGACY) .pytest_cache

@@ -128,7 +128,7 @@ def read_card(path: str) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m export`` (and ``verify``, ``add-self-test``, ``keygen``, ``sign``)."""
+    """Entry point of ``python -m export`` (and ``verify``, ``add-self-test``, ``check-device``, ``keygen``, ``sign``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["verify"]:
         from export.verify import main as verify_main
@@ -136,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return verify_main(argv[1:])
     if argv[:1] == ["add-self-test"]:
         return add_self_test_main(argv[1:])
+    if argv[:1] == ["check-device"]:
+        from export.devices import main as check_device_main
+
+        return check_device_main(argv[1:])
     if argv[:1] in (["sign"], ["keygen"]):
         return sign_main(argv)
     return export_main(argv)

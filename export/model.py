@@ -41,6 +41,15 @@ class EdgeFrontend(nn.Module):
         return minmax_normalize(self.logmel(waveform))
 
 
+class L2Normalize(nn.Module):
+    """``x / max(||x||, eps)`` along dim 1: its own module so that its ops carry its name, and int8
+    export can leave them in fp32 (older TFLite runtimes, such as tflite-runtime 2.14 on 32-bit
+    boards, have no int8 ``SQRT``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x, dim=1)
+
+
 class EdgeNetwork(nn.Module):
     """``forward(logmel [B, n_mels, frames] in [0, 1]) -> (embedding [B, D], scores [B, H])``.
 
@@ -49,14 +58,15 @@ class EdgeNetwork(nn.Module):
 
     def __init__(self, student, normalize: bool = True):
         super().__init__()
-        self.student, self.normalize = student, normalize
+        self.student = student
+        self.unit = L2Normalize() if normalize else nn.Identity()
 
     def forward(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.student
         h = s.pooled(logmel)
         e = s.embed(h)
         logits = s.heads(h) if s.heads is not None else e[:, :0]
-        return (F.normalize(e, dim=1) if self.normalize else e), torch.sigmoid(logits)
+        return self.unit(e), torch.sigmoid(logits)
 
 
 class EdgeModel(nn.Module):
@@ -104,4 +114,4 @@ def torch_model(bundle, precision: str | None = None, threads: int = 1, checkpoi
     return Model("torch", str(ckpt), "fp32", torch_runner(ckpt, threads))
 
 
-__all__ = ["EdgeFrontend", "EdgeModel", "EdgeNetwork", "OUTPUTS", "edge_model", "torch_model", "torch_runner"]
+__all__ = ["EdgeFrontend", "EdgeModel", "EdgeNetwork", "L2Normalize", "OUTPUTS", "edge_model", "torch_model", "torch_runner"]

@@ -3,7 +3,9 @@
 - ``model_fp32.tflite``: the whole graph (waveform in, ``embedding`` and ``scores`` out), batch 1.
 - ``model_int8.tflite``: the same graph with static int8 weights and activations on the network's
   ops only (those under :class:`export.model.EdgeNetwork`); the front end and its min-max
-  normalisation stay fp32, as in the ONNX int8 file.
+  normalisation stay fp32, as in the ONNX int8 file, and so does the embedding's L2 normalisation
+  (:class:`export.model.L2Normalize`): runtimes up to tflite-runtime 2.14, the one 32-bit boards
+  have, lack an int8 ``SQRT``.
 - ``frontend_fp32.tflite`` + ``network_int8.tflite``: the full-integer pair. The front end alone
   (waveform in, normalised log-mel ``logmel`` out) and the network alone with every op int8 and
   int8 input and outputs (their scales and zero points are in the file's tensor details), for NPUs
@@ -27,8 +29,9 @@ from acula_edge.cli import quiet_native
 from acula_edge.data.records import atomic_write
 from acula_edge.errors import AculaError
 
-#: tensor-name scope of the network's ops in a converted :class:`export.model.EdgeModel`
-NETWORK_SCOPE = r".*EdgeNetwork_network.*"
+#: tensor-name scope of the network's ops in a converted :class:`export.model.EdgeModel`, less
+#: the L2 normalisation's
+NETWORK_SCOPE = r"^(?!.*L2Normalize_unit).*EdgeNetwork_network.*"
 
 
 def _named(module, input_name: str, output_names: Sequence[str]):

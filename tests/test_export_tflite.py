@@ -7,6 +7,8 @@ share their blocks and differ only in width."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -44,6 +46,9 @@ def test_tflite_int8_and_the_full_integer_pair(student_ckpt, exported, tmp_path)
     assert all(i == "float32" for i, _ in fp32["CONV_2D"])
     assert int8["LOG"] == [("float32", "float32")] and int8["REDUCE_MIN"] == [("float32", "float32")]  # front end fp32
     assert all(i == "int8" and o == "int8" for i, o in int8["CONV_2D"])  # the network runs in int8
+    assert int8["SQRT"] == [("float32", "float32")]  # the L2 norm: tflite-runtime 2.14 has no int8 SQRT
+    for f in files.values():  # TFLite builtins only (no Flex or custom op): what LiteRT on Android runs
+        assert all(re.fullmatch(r"[A-Z][A-Z0-9_]*", op) and op != "CUSTOM" for op in tensor_types(f)), f.name
     assert {t for op, types in net.items() if op != "DELEGATE" for t in types} == {("int8", "int8")}  # every op
     assert {"CONV_2D", "FULLY_CONNECTED", "LOGISTIC"} <= set(net) and "LOG" not in net
     assert files["model_int8.tflite"].stat().st_size < files["model_fp32.tflite"].stat().st_size

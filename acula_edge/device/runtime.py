@@ -14,6 +14,7 @@ zero points stored in the file, and its embedding L2-normalised here.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +24,8 @@ import numpy as np
 from acula_edge.errors import AculaError
 
 Run = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+#: the runtimes a format needs (any one of them)
+RUNTIMES = {"onnx": ("onnxruntime",), "tflite": ("ai_edge_litert", "tflite_runtime")}
 #: the name :func:`runner` gives the full-integer pair
 SPLIT = "frontend_fp32.tflite+network_int8.tflite"
 
@@ -198,15 +201,34 @@ def register_backend(name: str, load: Callable[..., Model]) -> None:
     _EXTRA[name] = load
 
 
+def runnable(fmt: str) -> bool:
+    """Whether this machine has a runtime for ``fmt``."""
+    def found(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a broken install counts as none
+            return False
+
+    return any(found(m) for m in RUNTIMES[fmt])
+
+
+def default_backend() -> str:
+    """``onnx`` where onnxruntime is installed, else ``tflite`` where a LiteRT runtime is (32-bit ARM
+    boards have only ``tflite-runtime``), else ``onnx`` (whose error names what to install)."""
+    return next((b for b, fmt in BACKENDS.items() if runnable(fmt)), "onnx")
+
+
 def list_backends() -> list[str]:
     """Names :func:`load_model` accepts here."""
     return [*BACKENDS, *_EXTRA]
 
 
-def load_model(bundle, backend: str = "onnx", precision: str | None = None, threads: int = 1,
+def load_model(bundle, backend: str | None = None, precision: str | None = None, threads: int = 1,
                checkpoint: str | None = None) -> Model:
     """The bundle's model for ``backend`` at ``precision`` (by default the bundle's default precision for
-    the backend's format: see :meth:`acula_edge.device.bundle.Bundle.default_precision`)."""
+    the backend's format: see :meth:`acula_edge.device.bundle.Bundle.default_precision`); ``backend`` defaults
+    to :func:`default_backend`."""
+    backend = backend or default_backend()
     if backend not in list_backends():
         raise AculaError(f"unknown backend {backend!r} (choose from {', '.join(list_backends())})")
     if precision not in (None, "int8", "fp32"):
@@ -227,5 +249,5 @@ def load_model(bundle, backend: str = "onnx", precision: str | None = None, thre
         raise AculaError(f"{bundle.path / held[precision]}: {backend} cannot load it ({str(e).splitlines()[0][:200]})") from e
 
 
-__all__ = ["BACKENDS", "Model", "SPLIT", "check_io", "list_backends", "model_files", "load_model", "median_latency", "register_backend", "runner", "session",
+__all__ = ["BACKENDS", "Model", "RUNTIMES", "SPLIT", "check_io", "default_backend", "list_backends", "model_files", "load_model", "median_latency", "register_backend", "runnable", "runner", "session",
            "signature", "tflite_interpreter", "tflite_runner"]

@@ -10,7 +10,6 @@ computes differently) or whose inputs and outputs are not the ones ``bundle.json
 
 from __future__ import annotations
 
-import importlib.util
 import io
 from typing import Any
 
@@ -21,11 +20,10 @@ from acula_edge.errors import AculaError
 
 SELF_TEST = "selftest.npz"
 #: largest absolute difference per output allowed on a device, by precision: fp32 is rounding only
-#: (export verify's bound against torch); int8 kernels differ between CPUs (ARM against x86: < 0.005)
-TOLERANCE = {"fp32": {"embedding": 1e-4, "scores": 1e-3}, "int8": {"embedding": 0.02, "scores": 0.02}}
+#: (export verify's bound against torch); int8 kernels differ between CPUs (onnxruntime's int8 file on
+#: emulated Cortex-A72 against x86: 6e-4 on the embedding, 0.019 on a score; benchmarks/results/devices.md)
+TOLERANCE = {"fp32": {"embedding": 1e-4, "scores": 1e-3}, "int8": {"embedding": 0.02, "scores": 0.05}}
 OUTPUTS = ("embedding", "scores")
-#: the runtimes a format needs (any one of them)
-RUNTIMES = {"onnx": ("onnxruntime",), "tflite": ("ai_edge_litert", "tflite_runtime")}
 
 
 def reference_windows(samples: int, rate: int) -> np.ndarray:
@@ -42,17 +40,6 @@ def reference_windows(samples: int, rate: int) -> np.ndarray:
         clicks[start:start + n] += 0.5 * shape
     x = np.clip(np.stack([breath, clicks]), -1, 1)
     return np.round(x * 32767).astype(np.int16)
-
-
-def runnable(fmt: str) -> bool:
-    """Whether this machine has a runtime for ``fmt``."""
-    def found(module: str) -> bool:
-        try:
-            return importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):  # a broken install counts as none
-            return False
-
-    return any(found(m) for m in RUNTIMES[fmt])
 
 
 def make_self_test(bundle) -> tuple[bytes, dict[str, Any]]:
@@ -91,7 +78,7 @@ def _reference(bundle) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 def run_self_test(bundle, threads: int = 1) -> list[dict[str, Any]]:
     """One result per model file: ``status`` ok, FAIL (with ``reason``) or skipped (no runtime here),
     and the largest absolute difference of each output to the exporter's."""
-    from acula_edge.device.runtime import model_files, runner
+    from acula_edge.device.runtime import RUNTIMES, model_files, runnable, runner
 
     entry, ref = _reference(bundle)
     waves = ref["waveform_pcm16"].astype(np.float32) / 32768
@@ -136,4 +123,4 @@ def describe(result: dict[str, Any]) -> str:
     return f"{head} {result['reason']}"
 
 
-__all__ = ["SELF_TEST", "TOLERANCE", "describe", "make_self_test", "reference_windows", "run_self_test", "runnable"]
+__all__ = ["SELF_TEST", "TOLERANCE", "describe", "make_self_test", "reference_windows", "run_self_test"]

@@ -106,8 +106,8 @@ def _parser() -> Parser:
                      help="stop after this many seconds of audio (default: until the source ends or Ctrl-C)")
     m = p.add_argument_group("model")
     m.add_argument("--bundle", help="the bundle folder (default: the package's demonstration bundle)")
-    m.add_argument("--backend", default="onnx",
-                   help=f"inference backend: {', '.join(list_backends())} (default: %(default)s)")
+    m.add_argument("--backend", help=f"inference backend: {', '.join(list_backends())} (default: onnx where "
+                   "onnxruntime is installed, else tflite)")
     m.add_argument("--precision", choices=("int8", "fp32"),
                    help="the model file's precision (default: the bundle's default_precision, the file its exporter "
                    "measured faster; int8 when an older bundle holds one)")

@@ -235,7 +235,9 @@ def check(arch_name: str, bundle_path: Path, recordings: list[Path], work: Path,
 def markdown(doc: dict[str, Any]) -> str:
     """The report: one table of files per architecture and CPU, then the self-test lines."""
     lines = ["# The bundle on ARM, emulated", "",
-             f"Bundle `{doc['bundle']}`; recordings: {', '.join(f'`{r}`' for r in doc['recordings'])}.",
+             f"Bundle `{doc['bundle']}` ({doc['name']}: "
+             f"{', '.join(f'`{n}` {h[:12]}' for n, h in sorted(doc['files'].items()))}, sha256 prefixes); "
+             f"recordings: {', '.join(f'`{r}`' for r in doc['recordings'])}.",
              f"Reference: this machine ({doc['host']}). Each file's window scores from `listen --file` under "
              "qemu-user, against the same file's here. Emulated: no timing is reported (emulated time is not "
              "device time).", ""]
@@ -277,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", help="write OUT.json and OUT.md (e.g. benchmarks/results/devices)")
     a = p.parse_args(argv)
     from acula_edge.data.records import atomic_write_text
-    from acula_edge.device.bundle import DEFAULT_BUNDLE
+    from acula_edge.device.bundle import DEFAULT_BUNDLE, load_bundle
     from acula_edge.provenance import cpu_model
 
     recordings = [Path(r).resolve() for r in a.recording] or sorted((REPO / "acula_edge" / "examples").glob("*.flac"))
@@ -289,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise AculaError(f"check-device needs {', '.join(missing)}: apt-get install mmdebstrap qemu-user-static "
                          "(make check-arm does)")
     bundle = Path(a.bundle or DEFAULT_BUNDLE).resolve()
+    meta = load_bundle(bundle).meta  # a bad bundle is one line before any download
     work = Path(a.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     results = []
@@ -296,7 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cpus = [c for c in a.cpu or () if CPUS[c][1] == ("8" if name == "aarch64" else "7")]
         print(f"{name}: building the root and installing the device side ...", file=sys.stderr)
         results.append(check(name, bundle, recordings, work, cpus, a.mirror))
-    doc = {"bundle": str(bundle.relative_to(REPO) if bundle.is_relative_to(REPO) else bundle),
+    doc = {"bundle": str(bundle.relative_to(REPO) if bundle.is_relative_to(REPO) else bundle), "name": meta["name"],
+           "files": {n: f["sha256"] for n, f in meta["files"].items() if f["format"] in ("onnx", "tflite")},
            "recordings": [r.name for r in recordings], "host": cpu_model(), "results": results,
            "command": " ".join(["python -m export check-device", *(argv if argv is not None else sys.argv[2:])])}
     text = markdown(doc)

@@ -40,7 +40,8 @@ def test_the_report_has_a_row_per_file_and_the_self_test_lines():
     files = [{"file": "model_fp32.onnx", "precision": "fp32", "status": "not run", "reason": "no onnx runtime for armv7"},
              {"file": "model_int8.tflite", "precision": "int8", "status": "FAIL", "windows": 12, "max_abs_diff": 0.4,
               "allowed": 0.05, "recordings": []}]
-    doc = {"bundle": "b", "recordings": ["a0001.wav"], "host": "x86", "results": [
+    doc = {"bundle": "b", "name": "demo", "files": {"model_int8.tflite": "ab" * 32}, "recordings": ["a0001.wav"],
+           "host": "x86", "results": [
         {"arch": "armv7", "debian": "bookworm armhf", "passed": False, "cpus": {"cortex-a7": {
             "board": CPUS["cortex-a7"][0], "environment": env, "files": files,
             "self_test": {"passed": False, "lines": ["model_int8.tflite FAIL does not run"]}}}}]}
@@ -48,7 +49,7 @@ def test_the_report_has_a_row_per_file_and_the_self_test_lines():
     assert "| model_fp32.onnx | fp32 | | | | not run: no onnx runtime for armv7 |" in text
     assert "| model_int8.tflite | int8 | 12 | 4.0e-01 | 0.05 | FAIL |" in text
     assert "model_int8.tflite FAIL does not run" in text and text.endswith("Result: FAILED.\n")
-    assert "numpy 1.24.2, tflite-runtime 2.14.0" in text
+    assert "numpy 1.24.2, tflite-runtime 2.14.0" in text and "(demo: `model_int8.tflite` abababababab" in text
 
 
 def test_every_architecture_emulates_raspberry_pi_cpus_of_its_own_width():

@@ -31,7 +31,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -274,18 +274,37 @@ class Job:
         return {}
 
 
+@contextlib.contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """One training at a time in run folder ``out`` (held by the main process of a distributed job): a
+    ``--resume`` started while the run still lives is one error line instead of two runs interleaving."""
+    from acula_edge.stages import locked
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    with locked(Path(out) / ".training", "training"):
+        yield
+
+
 def prepare(out: Path, resume: bool, cfg: Any, ids: Sequence[str], device: str | None = None,
             threads: int | None = None) -> tuple[Dist, dict[str, Any] | None]:
-    """Join the job, set threads, and read (and check) the resume state, before anything heavy loads."""
+    """Join the job, set threads, and read (and check) the resume state, before anything heavy loads
+    (inside :func:`run_lock`)."""
     if threads is not None:
         if threads < 1:
             raise AculaError(f"--threads must be >= 1, got {threads}")
     d = init_distributed(device)
     if threads is not None:
         torch.set_num_threads(threads)
+    return d, _resume_state(out, resume, cfg, ids)
+
+
+def _resume_state(out: Path, resume: bool, cfg: Any, ids: Sequence[str]) -> dict[str, Any] | None:
+    """The checked resume state of the run in ``out``, or None for a new run."""
     state_path = out / RESUME_NAME
     if not state_path.exists():
-        return d, None
+        return None
     if not resume:
         raise AculaError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     state = load_resume(state_path)
@@ -295,7 +314,7 @@ def prepare(out: Path, resume: bool, cfg: Any, ids: Sequence[str], device: str |
     diff = sorted(k for k in set(saved) | set(now) if k not in RESUME_FREE and saved.get(k) != now.get(k))
     if diff:
         raise AculaError(f"--resume with different settings than the run in {out}: {', '.join(diff)}")
-    return d, state
+    return state
 
 
 def steps_per_epoch(n: int, cfg: Any, unit: str = "clips") -> int:

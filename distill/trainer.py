@@ -30,7 +30,7 @@ from acula_edge.frontend import DEFAULT_STUDENT_FRONTEND, FrontendConfig, get_fr
 from acula_edge.hashing import sha256_file
 from acula_edge.metrics import mean_cosine
 from acula_edge.text_source import TextSource
-from acula_edge.training import Dist, Job, LoopConfig, clip_seed, gather, prepare, run, steps_per_epoch
+from acula_edge.training import Dist, Job, LoopConfig, clip_seed, gather, prepare, run, run_lock, steps_per_epoch
 from distill.losses import DistillWeights, distill_loss
 from acula_edge.models.students import Student, create_student
 from distill.teacher import TeacherTargets, teacher_targets
@@ -310,6 +310,13 @@ def distill(cfg: DistillConfig, records: list[Recording], out: str | Path, resum
                          f"(e.g. {sorted(shared)[0]!r}): calibrate on other subjects")
     if calibration and not cfg.heads:
         raise AculaError("calibration recordings choose head thresholds: give at least one --head")
+    with run_lock(out):  # teacher targets and training: one run at a time in the folder
+        return _distill(cfg, records, out, resume, device, threads, progress_bar, calibration)
+
+
+def _distill(cfg: DistillConfig, records: list[Recording], out: Path, resume: bool, device: str | None,
+             threads: int | None, progress_bar: bool, calibration: list[Recording]) -> dict[str, Any]:
+    """:func:`distill` once it holds the run folder."""
     student_cfg = create_student(cfg.student).config
     from acula_edge.checkpoint import read_sidecar
     from acula_edge.text import teacher_settings

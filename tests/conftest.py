@@ -16,6 +16,16 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPORT_HEAD = "synthetic-adventitious"  # the head of the shared test bundle
 DISTILL_HEADS = ("synthetic-adventitious", "synthetic-abnormal-heart")  # the heads of the distilled test student
 SHARED_DATA = Path(os.environ.get("ACULA_SHARED_DATA", ROOT.parent / "shared" / "data"))
+#: fixtures that train, export or stream in real time (a minute or more each on 2 cores): a test that
+#: uses one is ``slow``, so that ``pytest -m "not slow"`` is the quick tier (``make test`` runs both)
+SLOW_FIXTURES = {"student_ckpt", "exported", "distill_setup", "distilled", "distilled_bundles", "quick_run",
+                 "pretrained", "aligned", "benchmark", "tiny", "pulse"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 def shared(name: str) -> Path:

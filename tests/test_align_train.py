@@ -239,6 +239,23 @@ def test_resume_after_a_kill_gives_the_same_weights(corpus, cache, tmp_path):
     assert other.returncode == 2 and "other training data" in other.stderr
 
 
+def test_a_second_training_in_a_live_run_folder_is_one_line(corpus, cache, tmp_path):
+    """While a run holds its folder (here this process, as a live first run would), another training
+    there, ``--resume`` or not, is refused before it loads anything; once it ends the folder is free."""
+    from acula_edge.stages import locked
+
+    out = tmp_path / "run"
+    args = ["train", "--manifest", str(corpus), "--encoder", "vit-tiny", "--max-steps", "1", "--batch-size", "8",
+            "--text-cache", cache, "--threads", "1", "--quiet", "--out", str(out)]
+    with locked(out / ".training", "training"):
+        for extra in ((), ("--resume",)):
+            r = call_main("acula_edge.align.cli", *args, *extra)
+            assert r.returncode == 2 and r.stderr == f"error: another training is running in {out}\n"
+    assert not (out / "config.json").exists()
+    r = align(*args)
+    assert r.returncode == 0, r.stderr
+
+
 def test_a_runs_config_file_starts_the_same_run(corpus, cache, tmp_path):
     """``--config OUT/config.json`` resolves the same settings and trains the same weights; flags
     given with it override it; another stage's config or none at all is one line."""

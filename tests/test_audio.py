@@ -27,6 +27,21 @@ def test_decodes_formats_to_mono_float32(tmp_path, fmt, subtype):
     assert np.abs(x - expected).max() < tol
 
 
+def test_a_file_name_that_is_not_utf8_is_read(tmp_path):
+    """Bytes that are not UTF-8 in a name (an old Latin-1 file system): Python holds them as surrogates,
+    which libsndfile cannot be given; the decoder opens the file itself."""
+    import os
+
+    x = (0.1 * np.sin(np.arange(8000) / 5)).astype(np.float32)
+    sf.write(tmp_path / "plain.wav", x, 8000, subtype="FLOAT")
+    name = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9.wav")
+    os.rename(tmp_path / "plain.wav", name)
+    assert audio.info(name).frames == 8000
+    y, rate = audio.load(name)
+    assert rate == 8000 and np.array_equal(y, x)
+    assert np.array_equal(np.concatenate(list(audio.iter_blocks(name, block_seconds=0.25))), x)
+
+
 def test_offset_and_duration_select_a_part(tmp_path):
     write_tone(tmp_path / "a.wav", rate=4000, seconds=2.0)
     full, _ = audio.load(tmp_path / "a.wav")

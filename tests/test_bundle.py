@@ -110,6 +110,41 @@ def test_a_listed_file_that_is_missing_is_named(bundle):
         load_bundle(bundle.path)
 
 
+def test_bundle_files_are_regular_files_in_its_folder(bundle, tmp_path):
+    """A link to a model elsewhere, or a name that leaves the folder, is refused even with a matching sha256."""
+    outside = tmp_path / "elsewhere.onnx"
+    outside.write_bytes((bundle.path / "model_int8.onnx").read_bytes())
+    (bundle.path / "model_int8.onnx").unlink()
+    (bundle.path / "model_int8.onnx").symlink_to(outside)
+    with pytest.raises(AculaError, match="model_int8.onnx is a symbolic link; a bundle holds its own files"):
+        load_bundle(bundle.path)
+    (bundle.path / "model_int8.onnx").unlink()
+    (bundle.path / "model_int8.onnx").write_bytes(outside.read_bytes())
+    doc = json.loads((bundle.path / "bundle.json").read_text())
+    doc["files"]["../elsewhere.onnx"] = doc["files"].pop("model_int8.onnx")
+    (bundle.path / "bundle.json").write_text(json.dumps(doc))
+    with pytest.raises(AculaError, match="is not a plain name in the bundle folder"):
+        load_bundle(bundle.path)
+
+
+def test_a_bad_prompts_file_is_one_error_not_a_memory_error(bundle):
+    """A header that claims more than the file holds, or pickled Python objects (its sha256 updated with it)."""
+    import hashlib
+
+    data = npy(np.eye(2, 512, dtype=np.float32))
+    huge = data.replace(b"(2, 512)", b"(2000000000, 512)")
+    objects = io.BytesIO()
+    np.save(objects, np.array([{"a": 1}, {"b": 2}], dtype=object), allow_pickle=True)
+    for bad in (huge, objects.getvalue()):
+        (bundle.path / "prompts.npy").write_bytes(bad)
+        doc = json.loads((bundle.path / "bundle.json").read_text())
+        doc["files"]["prompts.npy"]["sha256"] = hashlib.sha256(bad).hexdigest()
+        doc["files"]["prompts.npy"]["bytes"] = len(bad)
+        (bundle.path / "bundle.json").write_text(json.dumps(doc))
+        with pytest.raises(AculaError, match="prompts.npy: not an array of prompt embeddings"):
+            load_bundle(bundle.path).prompts()
+
+
 def test_a_failed_write_leaves_the_previous_bundle_whole(bundle, tmp_path):
     with pytest.raises(AculaError, match="exists"):
         write_bundle(bundle.path, meta(), {"model_fp32.onnx": b"new"})

@@ -40,6 +40,16 @@ def _records(n_subjects=60, seed=0):
     return out
 
 
+def test_a_manifest_without_recordings_is_one_error_whatever_its_format(tmp_path):
+    """A CSV with its header and no rows, like an empty JSONL file, holds no recordings: every stage that
+    reads one (export verify among them) stops on this line instead of stacking zero arrays."""
+    (tmp_path / "empty.csv").write_text("path,subject,label\n")
+    (tmp_path / "empty.jsonl").write_text("")
+    for name in ("empty.csv", "empty.jsonl"):
+        with pytest.raises(DatasetError, match="the manifest holds no recordings"):
+            read_manifest(tmp_path / name)
+
+
 def test_train_val_test_split_is_subject_disjoint_stratified_and_deterministic():
     recs = _records()
     a = split_subjects(recs, "y", seed=7)

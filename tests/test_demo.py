@@ -72,7 +72,11 @@ def test_the_example_recording_is_the_synthetic_one_the_demo_describes():
 
     audio, rate = example_audio()
     got, got_rate = sf.read(EXAMPLE_RECORDING, dtype="int16")
-    assert got_rate == rate and np.array_equal(got, to_pcm16(audio))
+    want = to_pcm16(audio)
+    assert got_rate == rate and got.shape == want.shape
+    # regenerated on another CPU, a few samples at rounding boundaries differ by one step (AVX-512: 475 of 320,000)
+    diff = np.abs(got.astype(np.int32) - want.astype(np.int32))
+    assert diff.max() <= 1 and np.count_nonzero(diff) < 0.01 * diff.size
 
 
 def test_device_side_modules_import_without_torch():

@@ -171,6 +171,11 @@ def test_distill_resumes_after_a_kill_to_the_same_student(distill_setup, tmp_pat
     assert r.returncode == 0, r.stderr
     a, b = (load_student(d / "student.safetensors")[0].state_dict() for d in (full, cut))
     assert all(torch.equal(a[k], b[k]) for k in a), "the resumed student differs from the uninterrupted one"
+    from acula_edge.stages import locked
+
+    with locked(cut / ".training", "training"):  # a live run holds the folder: teacher targets included
+        r = call_main("distill.cli", *args[1:], "--out", str(cut), "--resume")
+    assert r.returncode == 2 and r.stderr == f"error: another training is running in {cut}\n"
 
 
 def test_a_distillations_config_file_starts_the_same_run(distill_setup, tmp_path):

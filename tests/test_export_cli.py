@@ -118,6 +118,37 @@ def test_verify_reports_every_file_and_bites_on_a_quantized_front_end(student_ck
     assert "model_fp32.onnx: max |diff| embedding" in r.stdout
 
 
+def test_verify_fails_an_int8_file_whose_head_is_shifted_though_its_auroc_holds(student_ckpt, exported, tmp_path):
+    """A head's bias raised by 3 keeps every ranking (and so the AUROC) but not one decision at the threshold."""
+    import onnx
+    from onnx import numpy_helper
+
+    from acula_edge.device.bundle import write_bundle
+    from export.verify import against_fp32, tolerance_used
+
+    root, _ = student_ckpt
+    b = load_bundle(root / "bundle")
+    model = onnx.load(str(b.path / "model_fp32.onnx"))
+    bias = next(i for i in model.graph.initializer if i.name.endswith("heads.bias"))
+    bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias) + 3.0, bias.name))
+    onnx.save(model, str(tmp_path / "shifted.onnx"))
+    write_bundle(tmp_path / "shifted", {k: v for k, v in b.meta.items() if k not in ("default_precision", "self_test")},
+                 {"model_fp32.onnx": b.path / "model_fp32.onnx", "model_int8.onnx": tmp_path / "shifted.onnx"})
+    r = run_module("export", "verify", str(tmp_path / "shifted"), "--json")
+    assert r.returncode == 1, r.stderr
+    report = json.loads(r.stdout)
+    f = report["files"]["model_int8.onnx"]
+    assert f["auroc"][HEAD] == pytest.approx(report["files"]["model_fp32.onnx"]["auroc"][HEAD], abs=1e-6)
+    assert f["against_fp32"][HEAD]["mean_abs_drift"] > 0.05
+    assert any("scores drift from model_fp32.onnx" in x for x in report["failures"])
+    # the measures themselves
+    heads = [{"name": "h", "threshold": 0.5}]
+    d = against_fp32(np.array([[0.4], [0.6], [0.55]]), np.array([[0.45], [0.45], [0.6]]), heads)["h"]
+    assert d["decisions_differ"] == pytest.approx(1 / 3, abs=1e-4) and d["max_abs_drift"] == pytest.approx(0.15)
+    assert tolerance_used([np.array([1.0008])], [np.array([1.0])], 1e-4) < 1 < tolerance_used(
+        [np.array([0.0008])], [np.array([0.0])], 1e-4)
+
+
 def test_no_full_integer_leaves_the_pair_out(student_ckpt, tmp_path):
     root, ckpt = student_ckpt
     r = run_module("export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "b"), "--formats", "tflite", "--int8",

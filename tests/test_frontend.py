@@ -67,7 +67,8 @@ def test_numpy_logmel_equals_the_torch_module(name):
     want = LogMel(c)(torch.from_numpy(x)).numpy()
     got = logmel(x, c)
     assert got.shape == want.shape and np.abs(got - want).max() < 1e-3
-    assert np.array_equal(logmel(x[0], c), got[0]) and logmel(x[0, : c.n_fft - 1], c).shape == (c.n_mels, 0)
+    # one recording alone and in a batch: the same up to the BLAS's summation order (which varies by CPU)
+    assert np.abs(logmel(x[0], c) - got[0]).max() < 1e-4 and logmel(x[0, : c.n_fft - 1], c).shape == (c.n_mels, 0)
 
 
 def test_chunked_streaming_equals_offline():

@@ -241,6 +241,7 @@ def test_bad_input_is_one_line(bundle, tmp_path):
         (["--file", rec, "--bundle", str(tampered)], "sha256"),
         (["--file", rec, "--bundle", str(tmp_path)], "not a bundle"),
         (["--file", str(tmp_path / "none.wav"), "--bundle", str(bundle.path)], "no such file"),
+        (["--file", str(tmp_path), "--bundle", str(bundle.path)], "is a folder, not an audio file"),
         (["--file", str(tmp_path / "noise.wav"), "--bundle", str(bundle.path)], "noise.wav"),
         (["--bundle", str(bundle.path)], "choose one source"),
         (["--file", rec, "--bundle", str(bundle.path), "--threshold", "nohead=0.3"], "--threshold"),

@@ -29,7 +29,7 @@ from acula_edge.data.records import Recording
 from acula_edge.errors import AculaError
 from acula_edge.models.heads import Projection
 from acula_edge.text_source import TextSource, teacher_info, text_side
-from acula_edge.training import Dist, Job, LoopConfig, gather, prepare, run, steps_per_epoch
+from acula_edge.training import Dist, Job, LoopConfig, gather, prepare, run, run_lock, steps_per_epoch
 
 ENCODER_NAME = "encoder.safetensors"
 
@@ -258,10 +258,11 @@ def train(cfg: TrainConfig, records: list[Recording], out: str | os.PathLike, re
           device: str | None = None, threads: int | None = None, progress_bar: bool = True) -> dict[str, Any]:
     """Run (or resume) a training run into folder ``out``; returns the result (also ``out/result.json``)."""
     out = Path(out)
-    d, state = prepare(out, resume, cfg, [r.id for r in records], device, threads)
-    steps_per_epoch(len(records), cfg, "recordings")  # fail before the teacher loads
-    job = AlignJob(cfg, records, d)
-    return run(job, out, d, state, progress_bar)
+    with run_lock(out):
+        d, state = prepare(out, resume, cfg, [r.id for r in records], device, threads)
+        steps_per_epoch(len(records), cfg, "recordings")  # fail before the teacher loads
+        job = AlignJob(cfg, records, d)
+        return run(job, out, d, state, progress_bar)
 
 
 __all__ = ["PRESETS", "STAGES", "AlignJob", "AlignModel", "AlignPreset", "TrainConfig", "configure", "preset_config",

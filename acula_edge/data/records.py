@@ -142,18 +142,18 @@ def read_manifest(path: str | os.PathLike) -> list[Recording]:
     Relative audio paths are taken relative to the manifest's folder (and made absolute).
     """
     if Path(path).suffix.lower() == ".csv":
-        return read_csv_manifest(path)
-    base = Path(path).resolve().parent
-    out = []
-    for n, obj in read_jsonl(path, "manifest"):
-        try:
-            r = Recording.from_dict(obj)
-        except DatasetError as e:
-            raise DatasetError(f"{path}:{n}: not a manifest line ({e})") from None
-        if not Path(r.path).is_absolute():
-            r.path = str((base / r.path).resolve())
-        out.append(r)
-    if not out:
+        out = read_csv_manifest(path)
+    else:
+        base, out = Path(path).resolve().parent, []
+        for n, obj in read_jsonl(path, "manifest"):
+            try:
+                r = Recording.from_dict(obj)
+            except DatasetError as e:
+                raise DatasetError(f"{path}:{n}: not a manifest line ({e})") from None
+            if not Path(r.path).is_absolute():
+                r.path = str((base / r.path).resolve())
+            out.append(r)
+    if not out:  # a CSV with a header and no rows too
         raise DatasetError(f"{path}: the manifest holds no recordings")
     return out
 

@@ -64,7 +64,8 @@ def info(path: str | os.PathLike) -> AudioInfo:
         raise AudioError(f"{p}: MP4/M4A container is not supported; convert it first, e.g. ffmpeg -i '{p}' out.wav")
     sf = _sf()
     try:
-        i = sf.info(str(p))
+        with open(p, "rb") as f:  # an open file: libsndfile is never handed a name it cannot encode (non-UTF-8)
+            i = sf.info(f)
     except Exception as e:  # soundfile raises LibsndfileError/RuntimeError for anything unreadable
         raise AudioError(f"{p}: not a readable audio file ({_short(e)})") from None
     if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
@@ -116,7 +117,8 @@ def load(
         raise AudioError(f"{path}: offset {offset} s is past the end ({i.duration:.3f} s)")
     stop = None if duration is None else min(i.frames, start + int(round(duration * i.sample_rate)))
     try:
-        x = _sf().read(i.path, start=start, stop=stop, dtype="float32", always_2d=True)[0]
+        with open(i.path, "rb") as f:
+            x = _sf().read(f, start=start, stop=stop, dtype="float32", always_2d=True)[0]
     except Exception as e:
         raise AudioError(f"{path}: corrupt or truncated audio ({_short(e)})") from None
     if x.shape[0] == 0:
@@ -139,11 +141,12 @@ def iter_blocks(
     rs = None if rate == i.sample_rate else Resampler(i.sample_rate, rate)
     blocksize = max(1, int(block_seconds * i.sample_rate))
     try:
-        for b in _sf().blocks(i.path, blocksize=blocksize, dtype="float32", always_2d=True):
-            x = _to_mono(b, path)
-            y = rs.process(x) if rs else x
-            if y.size:
-                yield y
+        with open(i.path, "rb") as f:
+            for b in _sf().blocks(f, blocksize=blocksize, dtype="float32", always_2d=True):
+                x = _to_mono(b, path)
+                y = rs.process(x) if rs else x
+                if y.size:
+                    yield y
     except AudioError:
         raise
     except Exception as e:

@@ -157,7 +157,11 @@ class Bundle:
         p = self.meta.get("prompts")
         if not p:
             return None
-        vectors = np.load(self.path / p["file"], allow_pickle=False)
+        try:  # memory-mapped: a header claiming more than the file holds, or Python objects, is refused
+            vectors = np.array(np.load(self.path / p["file"], mmap_mode="r", allow_pickle=False))
+        except (ValueError, OSError, EOFError) as e:
+            raise AculaError(f"{self.path / p['file']}: not an array of prompt embeddings "
+                             f"({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
         if vectors.ndim != 2 or vectors.shape[0] != len(p["texts"]):
             raise AculaError(f"{self.path}: {p['file']} holds {vectors.shape} for {len(p['texts'])} prompts")
         return list(p["texts"]), vectors
@@ -190,6 +194,8 @@ def load_bundle(path: str | Path) -> Bundle:
         raise AculaError(f"{doc}: " + "; ".join(bad))
     for name, f in meta["files"].items():
         p = path / name
+        if p.is_symlink():  # a link could point at any model on the device
+            raise AculaError(f"{path}: {name} is a symbolic link; a bundle holds its own files")
         if not p.is_file():
             raise AculaError(f"{path}: {name} is listed in {BUNDLE_JSON} but missing")
         if sha256_file(p) != f["sha256"]:

@@ -189,6 +189,8 @@ def main(argv: Sequence[str] | None = None, embed_prompts: PromptEmbedder | None
     if a.mic:
         source = MicSource(a.device, a.samplerate, a.duration)
     elif a.file:
+        if Path(a.file).is_dir():
+            raise AculaError(f"{a.file}: is a folder, not an audio file")
         if not Path(a.file).is_file():
             raise AculaError(f"{a.file}: no such file")
         source = FileSource(a.file, not a.no_realtime, a.duration)

@@ -25,7 +25,7 @@ DATA ?= ../shared/data
 ARM_RECORDINGS ?= $(firstword $(wildcard $(DATA)/sprsound/test_wav/*.wav)) \
   $(firstword $(wildcard $(DATA)/physionet2016/training-a/*.wav)) $(firstword $(wildcard $(DATA)/physionet2016/training-b/*.wav))
 
-.PHONY: demo test install-edge install-test system-deps bench check-arm clean
+.PHONY: demo test test-fast install-edge install-test system-deps bench check-arm clean
 .NOTPARALLEL:
 
 $(PY):
@@ -65,6 +65,11 @@ demo: system-deps $(VENV)/.edge
 test: SYSTEM_PACKAGES += $(TEST_SYSTEM_PACKAGES)
 test: system-deps $(VENV)/.test $(LEGACY)/.ok
 	$(PY) -m pytest -q
+
+# The quick tier for development (no training, export or real-time fixtures); CI runs make test.
+test-fast: SYSTEM_PACKAGES += $(TEST_SYSTEM_PACKAGES)
+test-fast: system-deps $(VENV)/.test $(LEGACY)/.ok
+	$(PY) -m pytest -q -m "not slow"
 
 bench: $(VENV)/.test
 	$(PY) -m benchmarks.synth_speed

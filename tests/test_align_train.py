@@ -210,6 +210,7 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "encoder.safetensors"))
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_gives_the_same_weights(corpus, cache, tmp_path):
     args = ["train", "--manifest", str(corpus), "--encoder", "vit-tiny", "--max-steps", "16", "--batch-size", "8",
             "--accum", "2", "--save-every", "1", "--text-cache", cache, "--threads", "1", "--quiet"]
@@ -239,6 +240,7 @@ def test_resume_after_a_kill_gives_the_same_weights(corpus, cache, tmp_path):
     assert other.returncode == 2 and "other training data" in other.stderr
 
 
+@pytest.mark.slow
 def test_a_second_training_in_a_live_run_folder_is_one_line(corpus, cache, tmp_path):
     """While a run holds its folder (here this process, as a live first run would), another training
     there, ``--resume`` or not, is refused before it loads anything; once it ends the folder is free."""
@@ -256,6 +258,7 @@ def test_a_second_training_in_a_live_run_folder_is_one_line(corpus, cache, tmp_p
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.slow
 def test_a_runs_config_file_starts_the_same_run(corpus, cache, tmp_path):
     """``--config OUT/config.json`` resolves the same settings and trains the same weights; flags
     given with it override it; another stage's config or none at all is one line."""
@@ -288,6 +291,7 @@ def test_a_runs_config_file_starts_the_same_run(corpus, cache, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes_match_one(corpus, cache, tmp_path):
     """Global micro-batch 8 (2 x 4 under torchrun), accumulation 2, InfoNCE (a learned temperature
     shared by both processes), MSM: the same weights. Dropout is off: its masks are drawn per process."""
@@ -319,6 +323,7 @@ def _init(key: str) -> torch.Tensor:
     return {f"encoder.{k}": v for k, v in create_encoder("vit-tiny").state_dict().items()}[key]
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_clear_line(corpus, tmp_path):
     cases = [
         (["pretrain", "--manifest", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "a")], "not found"),
@@ -359,6 +364,7 @@ def test_presets_hold_the_published_settings():
     assert preset_config("cpu-tiny", "pretrain").lambda_align == 0.0
 
 
+@pytest.mark.slow
 def test_precomputed_report_embeddings_train_the_same_model(corpus, cache, tmp_path):
     """Reports written by the reports CLI and embedded by the text CLI give the same run as the
     trainer's own template reports through the cache (the teacher is not loaded at all)."""

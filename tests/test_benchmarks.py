@@ -177,6 +177,7 @@ def test_paired_interval_and_pareto_front():
     assert pareto_front([(1, 0.7), (2, 0.9), (3, 0.8), (0.5, 0.6), (4, 0.95)]) == [3, 0, 1, 4]
 
 
+@pytest.mark.slow
 def test_gpu_throughput_script_runs_on_the_cpu(tmp_path):
     out = tmp_path / "gpu.json"
     r = run_module("benchmarks.gpu_throughput", "--device", "cpu", "--teacher", "vit-tiny", "--students", "mn-xs",

@@ -33,6 +33,7 @@ def _one_line_error(p):
     return lines[0]
 
 
+@pytest.mark.slow
 def test_cli_on_a_synthetic_task_and_a_manifest_column(tmp_path):
     corpus = tmp_path / "synth"
     generate(corpus, 160, seed=4)
@@ -77,6 +78,7 @@ def test_cli_bad_input(tmp_path):
     _one_line_error(call_main("acula_edge.evaluate", "--encoder", str(tmp_path / "x.safetensors"), "--task", "sprsound-cas"))
 
 
+@pytest.mark.slow
 def test_real_sprsound_random_init_and_hand_made_features(tmp_path):
     from acula_edge.datasets import load
 
@@ -96,6 +98,7 @@ def test_real_sprsound_random_init_and_hand_made_features(tmp_path):
     assert p.stdout.count("95% CI") == 2
 
 
+@pytest.mark.slow
 def test_checkpoint_subjects_are_refused_or_left_out(tmp_path):
     """A checkpoint trained on half the subjects: refused on the task, scored with --unseen-only
     (every encoder of the run on the same unseen subjects)."""

@@ -12,6 +12,7 @@ import torch
 from acula_edge.errors import AculaError
 
 
+@pytest.mark.slow
 def test_int8_student_graph(tmp_path):
     pytest.importorskip("onnxruntime")
     import onnx
@@ -41,6 +42,7 @@ def test_int8_student_graph(tmp_path):
 
 # the presets share their blocks and differ in width; mn-xs's waveform graph is checked against torch in
 # the shared bundle (test_export_cli), so the widest preset is the one exported here
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mn-l"])
 def test_waveform_in_graph_matches_torch_in_onnxruntime(name, tmp_path):
     """The deployable graph (front end included): input ``waveform``, outputs ``embedding`` and
@@ -70,6 +72,7 @@ def test_waveform_in_graph_matches_torch_in_onnxruntime(name, tmp_path):
         np.testing.assert_allclose(g, w, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_int8_waveform_graph_keeps_the_front_end_in_fp32(tmp_path):
     """The front end (DFT convolution, power, mel, log) and the input normalisation stay fp32; the
     network's convolutions are quantized."""

@@ -228,6 +228,7 @@ def test_a_failing_stage_is_one_line_naming_its_log(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_hold_out_makes_a_site_the_whole_test_part(tmp_path):
     """--hold-out: every record of training-b is test, training-a is split into train and val only; a
     rule nothing matches is one line naming the values there are."""

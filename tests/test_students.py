@@ -13,6 +13,7 @@ from acula_edge.models.students import create_student, list_students, student_fr
 
 
 # the presets share their blocks and differ in width: the narrowest and the widest
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mn-xs", "mn-l"])
 def test_student_forward_backward_onnx_parity(name, tmp_path):
     ort = pytest.importorskip("onnxruntime")

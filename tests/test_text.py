@@ -349,6 +349,7 @@ def _write_reports(path, n=7):
     return lines
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(tmp_path, teacher):
     reports = tmp_path / "reports.jsonl"
     lines = _write_reports(reports)

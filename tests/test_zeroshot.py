@@ -28,6 +28,7 @@ def test_zero_shot_probabilities():
             zero_shot_probabilities(*bad)
 
 
+@pytest.mark.slow
 def test_prompts_embed_into_an_aligned_checkpoints_space(tmp_path):
     from acula_edge.data.synth import generate
 
@@ -54,6 +55,7 @@ def test_every_registered_question_has_one_prompt_per_class():
     assert all(len(get_task(t).prompts) == 2 and len(set(get_task(t).prompts)) == 2 for t in asked)
 
 
+@pytest.mark.slow
 def test_zero_shot_cli_scores_files_and_tasks(tmp_path):
     import json
 

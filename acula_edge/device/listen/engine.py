@@ -97,7 +97,8 @@ class Listener:
 
     def _window(self, end: int, w: np.ndarray) -> Iterator[dict[str, Any]]:
         t0 = time.perf_counter()
-        q = signal_quality(w, self.quality)
+        # a window that ends before one window of audio is a short recording's, zero-padded after `end` samples
+        q = signal_quality(w, self.quality, end if end < w.size else None)
         scores = None
         if q["status"] == "ok":
             emb, s = self.model.run(w[None])

@@ -9,7 +9,10 @@ from typing import Any
 import numpy as np
 
 #: the statuses :func:`signal_quality` gives; only ``ok`` windows are scored
-QUALITY = ("ok", "silence", "low", "clipping", "overload")
+QUALITY = ("ok", "silence", "low", "clipping", "overload", "too short")
+#: a window needs at least this share of real audio (the zero-padded window of a shorter recording is
+#: gated ``too short``: the same share below which a recording's tail gets no window of its own)
+MIN_FILL = 0.5
 
 
 @dataclass(frozen=True)
@@ -24,13 +27,17 @@ class QualityConfig:
     overload_db: float = -3.0
 
 
-def signal_quality(x: np.ndarray, cfg: QualityConfig = QualityConfig()) -> dict[str, Any]:
+def signal_quality(x: np.ndarray, cfg: QualityConfig = QualityConfig(), samples: int | None = None) -> dict[str, Any]:
     """``{"status", "rms_db", "peak_db", "clipped"}`` of one window; ``status`` is one of :data:`QUALITY`.
+    ``samples``: how many of its samples are audio when the rest is zero padding (levels are of those;
+    under :data:`MIN_FILL` of the window the status is ``too short``).
 
     Clipped samples are those at the converter's rail, or, when many samples share the window's peak
     magnitude exactly, those at it (an analogue stage that clips below full scale).
     """
     x = np.asarray(x, np.float32)
+    short = samples is not None and samples < MIN_FILL * x.size
+    x = x if samples is None else x[:samples]
     a = np.abs(x)
     peak = float(a.max()) if a.size else 0.0
     rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if a.size else 0.0
@@ -41,7 +48,9 @@ def signal_quality(x: np.ndarray, cfg: QualityConfig = QualityConfig()) -> dict[
         if at_peak.sum() >= 8:  # natural audio reaches its peak magnitude once or a few times
             clipped |= at_peak
     frac = float(clipped.mean()) if a.size else 0.0
-    if rms_db < cfg.silence_db:
+    if short:
+        status = "too short"
+    elif rms_db < cfg.silence_db:
         status = "silence"
     elif frac > cfg.overload_fraction or rms_db > cfg.overload_db:
         status = "overload"

@@ -141,6 +141,16 @@ def test_binary_labels_read_the_usual_pairs_and_name_anything_else():
     for values, named in ((["yes", "banana"], "banana, yes"), ([0, 1, 2], "0, 1, 2"), ([1.5, 0], "0, 1.5")):
         with pytest.raises(AculaError, match=f"not binary \\(values: {named}\\)"):
             binary_labels(task, recs(values))
+    # where a task may have several classes: text and whole numbers are classes, a mix of both or fractions are not
+    from acula_edge.data.tasks import task_records
+
+    assert {r.labels["_task"] for r in task_records(task, recs(["wheeze", "crackle", "normal", None]))} == {
+        "wheeze", "crackle", "normal"}
+    assert len(task_records(task, recs(["0", "1", "2"]))) == 3
+    for values, named in ((["yes", "banana", "2", "1.5", "no", "0"], "0, 1.5, 2, banana, no, yes"),
+                          (["0.5", "1.5"], "0.5, 1.5")):
+        with pytest.raises(AculaError, match=f"its labels are not classes \\(values: {named}\\)"):
+            task_records(task, recs(values))
     # a registered task labels only its own dataset's recordings
     assert np.isnan(binary_labels(get_task("sprsound-adventitious"), recs([1]))).all()
     heads = ["sprsound-adventitious", "physionet2016-abnormal"]

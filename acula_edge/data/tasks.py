@@ -49,6 +49,8 @@ def task_records(task: Task, records: list[Recording], binary: bool = False) -> 
     :func:`binary_labels` gives it); an error unless both classes occur."""
     kept = []
     ys = binary_labels(task, records) if binary else [task.label(r) for r in records]
+    if not binary:
+        _check_classes(task, [y for y in ys if y is not None and y != MISSING and y == y])
     for r, y in zip(records, ys):
         if y is not None and y != MISSING and y == y:
             y = int(y) if binary else y
@@ -56,6 +58,26 @@ def task_records(task: Task, records: list[Recording], binary: bool = False) -> 
     if len({r.labels["_task"] for r in kept}) < 2:
         raise AculaError(f"task {task.name}: fewer than two classes among {len(kept)} labelled recordings")
     return kept
+
+
+def _is_number(v: Any) -> bool:
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_classes(task: Task, values: Sequence[Any]) -> None:
+    """Class labels are all text or all whole numbers: numbers beside text, or fractions (a measurement,
+    not a class), are one error that names the values, not a many-class task."""
+    numbers = [v for v in values if _is_number(v)]
+    if (numbers and len(numbers) < len(values)) or any(not float(v).is_integer() for v in numbers):
+        shown = ", ".join(sorted({str(_value(v)) for v in values})[:8])
+        raise AculaError(f"task {task.name}: its labels are not classes (values: {shown}); give whole-number or "
+                         "text classes, not both, and no fractions")
 
 
 def applies(task: Task, r: Recording) -> bool:

@@ -45,7 +45,7 @@ $(VENV)/.test: pyproject.toml constraints.txt | $(PY)
 install-edge: $(VENV)/.edge
 install-test: $(VENV)/.test
 
-$(LEGACY)/.ok:
+$(LEGACY)/.ok: Makefile
 	@rm -rf $(LEGACY); { $(PYTHON) -m venv $(LEGACY) && $(LEGACY)/bin/python -m pip install -q --no-deps $(LEGACY_PINS) \
 	  && touch $@; } || { rm -rf $(LEGACY); echo "note: no tflite-runtime 2.14 for this Python: its tests will skip"; }
 

@@ -4,6 +4,7 @@ encoder or a distilled student), chosen by :func:`make_encoder`."""
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -21,6 +22,7 @@ class Encoder:
 
     name: str
     trained_subjects: set[str] = set()
+    window_s: float | None = None  # the length of what the network sees at once (None: no window)
 
     def embed(self, records: list[Recording]) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
@@ -37,15 +39,50 @@ class LogMelStats(Encoder):
         self.fe = FrontendConfig()
 
     def embed(self, records: list[Recording]) -> np.ndarray:
-        from acula_edge.device.audio import load
-        from acula_edge.frontend import logmel
+        from acula_edge.frontend import iter_logmel
 
         out = []
         for r in progress(records, desc=self.name):
-            m = logmel(load(r.path, sample_rate=self.fe.sample_rate)[0], self.fe).astype(np.float64)
-            d = np.diff(m, axis=1) if m.shape[1] > 1 else np.zeros_like(m)
-            out.append(np.concatenate([m.mean(1), m.std(1), np.abs(d).mean(1), d.std(1)]))
+            level, change, size = Moments(), Moments(), Moments()
+            last = None
+            for m in iter_logmel(r.path, self.fe):  # block by block: memory does not grow with the recording
+                m = m.astype(np.float64)
+                level.add(m)
+                if last is not None or m.shape[1] > 1:
+                    d = np.diff(m if last is None else np.concatenate([last, m], axis=1), axis=1)
+                    change.add(d)
+                    size.add(np.abs(d))
+                last = m[:, -1:]
+            zero = np.zeros_like(level.mean)
+            out.append(np.concatenate([level.mean, level.std(), size.mean if size.n else zero,
+                                       change.std() if change.n else zero]))
         return np.asarray(out, np.float32)
+
+
+class Moments:
+    """Running per-row mean and standard deviation of ``[rows, t]`` blocks (Chan et al.'s pairwise
+    update): the statistics of the blocks' concatenation along time, without keeping it."""
+
+    def __init__(self) -> None:
+        self.n, self.mean, self.m2 = 0, np.zeros(0), np.zeros(0)
+
+    def add(self, x: np.ndarray) -> None:
+        k = x.shape[1]
+        if not k:
+            return
+        mu = x.mean(1)
+        m2 = ((x - mu[:, None]) ** 2).sum(1)
+        if not self.n:
+            self.n, self.mean, self.m2 = k, mu, m2
+            return
+        d, total = mu - self.mean, self.n + k
+        self.mean = self.mean + d * k / total
+        self.m2 = self.m2 + m2 + d ** 2 * self.n * k / total
+        self.n = total
+
+    def std(self) -> np.ndarray:
+        """Population standard deviation (``np.std``'s default)."""
+        return np.sqrt(self.m2 / self.n)
 
 
 class TorchEncoder(Encoder):
@@ -63,24 +100,33 @@ class TorchEncoder(Encoder):
         self.logmel = LogMel(self.fe)
         self.trained_subjects = set(trained)
         self.threads, self.show_progress = threads, show_progress
+        self.window_s = model.input_frames * self.fe.hop_length / self.fe.sample_rate
         self._torch = torch
 
     def embed(self, records: list[Recording]) -> np.ndarray:
-        return self.run(records, self.model.features)
+        return self.run(records, self.model.stream_features)
 
     def run(self, records: list[Recording], fn: Callable) -> np.ndarray:
-        """``fn(logmel [1, n_mels, T]) -> [1, K]`` of every recording, stacked ``[N, K]``."""
-        from acula_edge.device.audio import load
+        """``fn(blocks, max_chunks) -> [1, K]`` of every recording, stacked ``[N, K]``: ``blocks()`` gives the
+        recording's log-mel ``[n_mels, t]`` block by block (:func:`acula_edge.frontend.iter_logmel`) and the
+        network sees :data:`MAX_CHUNKS` chunks at a time (``stream_features`` of the encoders and students,
+        :func:`acula_edge.models.pooled_chunks`), so memory does not grow with a recording's length."""
+        from acula_edge.frontend import iter_logmel
 
         torch = self._torch
+
+        def transform(x: np.ndarray):
+            return self.logmel(torch.from_numpy(x)[None])[0]
+
         out = []
         with torch.inference_mode(), torch_threads(self.threads):
             for r in progress(records, desc=self.name, enabled=self.show_progress):
-                x = torch.from_numpy(load(r.path, sample_rate=self.fe.sample_rate)[0])[None]
-                if x.shape[1] < self.fe.n_fft:
-                    x = torch.nn.functional.pad(x, (0, self.fe.n_fft - x.shape[1]))
-                out.append(fn(self.logmel(x))[0].float().numpy())
+                blocks = functools.partial(iter_logmel, r.path, self.fe, transform)
+                out.append(fn(blocks, MAX_CHUNKS)[0].float().numpy())
         return np.asarray(out, np.float32)
+
+
+MAX_CHUNKS = 64  # chunks (windows) of a recording that go through a network at once
 
 
 BASELINES = ("random-init", "logmel-stats")
@@ -93,6 +139,11 @@ class AlignedEncoder:
     def __init__(self, encoder, projection):
         self.encoder, self.projection = encoder, projection
 
+    @property
+    def input_frames(self) -> int:
+        """Frames of one chunk (the encoder's)."""
+        return self.encoder.input_frames
+
     def eval(self) -> "AlignedEncoder":
         self.encoder.eval()
         self.projection.eval()
@@ -102,6 +153,12 @@ class AlignedEncoder:
         import torch
 
         return torch.nn.functional.normalize(self.projection(self.encoder.features(logmel)), dim=1)
+
+    def stream_features(self, blocks, max_chunks: int = 64):
+        """:meth:`features` of one clip given as log-mel blocks (the encoder's ``stream_features``)."""
+        import torch
+
+        return torch.nn.functional.normalize(self.projection(self.encoder.stream_features(blocks, max_chunks)), dim=1)
 
 
 def make_encoder(spec: str, threads: int = 1, aligned: bool = False) -> Encoder:

@@ -3,7 +3,9 @@
 The OPERA protocol: one embedding per recording from a frozen encoder; subject-grouped,
 label-stratified train/val/test splits; a logistic-regression probe whose L2 strength is chosen
 on validation AUROC only; 5 seeds; test AUROC as mean ± std over seeds, with a subject-level
-bootstrap 95% interval. Several encoders run side by side on the same splits.
+bootstrap 95% interval. Several encoders run side by side on the same splits, on the same
+recordings: those shorter than half of the longest encoder window are too short to score and left
+out. A recording is decoded block by block, so memory grows with its length only by its log-mel.
 
 With ``--manifest`` files whose recordings all carry a ``split`` (train/val/test, as written by
 ``python -m acula_edge.data split`` or the pipeline), that split is used as it is: the probe is
@@ -22,6 +24,7 @@ from acula_edge.cli import Parser, describe, guarded
 from acula_edge.data.records import atomic_write_text, read_manifest
 from acula_edge.data.roots import data_overrides, load_task_records
 from acula_edge.data.tasks import applies, get_task, list_tasks, task_records
+from acula_edge.device.windows import MIN_FILL, long_enough
 from acula_edge.encoders import make_encoder, unseen
 from acula_edge.errors import AculaError
 from acula_edge.probe import probe_task
@@ -75,6 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for task in tasks:
         records = (task_records(task, [r for r in listed if applies(task, r)]) if a.manifest
                    else load_task_records(task, overrides, a.data_root, out))
+        longest = max((e.window_s for e in encoders if e.window_s), default=None)
+        if longest:  # the same recordings for every encoder: none shorter than half of the longest window
+            records, short = long_enough(records, longest)
+            if short:
+                print(f"{task.name}: {short} recordings too short to score (under {MIN_FILL:.0%} of a {longest:.2f} s "
+                      "window) left out", file=sys.stderr)
         if a.unseen_only:
             records = unseen(records, set().union(*(e.trained_subjects for e in encoders)), task.name)
         for enc in encoders:

@@ -22,8 +22,9 @@ All give 64 mel bands, 31.25 frames a second, and 4.128 s for a 128-frame studen
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -290,22 +291,39 @@ def __getattr__(name: str):
 
 
 class StreamingLogMel:
-    """Carries leftover samples between calls; chunked frames equal offline frames."""
+    """Carries leftover samples between calls: the frames of the chunks equal those of the whole signal.
+    ``transform`` maps a waveform ``[T]`` (numpy) to its log-mel ``[n_mels, frames]``: :func:`logmel` by
+    default, or a torch :class:`LogMel`'s numbers, e.g. ``lambda x: module(torch.from_numpy(x)[None])[0]``."""
 
-    def __init__(self, cfg: FrontendConfig | None = None, module=None):
-        torch = _torch()
+    def __init__(self, cfg: FrontendConfig | None = None, transform: Callable[[np.ndarray], Any] | None = None):
         self.cfg = cfg or FrontendConfig()
-        self.module = module or __getattr__("LogMel")(self.cfg)
-        self.buf = torch.zeros(0)
+        self.transform = transform or (lambda x: logmel(x, self.cfg))
+        self.buf = np.zeros(0, np.float32)
 
-    def process(self, chunk) -> "Any":
-        """Feed samples (1-D); return the newly completed frames ``[n_mels, k]``."""
-        torch = _torch()
-        self.buf = torch.cat([self.buf, torch.as_tensor(chunk, dtype=torch.float32).reshape(-1)])
-        k = self.cfg.num_frames(self.buf.numel())
+    def process(self, chunk: np.ndarray) -> Any:
+        """Feed samples (1-D); return the newly completed frames ``[n_mels, k]`` (None when none)."""
+        self.buf = np.concatenate([self.buf, np.asarray(chunk, np.float32).reshape(-1)])
+        k = self.cfg.num_frames(self.buf.size)
         if k == 0:
-            return torch.zeros(self.cfg.n_mels, 0)
-        with torch.no_grad():
-            out = self.module(self.buf[: self.cfg.num_samples(k)].unsqueeze(0))[0]
-        self.buf = self.buf[k * self.cfg.hop_length :]
+            return None
+        out = self.transform(self.buf[: self.cfg.num_samples(k)])
+        self.buf = self.buf[k * self.cfg.hop_length:]
         return out
+
+
+def iter_logmel(path: str | os.PathLike, cfg: FrontendConfig, transform: Callable[[np.ndarray], Any] | None = None,
+                block_frames: int = 1024) -> Iterator[Any]:
+    """A recording's log-mel in consecutive blocks of about ``block_frames`` frames, decoded and resampled
+    to ``cfg.sample_rate`` block by block (:class:`StreamingLogMel`), so memory is bounded by a block, not
+    by the recording. Concatenated along time they are the log-mel of the whole recording; one shorter
+    than a DFT is zero-padded to one frame."""
+    from acula_edge.device.audio import iter_blocks
+
+    stream, total = StreamingLogMel(cfg, transform), 0
+    for b in iter_blocks(path, block_frames * cfg.hop_length / cfg.sample_rate, sample_rate=cfg.sample_rate):
+        total += b.size
+        m = stream.process(b)
+        if m is not None:
+            yield m
+    if total < cfg.n_fft:
+        yield stream.process(np.zeros(cfg.n_fft - total, np.float32))

@@ -162,7 +162,7 @@ def accuracy(checkpoints: dict[str, Path], test: list, reference: str, n_boot: i
         elif names != heads:
             raise AculaError(f"{ckpt}: heads {names} differ from {heads}")
         enc = TorchEncoder(name, WindowedStudent(student), meta["frontend"], threads=threads)
-        scores[name] = enc.run(test, enc.model.scores)
+        scores[name] = enc.run(test, enc.model.stream_scores)
     y = head_labels(test, tuple(heads or ()), need_both=False)
     subjects = np.array([r.subject for r in test])
     out: dict[str, dict[str, Any]] = {n: {} for n in checkpoints}

@@ -50,10 +50,11 @@ import numpy as np
 
 from acula_edge.cli import Parser, describe, guarded
 from acula_edge.config import to_dict
+from acula_edge.device.windows import long_enough
 from acula_edge.errors import AculaError
 from acula_edge.progress import progress
 from benchmarks.variants import FP32_OF, Spec, Variant
-from export.verify import record_windows
+from export.verify import stream_outputs
 
 #: variants measured in the scaling grid (the others run the bundle's fixed window)
 GRID = ("teacher", "student-torch", "onnx-fp32", "onnx-int8-onnxruntime")
@@ -100,10 +101,12 @@ def subject_subset(records: list, limit: int | None) -> list:
 
 
 def task_data(tasks: dict, overrides: dict[str, str], root: str | None, manifests: list[str], work: Path,
-              student_seen: set[str], teacher_seen: set[str], s: Settings) -> dict[str, dict[str, Any]]:
+              student_seen: set[str], teacher_seen: set[str], s: Settings, rate: int,
+              samples: int) -> dict[str, dict[str, Any]]:
     """Per head (``tasks``: head name -> the task whose labels score it): ``test`` (subjects neither model
-    trained on), ``fit`` (the student's training subjects) and ``task``, from ``manifests`` when given,
-    else from each dataset's folder."""
+    trained on), ``fit`` (the student's training subjects), ``task`` and ``too_short`` (recordings under
+    half a window of ``samples`` at ``rate``, left out as ``listen`` gates them), from ``manifests`` when
+    given, else from each dataset's folder."""
     from acula_edge.checkpoint import subject_hash
     from acula_edge.data.records import read_manifest
     from acula_edge.data.roots import load_task_records
@@ -114,19 +117,15 @@ def task_data(tasks: dict, overrides: dict[str, str], root: str | None, manifest
     for head, task in tasks.items():
         records = (task_records(task, [r for r in listed if applies(task, r)], binary=True) if manifests
                    else load_task_records(task, overrides, root, work, binary=True))
+        records, short = long_enough(records, samples / rate)
         test = [r for r in records if subject_hash(r.subject) not in student_seen | teacher_seen]
         fit = [r for r in records if subject_hash(r.subject) in student_seen]
         test = subject_subset(test, s.max_test_recordings)
         if len({r.labels["_task"] for r in test}) < 2:
             raise AculaError(f"task {task.name}: its recordings of subjects neither model was trained on hold fewer "
                              f"than two classes ({len(test)} recordings): give other data with --data")
-        out[head] = {"test": test, "fit": subject_subset(fit, s.max_fit_recordings), "task": task}
+        out[head] = {"test": test, "fit": subject_subset(fit, s.max_fit_recordings), "task": task, "too_short": short}
     return out
-
-
-def batched(run, waves: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    outs = [run(waves[i:i + batch]) for i in range(0, len(waves), batch)]
-    return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 
 
 # ----------------------------------------------------------------------------- the teacher's heads
@@ -150,7 +149,7 @@ def fit_teacher_heads(teacher: str, data: dict[str, dict[str, list]], heads: lis
         if len({r.labels["_task"] for r in fit}) < 2:
             info[task] = {"missing": "no recordings of the student's training subjects with both classes"}
             continue
-        emb = [batched(run, record_windows(r, rate, samples, hop))[0].astype(np.float64)
+        emb = [stream_outputs(r.path, {"teacher": run}, rate, samples, hop)["teacher"][0].astype(np.float64)
                for r in progress(fit, desc=f"teacher head {task}")]
         y = np.array([int(r.labels["_task"]) for r in fit])
         assign = split_subjects(fit, "_task", {"train": 0.8, "val": 0.2}, 0)
@@ -197,11 +196,10 @@ def score(variants: list[Variant], runs: dict[str, Any], records: list, bundle, 
     hop = int(round(bundle.meta["hop_s"] * rate))
     out = {v.name: {"offline": [], "streaming": []} for v in variants}
     for r in progress(records, desc="scoring"):
-        waves = record_windows(r, rate, samples, hop)
-        blocks = list(iter_blocks(r.path, 0.05)) if stream else []
+        offline = stream_outputs(r.path, {v.name: runs[v.name] for v in variants}, rate, samples, hop)
         source_rate = info(r.path).sample_rate
         for v in variants:
-            out[v.name]["offline"].append(batched(runs[v.name], waves)[1].mean(0))
+            out[v.name]["offline"].append(offline[v.name][1].mean(0))
             if not stream:
                 continue
             kept: list[np.ndarray] = []  # the scores of the windows the gate lets through, unrounded
@@ -212,7 +210,7 @@ def score(variants: list[Variant], runs: dict[str, Any], records: list, bundle, 
                 return e, p
 
             listener = Listener(Model(v.backend, v.name, v.precision, keep), bundle, bundle.meta["hop_s"], [], source_rate)
-            for b in blocks:
+            for b in iter_blocks(r.path, 0.05):
                 list(listener.feed(b))
             list(listener.finish())
             out[v.name]["streaming"].append(np.mean(kept, 0) if kept else np.full(len(bundle.heads), np.nan))
@@ -315,7 +313,8 @@ def score_bundles(bundles: list, ckpt: str, teacher: str | None, tasks: Sequence
     teacher_seen = set(read_sidecar(teacher).get("trained_subjects_sha256") or []) if teacher else set()
     rate, samples = b0.sample_rate, b0.window_samples
     hop = int(round(float(b0.meta["hop_s"]) * rate))
-    data = task_data(mapping, overrides or {}, data_root, list(manifests), work, student_seen, teacher_seen, s)
+    data = task_data(mapping, overrides or {}, data_root, list(manifests), work, student_seen, teacher_seen, s,
+                     rate, samples)
     teacher_heads, fitted = None, {}
     if teacher:
         teacher_heads = work / "teacher_heads.npz"
@@ -532,6 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "synthetic": task.dataset == "synthetic",
                     "test": {"recordings": len(test), "subjects": len({r.subject for r in test}),
                              "positives": int(sum(y)), "negatives": len(y) - int(sum(y))},
+                    "too_short": parts["too_short"],
                     "teacher_head": fitted.get(t) if a.teacher else None}
     doc = {"schema": 1, "quick": a.quick, "settings": to_dict(s),
            "bundles": [str(b.path) for b in bundles], "checkpoint": ckpt, "teacher": a.teacher,

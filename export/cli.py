@@ -88,19 +88,22 @@ def held_out_metrics(model, checkpoint: str, manifest: str, heads: list[dict[str
     was not trained on (the torch graph on windows every ``hop`` samples, probabilities averaged per
     recording)."""
     import numpy as np
-    import torch
 
     from acula_edge.data.records import read_manifest
-    from export.verify import head_metrics, held_out, record_waves
+    from acula_edge.device.windows import long_enough
+    from export.verify import head_metrics, held_out, stream_outputs, torch_run
 
     kept, left_out = held_out(read_manifest(manifest), checkpoint)
     if not kept:
         raise AculaError(f"{manifest}: every subject was used to train this student; give held-out recordings")
-    with torch.no_grad():
-        scores = np.stack([model(torch.from_numpy(w))[1].numpy().mean(0)
-                           for w in record_waves(kept, model.fe.sample_rate, model.samples, hop)])
+    kept, short = long_enough(kept, model.samples / model.fe.sample_rate)
+    if not kept:
+        raise AculaError(f"{manifest}: every held-out recording is too short to score (under half a window)")
+    runs = {"torch": torch_run(model)}
+    scores = np.stack([stream_outputs(r.path, runs, model.fe.sample_rate, model.samples, hop)["torch"][1].mean(0)
+                       for r in kept])
     return {"data": manifest, "recordings": len(kept), "subjects": len({r.subject for r in kept}),
-            "trained_subjects_left_out": left_out, "heads": head_metrics(kept, scores, heads)}
+            "trained_subjects_left_out": left_out, "too_short": short, "heads": head_metrics(kept, scores, heads)}
 
 
 def read_card(path: str) -> dict[str, Any]:

@@ -3,8 +3,11 @@
 Each model file of the bundle (ONNX, TFLite, and the full-integer TFLite pair as one) and the
 source checkpoint (torch) run on the same windows of the same recordings (``--data``, else a
 small synthetic corpus), leaving out the subjects the checkpoint was trained on (all of them stay
-when no other subject is left, and the report says so). Reported per file: the largest absolute difference of ``embedding`` and
-``scores`` to torch, the embeddings' centred cosine to torch's (:func:`acula_edge.metrics.mean_cosine`)
+when no other subject is left, and the report says so) and recordings too short to score (under half
+a window, as ``listen`` gates them). A recording is decoded and run a batch of windows at a time, so
+memory does not grow with its length but for the outputs kept for the comparison with torch (2 KB a
+window and file with a 512-wide embedding). Reported per file: the largest absolute difference of
+``embedding`` and ``scores`` to torch, the embeddings' centred cosine to torch's (:func:`acula_edge.metrics.mean_cosine`)
 and each head's AUROC on the recordings its task labels (window probabilities averaged per
 recording), with its sensitivity and specificity at the head's threshold. ``--task TASK=HEAD``
 scores a head with another task's labels, such as a label column of the user's own CSV
@@ -25,7 +28,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -37,19 +40,54 @@ FP32_RTOL = 1e-3  # ... plus this share of torch's value
 INT8_AUROC_DROP = 0.01
 INT8_DECISIONS = 0.05  # largest share of windows whose decision at a head's threshold differs from fp32
 INT8_MEAN_DRIFT = 0.05  # largest mean absolute difference of a head's scores to fp32
+TORCH = "torch"  # the source checkpoint's run, beside the model files
 
 
-def record_windows(record, sample_rate: int, samples: int, hop: int) -> np.ndarray:
-    """A recording's windows ``[k, samples]`` (:func:`acula_edge.device.windows.cut_windows`)."""
-    from acula_edge.device.audio import load
-    from acula_edge.device.windows import cut_windows
+def stream_outputs(path: str, runs: dict[str, Callable], sample_rate: int, samples: int, hop: int, batch: int = 32,
+                   errors: dict[str, str] | None = None,
+                   embeddings: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each run's ``(embedding [k, E], scores [k, H])`` over a recording's windows
+    (:func:`acula_edge.device.windows.iter_windows`), decoded and run ``batch`` windows at a time, so
+    memory is bounded by a batch, not by the recording. Without ``embeddings`` each embedding is kept
+    only as a ``[k, 1]`` column, 0 where it is finite and NaN where not (2 KB less per window and run).
+    With ``errors``, a run that fails (other than with an :class:`AculaError`) is noted there as
+    ``Type: message`` and left out from then on."""
+    from acula_edge.device.windows import iter_windows
 
-    return cut_windows(load(record.path, sample_rate=sample_rate)[0], samples, hop)[1]
+    parts: dict[str, list] = {k: [] for k in runs}
+    for w in iter_windows(path, sample_rate, samples, hop, batch):
+        for k, run in runs.items():
+            if errors is not None and k in errors:
+                continue
+            try:
+                e, p = run(w)
+                if not embeddings:
+                    e = np.where(np.isfinite(e).all(axis=1, keepdims=True), 0.0, np.nan).astype(np.float32)
+                parts[k].append((e, p))
+            except AculaError:
+                raise
+            except Exception as e:  # the runtime refused the file or failed inside it (onnxruntime, LiteRT)
+                if errors is None:
+                    raise
+                errors[k] = failure(e)
+    return {k: (np.concatenate([p[0] for p in v]), np.concatenate([p[1] for p in v]))
+            for k, v in parts.items() if v and (errors is None or k not in errors)}
 
 
-def record_waves(records: list, sample_rate: int, samples: int, hop: int) -> list[np.ndarray]:
-    """Each recording's :func:`record_windows`."""
-    return [record_windows(r, sample_rate, samples, hop) for r in records]
+def failure(e: Exception) -> str:
+    """A runtime's exception as one line: ``Type: first line of the message``."""
+    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+
+
+def torch_run(model) -> Callable[[np.ndarray], tuple[np.ndarray, ...]]:
+    """An edge model (:func:`export.model.edge_model`) as a run of :func:`stream_outputs`: windows to outputs."""
+    import torch
+
+    def run(w: np.ndarray) -> tuple[np.ndarray, ...]:
+        with torch.no_grad():
+            return tuple(t.numpy() for t in model(torch.from_numpy(w)))
+
+    return run
 
 
 def labels_of(records: list, heads: list[dict[str, Any]], tasks: dict | None = None) -> np.ndarray:
@@ -129,12 +167,11 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
     """Run every model file of the bundle and its source checkpoint on the same clips; the report.
     Without the source checkpoint the files are scored on their own (no comparison with torch).
     ``tasks``: ``TASK=HEAD`` mappings of label columns to heads (:func:`acula_edge.data.tasks.head_tasks`)."""
-    import torch
-
     from acula_edge.data.records import read_manifest
     from acula_edge.data.tasks import head_tasks
     from acula_edge.device.bundle import load_bundle
     from acula_edge.device.runtime import model_files, runner
+    from acula_edge.device.windows import MIN_FILL, long_enough
     from acula_edge.metrics import mean_cosine
     from export.model import OUTPUTS, edge_model
 
@@ -151,38 +188,55 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
         kept, left_out = held_out(records, ckpt) if ckpt else ([], 0)
         if kept:  # scores on training subjects would flatter the model; numerical checks can use them
             records = kept
+        records, short = long_enough(records, b.window_samples / b.sample_rate)
+        if not records:
+            raise AculaError(f"every recording is too short to score (under {MIN_FILL:.0%} of a "
+                             f"{b.meta['window_s']} s window)")
         hop = max(1, int(round(b.meta["hop_s"] * b.sample_rate)))
-        waves = record_waves(records, b.sample_rate, b.window_samples, hop)
+        runs: dict[str, Callable] = {}
+        errors: dict[str, str] = {}
+        if ckpt:
+            runs[TORCH] = torch_run(edge_model(ckpt))
+        files = model_files(b)
+        for name in files:
+            try:
+                runs[name] = runner(b, name)
+            except AculaError:
+                raise  # a runtime that is not installed: one clear line
+            except Exception as e:  # the runtime refused the file (onnxruntime, LiteRT)
+                errors[name] = failure(e)
+        outputs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {k: [] for k in runs}
+        windows = 0
+        for r in records:  # one recording's windows at a time: memory does not grow with its length
+            got = stream_outputs(r.path, runs, b.sample_rate, b.window_samples, hop, errors=errors,
+                                 embeddings=ckpt is not None)  # without torch to compare with: only their finiteness
+            windows += max((len(o[0]) for o in got.values()), default=0)
+            for k, o in got.items():
+                outputs[k].append(o)
+    if TORCH in errors:
+        raise AculaError(f"the source checkpoint failed on the recordings: {errors[TORCH]}")
     labels = labels_of(records, b.heads, mapping)
 
-    def scores_of(outputs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
-        heads = head_metrics(records, np.stack([s.mean(0) for _, s in outputs]), b.heads, n_boot, mapping)
+    def scores_of(outs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+        heads = head_metrics(records, np.stack([s.mean(0) for _, s in outs]), b.heads, n_boot, mapping)
         return {"auroc": {h: m["auroc"] for h, m in heads.items()}, "heads": heads}
 
-    reference = None
-    if ckpt:
-        model = edge_model(ckpt)
-        with torch.no_grad():
-            reference = [tuple(t.numpy() for t in model(torch.from_numpy(w))) for w in waves]
+    reference = outputs.get(TORCH)
     report: dict[str, Any] = {"bundle": str(b.path), "checkpoint": ckpt, "compared_with_source": ckpt is not None,
                               "data": data or "synthetic (32 clips, seed 1)",
-                              "recordings": len(records), "windows": int(sum(len(w) for w in waves)),
+                              "recordings": len(records), "windows": windows, "too_short": short,
                               "trained_subjects_left_out": left_out if kept else 0,
                               "training_subjects_only": bool(ckpt) and not kept,
                               "labelled_heads": {h: t.name for h, t in mapping.items()
                                                  if np.isfinite(labels[:, [x["name"] for x in b.heads].index(h)]).any()},
                               "torch": scores_of(reference) if reference else None, "files": {}, "failures": []}
     window_scores: dict[str, np.ndarray] = {}  # each file's scores of every window
-    for name, precision in model_files(b).items():
-        try:
-            got = runner(b, name)
-            outs = [got(w) for w in waves]
-        except AculaError:
-            raise  # a runtime that is not installed: one clear line
-        except Exception as e:  # the runtime refused the file or failed inside it (onnxruntime, LiteRT)
-            report["files"][name] = {"precision": precision, "error": f"{type(e).__name__}: {str(e).splitlines()[0]}"}
-            report["failures"].append(f"{name}: does not run ({report['files'][name]['error']})")
+    for name, precision in files.items():
+        if name in errors:
+            report["files"][name] = {"precision": precision, "error": errors[name]}
+            report["failures"].append(f"{name}: does not run ({errors[name]})")
             continue
+        outs = outputs[name]
         f: dict[str, Any] = {"precision": precision, **scores_of(outs)}
         report["files"][name] = f
         window_scores[name] = np.concatenate([o[1] for o in outs])
@@ -288,7 +342,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = f"against {r['checkpoint']}"
             seen = ("training subjects only: AUROCs flatter the model" if r["training_subjects_only"] else
                     f"{r['trained_subjects_left_out']} subjects seen in training left out")
-        print(f"{r['bundle']} ({where}): {r['recordings']} recordings, {r['windows']} windows of {r['data']} ({seen})")
+        short = f", {r['too_short']} too short to score left out" if r["too_short"] else ""
+        print(f"{r['bundle']} ({where}): {r['recordings']} recordings, {r['windows']} windows of {r['data']} "
+              f"({seen}{short})")
         if not r["labelled_heads"]:
             print("no head is labelled by these recordings: map a label column to a head with "
                   "--task csv:MANIFEST:COLUMN=HEAD")
@@ -314,4 +370,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if r["ok"] else 1
 
 
-__all__ = ["head_metrics", "held_out", "main", "record_waves", "verify"]
+__all__ = ["head_metrics", "held_out", "main", "stream_outputs", "torch_run", "verify"]

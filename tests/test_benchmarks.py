@@ -12,7 +12,7 @@ import pytest
 from acula_edge.checkpoint import read_sidecar, subject_hash
 from acula_edge.data.records import read_manifest, write_manifest
 from acula_edge.data.synth import SynthConfig, generate
-from conftest import DISTILL_HEADS, run_module
+from conftest import DISTILL_HEADS, call_main, run_module
 
 VARIANTS = ["teacher", "student-torch", "onnx-fp32", "onnx-int8-onnxruntime", "onnx-int8-neural-compressor",
             "tflite-fp32", "tflite-int8", "tflite-full-int8"]
@@ -214,3 +214,19 @@ def test_demo_example_places_the_example_among_labelled_recordings(tmp_path):
     assert int(np.argmax(levels)) == 4 and levels[4] - max(levels[:4] + levels[5:]) > 30
     bad = run_module("benchmarks.demo_example", "--manifest", str(manifest), "--out", str(out))
     assert bad.returncode == 2 and "do not label both classes" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_memory_benchmark_measures_every_cli_at_each_length(tmp_path):
+    from benchmarks.memory import TARGET_MB
+
+    p = call_main("benchmarks.memory", "--hours", "0.02", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "m"))
+    assert p.returncode == 0, p.stderr
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert [r["cli"] for r in doc["results"]] == ["listen --file", "data inspect", "export verify",
+                                                  "evaluate logmel-stats", "evaluate random-init"]
+    for r in doc["results"]:
+        peaks = r["peak_rss_mb"]
+        assert set(peaks) == {"short recordings only", "0.0025 h", "0.02 h", "0.02 h, fixed mmap threshold"}
+        assert all(20 < v < 4 * TARGET_MB for v in peaks.values()), r
+    assert doc["synthetic"] and "| evaluate random-init |" in (tmp_path / "m.md").read_text()

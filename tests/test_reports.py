@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from acula_edge.data import Recording, write_manifest
-from acula_edge.data.synth import iter_clips
+from acula_edge.data.synth import generate, iter_clips
 from acula_edge.datasets import load
 from acula_edge.reports import check, extract_facts, list_fields, make_report
 from acula_edge.reports.facts import Fact
@@ -186,7 +186,7 @@ def test_cli_writes_skips_and_redoes_what_changed(tmp_path, sprsound_dir):
 
 
 def test_an_interrupted_run_keeps_what_it_wrote(tmp_path):
-    recs = [r for r, _ in iter_clips(6, seed=0)]
+    recs = generate(tmp_path / "audio", 6, seed=0)
     manifest = tmp_path / "m.jsonl"
     write_manifest(recs, manifest)
     out = tmp_path / "r.jsonl"
@@ -233,6 +233,32 @@ def test_cli_bad_input(tmp_path, sprsound_dir):
     assert "local" in msg
 
 
+def test_cli_refuses_missing_recordings_and_labels_that_are_neither_binary_nor_classes(tmp_path):
+    recs = generate(tmp_path / "audio", 3, seed=0)
+    out = str(tmp_path / "r.jsonl")
+    gone = tmp_path / "gone.jsonl"
+    write_manifest([*recs[:2], Recording(**{**recs[2].to_dict(), "path": str(tmp_path / "nowhere.wav")})], gone)
+    msg = _one_line_error(_cli("--manifest", str(gone), "--out", out))
+    assert "1 of 3 recordings do not exist" in msg and "nowhere.wav" in msg
+    # a CSV label column of 0/1 with a 'maybe' in it
+    (tmp_path / "m.csv").write_text("path,subject,label\n" + "".join(
+        f"{r.path},s{i},{v}\n" for i, (r, v) in enumerate(zip(recs, ("0", "1", "maybe")))))
+    msg = _one_line_error(_cli("--data", str(tmp_path / "m.csv"), "--format", "csv", "--out", out))
+    assert "label 'label' mixes 0/1 with maybe" in msg
+    # a flag the reports read (wheeze) given as 'maybe'
+    lung = [r for r, _ in iter_clips(40, seed=0) if r.modality == "lung" and "wheeze" in r.labels][0]
+    odd = Recording(**{**lung.to_dict(), "path": recs[0].path, "labels": {**lung.labels, "wheeze": "maybe"}})
+    write_manifest([odd], tmp_path / "w.jsonl")
+    msg = _one_line_error(_cli("--manifest", str(tmp_path / "w.jsonl"), "--out", out))
+    assert "label wheeze is 'maybe'" in msg
+    assert not Path(out).exists()
+    # text classes, a label with one side of a pair (murmur: absent or systolic) and unknown values are fine
+    (tmp_path / "c.csv").write_text("path,subject,label,label_murmur\n" + "".join(
+        f"{r.path},s{i},{v},{m}\n" for i, (r, v, m) in enumerate(zip(recs, ("COPD", "healthy", "unknown"),
+                                                                    ("absent", "systolic", "NA")))))
+    assert _cli("--data", str(tmp_path / "c.csv"), "--format", "csv", "--out", out).returncode == 0
+
+
 def test_real_sprsound_and_physionet_reports(tmp_path):
     for fmt, n in [("sprsound", 984), ("physionet2016", 899)]:
         out = tmp_path / f"{fmt}.jsonl"
@@ -260,7 +286,7 @@ def _smollm() -> Path:
 @pytest.mark.slow
 def test_local_llm_rewording_is_guarded(tmp_path):
     gguf = _smollm()
-    recs = [r for r, _ in iter_clips(2, seed=2)]
+    recs = generate(tmp_path / "audio", 2, seed=2)
     manifest = tmp_path / "m.jsonl"
     write_manifest(recs, manifest)
     out = tmp_path / "r.jsonl"

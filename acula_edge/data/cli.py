@@ -36,16 +36,19 @@ def _summarize_cmd(a: argparse.Namespace) -> int:
 def _inspect_cmd(a: argparse.Namespace) -> int:
     import numpy as np
 
-    from acula_edge.device.audio import info, load
+    from acula_edge.device.audio import info, iter_blocks
 
     rows = []
     for path in a.files:
         i = info(path)
-        x, _ = load(path)
+        peak, energy, n = 0.0, 0.0, 0
+        for x in iter_blocks(path):  # block by block: memory does not grow with the recording's length
+            peak = max(peak, float(np.abs(x).max()))
+            energy += float(np.sum(np.square(x, dtype=np.float64)))
+            n += x.size
         rows.append({"path": path, "sample_rate": i.sample_rate, "channels": i.channels,
-                     "duration_s": round(i.duration, 3), "format": i.format,
-                     "peak": round(float(np.abs(x).max()), 4),
-                     "rms_dbfs": round(float(10 * np.log10(np.mean(x.astype(np.float64) ** 2) + 1e-12)), 1)})
+                     "duration_s": round(i.duration, 3), "format": i.format, "peak": round(peak, 4),
+                     "rms_dbfs": round(float(10 * np.log10(energy / max(n, 1) + 1e-12)), 1)})
     for r in rows:
         print(json.dumps(r) if a.json else
               f"{r['path']}: {r['sample_rate']} Hz, {r['channels']} ch, {r['duration_s']} s, {r['format']}, "

@@ -155,7 +155,18 @@ def read_manifest(path: str | os.PathLike) -> list[Recording]:
             out.append(r)
     if not out:  # a CSV with a header and no rows too
         raise DatasetError(f"{path}: the manifest holds no recordings")
+    check_unique(out, f"{path}: ", "give each row its own recording or id")
     return out
+
+
+def check_unique(records: Iterable[Recording], where: str = "", hint: str = "") -> None:
+    """Each recording id once: the same recording twice would count twice in every metric."""
+    seen: dict[str, str] = {}
+    for r in records:
+        if r.id in seen:
+            raise DatasetError(f"{where}recording {r.id} appears twice ({seen[r.id]} and {r.path})"
+                               + (f": {hint}" if hint else ""))
+        seen[r.id] = r.path
 
 
 CSV_RESERVED = ("path", "subject", "split", "modality", "device", "site", "id")

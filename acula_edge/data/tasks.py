@@ -108,6 +108,27 @@ def binary_labels(task: Task, records: Sequence[Recording]) -> np.ndarray:
     return np.array([float(_value(v) == pair[1]) if k else np.nan for v, k in zip(raw, known)], np.float32)
 
 
+def check_label_values(records: Sequence[Recording]) -> None:
+    """A label whose values hold both sides of a binary pair (0/1, no/yes, ...) and also other text,
+    such as ``yes, no, maybe``, is one error that names the values: it is neither a binary label nor
+    classes. Absent values (empty, NA, unknown) are not counted."""
+    from acula_edge.reports.facts import is_present
+
+    values: dict[str, set] = {}
+    for r in records:
+        for name, v in r.labels.items():
+            if isinstance(v, (str, int, float, bool, np.integer, np.floating)) and is_present(v) and v == v:
+                values.setdefault(name, set()).add(_value(v))
+    for name, vs in sorted(values.items()):
+        pair = next((p for p in BINARY_PAIRS if set(p) <= vs), None)
+        other = sorted(str(v) for v in vs - set(pair or ()) if isinstance(v, str))
+        if pair and other:
+            shown = ", ".join(sorted(map(str, vs))[:8])
+            raise AculaError(f"label {name!r} mixes {pair[0]}/{pair[1]} with {', '.join(other[:4])} (values: {shown}): "
+                             "give a binary label one of 0/1, no/yes, false/true, negative/positive, normal/abnormal "
+                             "or absent/present, and leave unknown values empty")
+
+
 def head_tasks(specs: Sequence[str], heads: Sequence[str]) -> dict[str, Task]:
     """Head name -> the task whose labels score it. ``specs``: ``TASK=HEAD`` (e.g.
     ``csv:MANIFEST:COLUMN=physionet2016-abnormal``) or a registered ``TASK`` that is itself a head;

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from acula_edge.data.records import Recording
+from acula_edge.data.records import Recording, check_unique
 from acula_edge.errors import AudioError, DatasetError
 from acula_edge.registry import check_options
 
@@ -139,12 +139,7 @@ def load(name: str, root: str | Path, probe_audio: bool = True, **options) -> li
     if not root.exists():
         raise DatasetError(f"dataset path not found: {root}")
     records = get_loader(name)(root, **options)
-    seen: dict[str, str] = {}
-    for r in records:
-        if r.id in seen:
-            raise DatasetError(f"recording {r.id} appears twice ({seen[r.id]} and {r.path}): "
-                               "does the folder hold two copies of a release?")
-        seen[r.id] = r.path
+    check_unique(records, hint="does the folder hold two copies of a release?")
     if probe_audio:
         probe(records)
     return records

@@ -49,7 +49,7 @@ def info(path: str | os.PathLike) -> AudioInfo:
     """Validate an audio file's container and header and return what it declares."""
     p = Path(path)
     if not p.exists():
-        raise AudioError(f"{p}: file not found")
+        raise AudioError(f"{p}: " + ("a symbolic link to nothing (broken, or a loop)" if p.is_symlink() else "file not found"))
     if p.is_dir():
         raise AudioError(f"{p}: is a folder, not an audio file")
     size = p.stat().st_size
@@ -140,10 +140,12 @@ def iter_blocks(
     _check_rate(rate)
     rs = None if rate == i.sample_rate else Resampler(i.sample_rate, rate)
     blocksize = max(1, int(block_seconds * i.sample_rate))
+    decoded = 0
     try:
         with open(i.path, "rb") as f:
             for b in _sf().blocks(f, blocksize=blocksize, dtype="float32", always_2d=True):
                 x = _to_mono(b, path)
+                decoded += x.shape[0]
                 y = rs.process(x) if rs else x
                 if y.size:
                     yield y
@@ -151,6 +153,8 @@ def iter_blocks(
         raise
     except Exception as e:
         raise AudioError(f"{path}: corrupt or truncated audio ({_short(e)})") from None
+    if not decoded:
+        raise AudioError(f"{path}: corrupt or truncated audio (no samples could be decoded)")
     if rs:
         tail = rs.flush()
         if tail.size:

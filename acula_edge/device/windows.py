@@ -5,15 +5,40 @@ while a whole window fits, plus one ending at the last sample when the tail left
 them is at least half a window (shorter tails add too little new audio to be worth a window); a
 recording no longer than one window gives that recording, zero-padded, as one window, and an empty
 one gives none. :func:`cut_windows` applies the rule to a whole waveform (teacher targets, export
-calibration and verification, benchmarks); :class:`Windower` applies it to a stream, block by block,
-and gives exactly the same windows whatever the block sizes.
+calibration, benchmarks); :class:`Windower` applies it to a stream, block by block, and gives
+exactly the same windows whatever the block sizes; :func:`iter_windows` gives a file's windows in
+batches, decoded block by block (``export verify``, the benchmark harness). A recording shorter than
+:data:`MIN_FILL` of a window is ``too short`` to score (:func:`too_short`, :func:`long_enough`).
 """
 
 from __future__ import annotations
 
+import os
+from typing import Iterator
+
 import numpy as np
 
 from acula_edge.errors import AculaError
+
+#: a window needs at least this share of real audio: a recording shorter than this share of one window
+#: is ``too short`` to score (the share below which a recording's tail gets no window of its own)
+MIN_FILL = 0.5
+
+
+def too_short(n_samples: int, window: int) -> bool:
+    """Whether a recording of ``n_samples`` fills less than :data:`MIN_FILL` of its one zero-padded window."""
+    return n_samples < MIN_FILL * window
+
+
+def long_enough(records: list, window_s: float) -> tuple[list, int]:
+    """The records (anything with a ``path``) whose recording fills at least :data:`MIN_FILL` of a
+    window of ``window_s`` seconds, and how many do not: those are ``too short`` to score, as ``listen``
+    gates them. Durations come from the files' headers."""
+    from acula_edge.device.audio import info
+
+    infos = [info(r.path) for r in records]
+    kept = [r for r, i in zip(records, infos) if not too_short(i.frames, window_s * i.sample_rate)]
+    return kept, len(records) - len(kept)
 
 
 def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
@@ -24,7 +49,7 @@ def window_starts(n_samples: int, window: int, hop: int) -> list[int]:
         return [0]
     starts = list(range(0, n_samples - window + 1, hop))
     tail = n_samples - (starts[-1] + window)
-    if 2 * tail >= window:
+    if tail >= MIN_FILL * window:
         starts.append(n_samples - window)
     return starts
 
@@ -96,3 +121,22 @@ class Windower:
             out.append((self.total, w))
         self.cut += len(out)
         return out
+
+
+def iter_windows(path: str | os.PathLike, sample_rate: int, window: int, hop: int,
+                 batch: int = 32) -> Iterator[np.ndarray]:
+    """The windows of a recording (:func:`cut_windows` of it resampled to ``sample_rate``) in batches
+    ``[k <= batch, window]``, decoded block by block: memory is bounded by a batch, not the recording."""
+    from acula_edge.device.audio import iter_blocks
+
+    w, pending = Windower(window, hop), []
+    block_s = max(1.0, batch * hop / sample_rate)
+    for block in iter_blocks(path, block_s, sample_rate=sample_rate):
+        for _, x in w.push(block):
+            pending.append(x)
+            if len(pending) == batch:
+                yield np.stack(pending)
+                pending = []
+    pending += [x for _, x in w.finish()]
+    for i in range(0, len(pending), batch):
+        yield np.stack(pending[i:i + batch])

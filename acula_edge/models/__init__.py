@@ -23,7 +23,7 @@ Importing this package needs torch and numpy only.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -183,6 +183,43 @@ def chunk_frames(x: torch.Tensor, lengths: list[int], frames: int) -> tuple[torc
     return torch.cat(pieces), torch.tensor(owner, dtype=torch.long, device=x.device)
 
 
+def pooled_chunks(blocks: Callable[[], Iterable[torch.Tensor]], frames: int,
+                  encode: Callable[[torch.Tensor], torch.Tensor], scale: bool, max_chunks: int = 64) -> torch.Tensor:
+    """``[1, K]``: the mean of ``encode(chunks [n, n_mels, frames])`` over one clip's chunks, the clip's
+    log-mel given as consecutive blocks ``[n_mels, t]`` (each call of ``blocks()`` starts them anew).
+
+    The same as :func:`chunk_frames` and a mean over the whole clip (min-max scaled over all its frames
+    first with ``scale``, as :func:`minmax_normalize`), but ``max_chunks`` chunks at a time, so memory
+    is bounded by a batch of chunks, not by the clip. The blocks are read twice: the clip's range first.
+    """
+    lo, hi, n = torch.tensor(float("inf")), torch.tensor(float("-inf")), 0
+    for b in blocks():
+        if b.shape[1]:
+            lo, hi, n = torch.minimum(lo, b.amin()), torch.maximum(hi, b.amax()), n + b.shape[1]
+    need = num_chunks(n, frames) * frames  # an empty clip: one clear error
+    span = (hi - lo).clamp_min(1e-8)
+    total, done, pending, step = None, 0, None, max_chunks * frames
+
+    def run(x: torch.Tensor) -> None:
+        nonlocal total
+        z = encode(x.reshape(x.shape[0], -1, frames).transpose(0, 1)).sum(0, keepdim=True)
+        total = z if total is None else total + z
+
+    for b in blocks():
+        b = (b - lo) / span if scale else b
+        pending = b if pending is None else torch.cat([pending, b], dim=1)
+        pending = pending[:, :need - done]  # frames past the last chunk are not used
+        while pending.shape[1] >= step:
+            run(pending[:, :step])
+            done, pending = done + step, pending[:, step:]
+    if done + pending.shape[1] < need:  # the last chunk padded with the clip's minimum (0 once scaled)
+        pad = torch.zeros((), dtype=pending.dtype) if scale else lo
+        pending = torch.cat([pending, pad.expand(pending.shape[0], need - done - pending.shape[1])], dim=1)
+    if pending.shape[1]:
+        run(pending)
+    return total / (need // frames)
+
+
 # --------------------------------------------------------------------------------------------
 # Base class
 
@@ -332,6 +369,10 @@ class AudioEncoder(nn.Module):
         total = torch.zeros(b, z.shape[1], dtype=z.dtype, device=z.device).index_add(0, owner, z)
         counts = torch.bincount(owner, minlength=b).to(z.dtype).unsqueeze(1)
         return total / counts
+
+    def stream_features(self, blocks: Callable[[], Iterable[torch.Tensor]], max_chunks: int = 64) -> torch.Tensor:
+        """:meth:`features` ``[1, embed_dim]`` of one clip given as log-mel blocks (:func:`pooled_chunks`)."""
+        return pooled_chunks(blocks, self.input_frames, self.encode_chunks, True, max_chunks)
 
     def forward(self, logmel: torch.Tensor, lengths: Any = None) -> torch.Tensor:
         """Same as :meth:`features`."""

@@ -18,7 +18,7 @@ ONNX and TFLite.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from acula_edge.errors import AculaError
-from acula_edge.models import minmax_normalize
+from acula_edge.models import minmax_normalize, pooled_chunks
 from acula_edge.registry import Registry
 
 #: MobileNetV3-Small blocks: (kernel, expanded channels, out channels, squeeze-excite, hard activation, stride).
@@ -212,6 +212,11 @@ class WindowedStudent(nn.Module):
         super().__init__()
         self.student = student
 
+    @property
+    def input_frames(self) -> int:
+        """Frames of one window (the student's)."""
+        return self.student.config.window_frames
+
     def _per_clip(self, logmel: torch.Tensor, output: int) -> torch.Tensor:
         from acula_edge.models import chunk_frames
 
@@ -219,12 +224,14 @@ class WindowedStudent(nn.Module):
         if logmel.dim() != 3 or logmel.shape[1] != cfg.n_mels:
             raise AculaError(f"log-mel must be [batch, {cfg.n_mels}, frames], got {tuple(logmel.shape)}")
         windows, owner = chunk_frames(logmel, [logmel.shape[2]] * logmel.shape[0], cfg.window_frames)
-        values = self.student(windows)[output]
-        if output == 1:
-            values = torch.sigmoid(values)
+        values = self._window_values(windows, output)
         b = logmel.shape[0]
         total = values.new_zeros(b, values.shape[1]).index_add(0, owner, values)
         return total / torch.bincount(owner, minlength=b).to(values.dtype).unsqueeze(1)
+
+    def _window_values(self, windows: torch.Tensor, output: int) -> torch.Tensor:
+        values = self.student(windows)[output]
+        return torch.sigmoid(values) if output == 1 else values
 
     def features(self, logmel: torch.Tensor) -> torch.Tensor:
         """``[B, embed_dim]``: the mean window embedding of each clip."""
@@ -232,9 +239,21 @@ class WindowedStudent(nn.Module):
 
     def scores(self, logmel: torch.Tensor) -> torch.Tensor:
         """``[B, H]``: each head's mean window probability."""
+        self._check_heads()
+        return self._per_clip(logmel, 1)
+
+    def stream_features(self, blocks: Callable[[], Iterable[torch.Tensor]], max_chunks: int = 64) -> torch.Tensor:
+        """:meth:`features` ``[1, embed_dim]`` of one clip given as log-mel blocks (:func:`pooled_chunks`)."""
+        return pooled_chunks(blocks, self.input_frames, lambda w: self._window_values(w, 0), False, max_chunks)
+
+    def stream_scores(self, blocks: Callable[[], Iterable[torch.Tensor]], max_chunks: int = 64) -> torch.Tensor:
+        """:meth:`scores` ``[1, H]`` of one clip given as log-mel blocks."""
+        self._check_heads()
+        return pooled_chunks(blocks, self.input_frames, lambda w: self._window_values(w, 1), False, max_chunks)
+
+    def _check_heads(self) -> None:
         if not self.student.config.heads:
             raise AculaError("this student has no task heads")
-        return self._per_clip(logmel, 1)
 
 
 # --------------------------------------------------------------------------------------------

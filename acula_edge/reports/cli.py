@@ -59,6 +59,17 @@ def _fields(phrase: str) -> set[str] | None:
         return None
 
 
+def _check_records(records: list) -> None:
+    """A report describes a recording that exists, from labels that say one thing: recordings missing on
+    disk and labels that mix a binary pair with other values (``yes, no, maybe``) are one error."""
+    from acula_edge.data.tasks import check_label_values
+
+    missing = [r.path for r in records if not Path(r.path).is_file()]
+    if missing:
+        raise AculaError(f"{len(missing)} of {len(records)} recordings do not exist (first: {missing[0]})")
+    check_label_values(records)
+
+
 @guarded
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m acula_edge.reports``."""
@@ -78,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         opts = {"labels": [c for c in a.labels.split(",") if c]} if a.labels else {}
         records = load(a.format, a.data, probe_audio=False, **opts)
+    _check_records(records)
     rewriter = None
     if a.llm:
         from acula_edge.reports.llm import LocalRewriter

@@ -157,8 +157,13 @@ def _common(r: Recording) -> dict[str, Any]:
 
 
 def label_flag(r: Recording, name: str) -> bool | None:
-    """The record's label ``name`` as a bool, or None when it has none."""
-    return as_flag(r.labels.get(name)) if name in r.labels else None
+    """The record's label ``name`` as a bool, or None when it has none; a value that is neither a flag
+    nor absent (``maybe``) is an error that names it."""
+    v = r.labels.get(name)
+    flag = as_flag(v)
+    if flag is None and is_present(v) and v == v:
+        raise AculaError(f"recording {r.id}: label {name} is {v!r}, not yes/no, true/false, present/absent or 0/1")
+    return flag
 
 
 def adventitious_from_labels(r: Recording) -> dict[str, Any]:

@@ -8,11 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from acula_edge.device.windows import too_short
+
 #: the statuses :func:`signal_quality` gives; only ``ok`` windows are scored
 QUALITY = ("ok", "silence", "low", "clipping", "overload", "too short")
-#: a window needs at least this share of real audio (the zero-padded window of a shorter recording is
-#: gated ``too short``: the same share below which a recording's tail gets no window of its own)
-MIN_FILL = 0.5
 
 
 @dataclass(frozen=True)
@@ -30,13 +29,13 @@ class QualityConfig:
 def signal_quality(x: np.ndarray, cfg: QualityConfig = QualityConfig(), samples: int | None = None) -> dict[str, Any]:
     """``{"status", "rms_db", "peak_db", "clipped"}`` of one window; ``status`` is one of :data:`QUALITY`.
     ``samples``: how many of its samples are audio when the rest is zero padding (levels are of those;
-    under :data:`MIN_FILL` of the window the status is ``too short``).
+    under :data:`~acula_edge.device.windows.MIN_FILL` of the window the status is ``too short``).
 
     Clipped samples are those at the converter's rail, or, when many samples share the window's peak
     magnitude exactly, those at it (an analogue stage that clips below full scale).
     """
     x = np.asarray(x, np.float32)
-    short = samples is not None and samples < MIN_FILL * x.size
+    short = samples is not None and too_short(samples, x.size)
     x = x if samples is None else x[:samples]
     a = np.abs(x)
     peak = float(a.max()) if a.size else 0.0

@@ -400,7 +400,8 @@ def card(r: Run, splits: dict[str, Any]) -> dict[str, Any]:
                 "against it).",
                 "Each head judges one kind of recording: " + ", ".join(
                     f"`{t}` {get_task(t).dataset} recordings" for t in r.tasks if not t.startswith("synthetic")) +
-                "; on other sounds its score means nothing." if real else "",
+                "; on other sounds its score means nothing (`listen --modality` scores only the heads that screen "
+                "what is being listened to)." if real else "",
                 "The synthetic corpus helped train the encoders and the student's embedding; its clips are not "
                 "clinical evidence." if real else
                 "The synthetic-* heads were trained and scored on synthetic audio only: they show the machinery and "

@@ -120,7 +120,7 @@ def student_heads(ckpt: str, test: list[Recording], tasks: list[str], threads: i
     for task in tasks:
         te, y = labelled(test, task)
         j = names.index(task)
-        p = enc.run(te, enc.model.scores)[:, j]
+        p = enc.run(te, enc.model.stream_scores)[:, j]
         head = meta["heads"][j]
         out[task] = {**with_ci(y, p, np.array([r.subject for r in te])), **at_threshold(y, p, head["threshold"]),
                      "calibration": {k: head["calibration"][k] for k in ("sensitivity", "specificity")}

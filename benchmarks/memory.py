@@ -5,11 +5,11 @@
 Writes synthetic recordings of ``--hours`` and of an eighth of it (noise with a low tone, PCM16,
 written a minute at a time) and a manifest of each beside twenty short recordings of two classes (so
 ``evaluate`` can fit its probe), then runs each CLI in a process of its own and reads that process's
-peak resident set size (``ru_maxrss`` from ``wait4``); the CLIs also run on the short recordings
-alone, and once more on the longest with glibc's mmap threshold held fixed, which separates what the
-data need from heap fragmentation. A peak that does not grow from the eighth to the whole length is
-bounded by a batch, not by the recording. The audio is synthetic: this is a memory measurement, not a clinical one. ``reports``
-reads no audio and is not measured.
+peak resident set size (``VmHWM``, Linux). The CLIs also run on the short recordings alone, and once
+more on the longest with glibc's mmap threshold held fixed, which separates what the data need from
+heap fragmentation. A peak that does not grow from the eighth to the whole length is bounded by a
+batch, not by the recording. The audio is synthetic: this is a memory measurement, not a clinical
+one. ``reports`` reads no audio and is not measured.
 """
 
 from __future__ import annotations
@@ -40,24 +40,42 @@ def write_long(path: Path, hours: float, rate: int) -> None:
     import soundfile as sf
 
     rng = np.random.default_rng(0)
-    minute = 60 * rate
+    total, minute = int(round(hours * 3600 * rate)), 60 * rate
     with sf.SoundFile(path, "w", rate, 1, "PCM_16") as f:
-        for k in range(int(round(hours * 60))):
-            t = (np.arange(minute) + k * minute) / rate
-            f.write((0.05 * rng.standard_normal(minute) + 0.1 * np.sin(2 * np.pi * 120 * t)).astype(np.float32))
+        for start in range(0, total, minute):
+            t = np.arange(start, min(total, start + minute)) / rate
+            f.write((0.05 * rng.standard_normal(t.size) + 0.1 * np.sin(2 * np.pi * 120 * t)).astype(np.float32))
+
+
+# Runs a module as ``python -m`` does and, at exit, writes the process's own peak RSS (VmHWM, in kB) to
+# argv[1]. Not ``ru_maxrss`` from ``wait4``: Linux carries the peak of the process it was forked from
+# across ``exec``, so a child of a large parent (a test runner holding torch) would report the parent's.
+_PEAK = """import atexit, runpy, sys
+def _peak(path=sys.argv[1]):
+    with open("/proc/self/status") as f:
+        kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+    with open(path, "w") as out:
+        out.write(str(kb))
+atexit.register(_peak)
+sys.argv = sys.argv[2:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
 
 
 def peak_rss_mb(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, float]:
     """Run ``python -m ARGV`` (with ``env`` added to the environment); its peak RSS in MB, exit status and seconds."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-m", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         env={**os.environ, **(env or {})})
-    _, status, usage = os.wait4(p.pid, 0)
-    err = p.stderr.read().decode(errors="replace") if p.stderr else ""
-    code = os.waitstatus_to_exitcode(status)
-    if code not in (0, 1):  # 1: export verify's FAIL verdict is a result
-        raise AculaError(f"python -m {' '.join(argv)} exited {code}: {' '.join(err.strip().splitlines()[-1:])}")
-    return usage.ru_maxrss / 1024, code, time.perf_counter() - t0
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        peak = Path(tmp) / "peak"
+        t0 = time.perf_counter()
+        p = subprocess.run([sys.executable, "-c", _PEAK, str(peak), *argv], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+        seconds = time.perf_counter() - t0
+        err = p.stderr.decode(errors="replace")
+        if p.returncode not in (0, 1) or not peak.exists():  # 1: export verify's FAIL verdict is a result
+            raise AculaError(f"python -m {' '.join(argv)} exited {p.returncode}: {' '.join(err.strip().splitlines()[-1:])}")
+        return int(peak.read_text()) / 1024, p.returncode, seconds
 
 
 def commands(long: Path, manifest: Path, work: Path) -> dict[str, list[str]]:

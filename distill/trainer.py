@@ -263,7 +263,7 @@ class DistillJob(Job):
         student = copy.deepcopy(self.student).cpu()  # the encoder feeds CPU tensors; training may be on a GPU
         enc = TorchEncoder("calibration", WindowedStudent(student), self.fe.to_dict(),
                            threads=torch.get_num_threads(), show_progress=self.show_progress)
-        p = enc.run(self.calibration, enc.model.scores)
+        p = enc.run(self.calibration, enc.model.stream_scores)
         y = head_labels(self.calibration, tuple(self.cfg.heads), need_both=False)
         for j, h in enumerate(heads):
             known = ~np.isnan(y[:, j])

@@ -37,7 +37,7 @@ def bundle_meta(checkpoint: str, meta: dict[str, Any], samples: int, hop_s: floa
                 name: str | None = None) -> dict[str, Any]:
     """``bundle.json``'s description of a student checkpoint (everything but the files)."""
     from acula_edge import __version__
-    from acula_edge.data.tasks import get_task
+    from acula_edge.data.tasks import get_task, task_modality
     from acula_edge.hashing import sha256_file
 
     fe = meta["frontend"]
@@ -46,11 +46,13 @@ def bundle_meta(checkpoint: str, meta: dict[str, Any], samples: int, hop_s: floa
     heads = []
     for h in meta.get("heads", []):
         try:
-            meaning = get_task(h["task"]).description
+            task = get_task(h["task"])
+            meaning, modality = task.description, task_modality(task)
         except AculaError:
-            meaning = h["task"]
+            meaning, modality = h["task"], None
         op = h.get("calibration") if isinstance(h.get("calibration"), dict) else None
-        heads.append({"name": h["name"], "meaning": meaning, "threshold": h.get("threshold"), "operating_point": op})
+        heads.append({"name": h["name"], "meaning": meaning, "modality": modality, "threshold": h.get("threshold"),
+                      "operating_point": op})
     return {"name": name or Path(checkpoint).parent.name or "student", "sample_rate": fe["sample_rate"],
             "window_s": round(window_s, 6), "hop_s": round(hop_s or window_s / 2, 6), "frontend": fe,
             "input": {"name": "waveform", "dtype": "float32", "shape": ["batch", samples], "range": [-1.0, 1.0]},

@@ -13,7 +13,6 @@ import pytest
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_BUNDLE = ROOT / "acula_edge" / "default_bundle"  # the bundle the package ships
 EXPORT_HEAD = "synthetic-adventitious"  # the head of the shared test bundle
 DISTILL_HEADS = ("synthetic-adventitious", "synthetic-abnormal-heart")  # the heads of the distilled test student
 SHARED_DATA = Path(os.environ.get("ACULA_SHARED_DATA", ROOT.parent / "shared" / "data"))

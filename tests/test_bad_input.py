@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import DEFAULT_BUNDLE, call_main
+from acula_edge.device.bundle import DEFAULT_BUNDLE
+from conftest import call_main
 
 RATE = 8000
 

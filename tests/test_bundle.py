@@ -85,6 +85,7 @@ def test_a_file_changed_after_export_is_refused(bundle):
      "format and precision"),
     (lambda d: {**d, "heads": [{"name": "x", "threshold": 3.0}]}, "threshold is not a number in"),
     (lambda d: {**d, "heads": [{"name": "x", "threshold": "high"}]}, "threshold is not a number in"),
+    (lambda d: {**d, "heads": [{"name": "x", "modality": "chest"}]}, "modality 'chest' is not one of lung, heart"),
     (lambda d: {**d, "prompts": {"texts": ["a", "b"], "file": ["prompts.npy"]}}, "prompts need"),
     (lambda d: {**d, "files": {**d["files"], "network_int8.tflite": {**d["files"]["model_fp32.onnx"], "format": "tflite",
                                                                       "precision": "int8", "part": "network"}}},

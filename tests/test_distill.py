@@ -244,7 +244,7 @@ def test_heads_get_thresholds_on_calibration_subjects_and_prompts_need_no_teache
     student, meta = load_student(tmp_path / "s" / "student.safetensors")
     val = [x for x in read_manifest(split) if x.split == "val"]
     enc = TorchEncoder("s", WindowedStudent(student), meta["frontend"])
-    p = enc.run(val, enc.model.scores)
+    p = enc.run(val, enc.model.stream_scores)
     y = head_labels(val, heads, need_both=False)
     checked = 0
     for j, head in enumerate(meta["heads"]):

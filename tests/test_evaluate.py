@@ -9,7 +9,7 @@ import pytest
 from acula_edge.data import Recording, write_manifest
 from acula_edge.data.synth import generate
 from acula_edge.errors import AculaError
-from acula_edge.data.tasks import get_task, list_tasks
+from acula_edge.data.tasks import get_task, list_tasks, task_modality
 from conftest import call_main, run_module, shared
 
 
@@ -24,6 +24,16 @@ def test_task_registry():
     assert get_task("csv:/tmp/m.csv:smoker").dataset == "manifest:/tmp/m.csv"
     with pytest.raises(AculaError, match="unknown task"):
         get_task("nope")
+
+
+def test_each_task_says_what_it_screens():
+    """A task's modality: its own, else its dataset's only one; a manifest column screens any recording."""
+    screens = {name: task_modality(get_task(name)) for name in list_tasks()}
+    assert {k for k, v in screens.items() if v == "heart"} == {"physionet2016-abnormal", "circor-murmur",
+                                                              "synthetic-abnormal-heart"}
+    assert screens["sprsound-adventitious"] == screens["synthetic-crackle"] == "lung"
+    assert screens["coswara-smoker"] == screens["coughvid-covid"] == screens["synthetic-wet-cough"] == "cough"
+    assert None not in screens.values() and task_modality(get_task("csv:/tmp/m.csv:label")) is None
 
 
 def _one_line_error(p):

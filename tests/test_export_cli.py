@@ -32,7 +32,8 @@ def test_export_writes_a_verified_bundle_that_matches_torch(student_ckpt, export
     assert set(b.models()) == {"model_fp32.onnx", "model_int8.onnx", "model_fp32.tflite", "model_int8.tflite"}
     assert b.split() == (b.path / "frontend_fp32.tflite", b.path / "network_int8.tflite")
     assert b.meta["split"]["between"]["shape"] == [1, 64, 128]
-    assert b.heads == [{"name": HEAD, "meaning": "synthetic lung clips with wheezes or crackles", "threshold": 0.42,
+    assert b.heads == [{"name": HEAD, "meaning": "synthetic lung clips with wheezes or crackles", "modality": "lung",
+                        "threshold": 0.42,
                         "operating_point": {"sensitivity": 0.9, "specificity": 0.5, "positives": 10, "negatives": 20,
                                             "auroc": 0.8}}]
     assert b.meta["provenance"]["int8_calibration"]["windows"] > 0

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from acula_edge.device.bundle import load_bundle, write_bundle
+from acula_edge.device.bundle import DEFAULT_BUNDLE, load_bundle, write_bundle
 from acula_edge.device.listen import Decider, Output, signal_quality
 from acula_edge.device.windows import cut_windows
 from capture import ALSA_NAME, PulseDaemon, alsa_file_device, pcm16
@@ -94,8 +94,6 @@ def test_signal_quality_names_silence_low_clipping_and_overload():
 
 def test_a_recording_shorter_than_half_a_window_is_gated_too_short_not_scored(tmp_path):
     """0.1 s would be one window of 97.6% zero padding; from half a window on it is scored, levels of its audio."""
-    from acula_edge.device.bundle import DEFAULT_BUNDLE, load_bundle
-
     b = load_bundle(DEFAULT_BUNDLE)
     rng = np.random.default_rng(0)
     for seconds, status in ((0.1, "too short"), (0.45 * b.meta["window_s"], "too short"), (0.55 * b.meta["window_s"], "ok")):
@@ -496,3 +494,25 @@ def test_a_device_that_vanishes_mid_stream_ends_with_one_line_and_the_summary(bu
     assert len(lines) == 1 and lines[0].startswith("error: microphone 'pulse'") and "disconnected" in lines[0]
     objs = records("".join(first) + out)
     assert objs["summary"][0]["windows"] >= 1
+
+
+def test_modality_scores_only_the_heads_that_screen_it():
+    """The default bundle's heads screen lung (SPRSound) and heart (PhysioNet 2016) recordings."""
+    example = str(ROOT / "acula_edge" / "examples" / "example_lung.flac")
+    assert {h["name"]: h["modality"] for h in load_bundle(DEFAULT_BUNDLE).heads} == {
+        "sprsound-adventitious": "lung", "physionet2016-abnormal": "heart"}
+    for modality, head in (("lung", "sprsound-adventitious"), ("heart", "physionet2016-abnormal")):
+        r = listen("--file", example, "--no-realtime", "--json", "--modality", modality)
+        assert r.returncode == 0, r.stderr
+        objs = records(r.stdout)
+        assert objs["start"][0]["modality"] == modality and list(objs["start"][0]["thresholds"]) == [head]
+        scored = [w for w in objs["window"] if w["scores"]]
+        assert scored and all(w["modality"] == modality and list(w["scores"]) == [head] for w in scored)
+        assert {e["head"] for e in objs.get("event", [])} <= {head}
+    r = listen("--file", example, "--no-realtime", "--json")  # not said: every head, as before
+    assert {k for w in records(r.stdout)["window"] if w["scores"] for k in w["scores"]} == {
+        "sprsound-adventitious", "physionet2016-abnormal"}
+    assert "no head of this bundle screens cough recordings (they screen heart, lung)" in one_line(
+        listen("--file", example, "--modality", "cough"))
+    assert "--head physionet2016-abnormal does not screen lung recordings" in one_line(
+        listen("--file", example, "--modality", "lung", "--head", "physionet2016-abnormal"))

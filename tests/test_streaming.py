@@ -14,7 +14,8 @@ from acula_edge.data import Recording
 from acula_edge.device import audio
 from acula_edge.device.windows import MIN_FILL, cut_windows, iter_windows, long_enough, too_short
 from acula_edge.frontend import FrontendConfig, get_frontend, iter_logmel, logmel
-from conftest import DEFAULT_BUNDLE, call_main
+from acula_edge.device.bundle import DEFAULT_BUNDLE
+from conftest import call_main
 
 
 

@@ -13,7 +13,7 @@ from acula_edge.data.records import MISSING, Recording
 from acula_edge.datasets import Task, get_dataset, list_datasets
 from acula_edge.errors import AculaError
 
-__all__ = ["Task", "applies", "binary_labels", "get_task", "head_tasks", "list_tasks", "task_records"]
+__all__ = ["Task", "applies", "binary_labels", "get_task", "head_tasks", "list_tasks", "task_modality", "task_records"]
 
 #: the pairs of values a binary label column may hold (case-insensitive), negative first
 BINARY_PAIRS = ((0, 1), (-1, 1), ("false", "true"), ("no", "yes"), ("negative", "positive"), ("normal", "abnormal"),
@@ -42,6 +42,15 @@ def get_task(name: str) -> Task:
     if name not in tasks:
         raise AculaError(f"unknown task {name!r}; choose from: {', '.join(tasks)} or csv:MANIFEST:COLUMN")
     return tasks[name]
+
+
+def task_modality(task: Task) -> str | None:
+    """What ``task`` screens: its own modality, else its dataset's when the dataset holds one only; None
+    (any recording) for a manifest column or a dataset of several modalities."""
+    if task.modality or task.dataset.startswith("manifest:"):
+        return task.modality
+    modalities = get_dataset(task.dataset).modalities
+    return modalities[0] if len(modalities) == 1 else None
 
 
 def task_records(task: Task, records: list[Recording], binary: bool = False) -> list[Recording]:

@@ -56,6 +56,7 @@ class Task:
     description: str
     prompts: tuple[str, ...] | None = None  # zero-shot question: one text per class, negative first
     events: frozenset[str] = frozenset()  # annotated event types that make a stretch of a recording positive
+    modality: str | None = None  # what it screens (lung, heart, cough, ...); None: its dataset's only modality
 
 
 @dataclass(frozen=True)

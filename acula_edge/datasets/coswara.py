@@ -197,9 +197,9 @@ register_dataset(Dataset(
     modalities=("breath", "cough", "speech"),
     tasks=(
         Task("coswara-smoker", "coswara", _heavy_cough(lambda r: binary(r.metadata.get("smoker"), {True}, {False})),
-             "Coswara smokers vs non-smokers, heavy-cough recordings"),
+             "Coswara smokers vs non-smokers, heavy-cough recordings", modality="cough"),
         Task("coswara-sex", "coswara", _heavy_cough(lambda r: binary(r.metadata.get("sex"), {"female"}, {"male"})),
-             "Coswara sex (female vs male), heavy-cough recordings"),
+             "Coswara sex (female vs male), heavy-cough recordings", modality="cough"),
     ),
     pipeline_tasks=("coswara-smoker",),
 ))

@@ -1,7 +1,7 @@
 """The bundle a device loads: one folder with ``bundle.json``, model files, prompts and a model card.
 
 ``bundle.json`` holds the schema version, name, sample rate, window and hop, the front-end config,
-the input and output specs, the heads (meaning, threshold, operating point), optional zero-shot
+the input and output specs, the heads (meaning, what they screen, threshold, operating point), optional zero-shot
 prompts, metrics, provenance and, for every file, its format, precision, size and sha256.
 :func:`write_bundle` writes a whole bundle into a temporary folder beside the target and renames
 it into place, so that a failure never leaves half a bundle; :func:`load_bundle` checks the schema
@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from acula_edge.data.records import read_json
+from acula_edge.data.records import MODALITIES, read_json
 from acula_edge.errors import AculaError
 from acula_edge.hashing import sha256_file
 
@@ -72,6 +72,8 @@ def problems(meta: Any) -> list[str]:
         elif h.get("threshold") is not None and (not isinstance(h["threshold"], (int, float))
                                                  or not 0.0 <= h["threshold"] <= 1.0):
             out.append(f"head {h['name']}: threshold is not a number in [0, 1]")
+        elif h.get("modality") is not None and h["modality"] not in MODALITIES:
+            out.append(f"head {h['name']}: modality {h['modality']!r} is not one of {', '.join(MODALITIES)}")
     models = [n for n in meta["files"] if n in MODEL_FILES]
     if not models:
         out.append("no model file is listed")
@@ -116,6 +118,10 @@ class Bundle:
     @property
     def heads(self) -> list[dict[str, Any]]:
         return list(self.meta["heads"])
+
+    def screening(self, modality: str | None) -> list[dict[str, Any]]:
+        """The heads that screen ``modality`` recordings, with those that screen any (all heads for None)."""
+        return [h for h in self.heads if modality is None or h.get("modality") in (None, modality)]
 
     def models(self) -> dict[str, tuple[str, str]]:
         """Model file name -> (format, precision), for the files this bundle holds."""
@@ -272,7 +278,8 @@ def model_card(meta: Mapping[str, Any]) -> str:
         at = (f"threshold {h['threshold']:.4f}: sensitivity {op.get('sensitivity')}, specificity "
               f"{op.get('specificity')} on {op.get('positives', '?')} positive and {op.get('negatives', '?')} negative "
               "validation recordings" if h.get("threshold") is not None else "no threshold chosen")
-        lines.append(f"- `{h['name']}`: {h.get('meaning', '')} ({at})")
+        screens = f"; screens {h['modality']} recordings" if h.get("modality") else ""
+        lines.append(f"- `{h['name']}`: {h.get('meaning', '')} ({at}{screens})")
     lines += ["", "## Data and provenance", ""]
     if card.get("data"):
         lines += ["| dataset | recordings (subjects) used to train | held out for calibration / test | licence |",

@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from acula_edge.cli import Parser, describe, guarded
-from acula_edge.device.bundle import default_bundle, load_bundle
+from acula_edge.device.bundle import MODALITIES, default_bundle, load_bundle
 from acula_edge.device.listen.decisions import Decider
 from acula_edge.device.listen.engine import Listener, Recorder, run
 from acula_edge.device.listen.output import Output, print_summary
@@ -45,14 +45,23 @@ from acula_edge.errors import AculaError
 PromptEmbedder = Callable[[str, list[str]], np.ndarray]
 
 
-def _thresholds(bundle, overrides: Sequence[str], extra: Sequence[str], chosen: Sequence[str] = ()) -> dict[str, float]:
+def _thresholds(bundle, overrides: Sequence[str], extra: Sequence[str], chosen: Sequence[str] = (),
+                modality: str | None = None) -> dict[str, float]:
     """Each head's threshold: the bundle's (0.5 where it has none), then ``HEAD=P`` overrides; only the
-    ``chosen`` heads when any are named."""
+    ``chosen`` heads when any are named, and only those that screen ``modality`` when it is given."""
     names = [h["name"] for h in bundle.heads]
     unknown = [c for c in chosen if c not in names]
     if unknown:
         raise AculaError(f"--head {unknown[0]}: the bundle's heads are {', '.join(names) or '(none)'}")
-    out = {h["name"]: float(h.get("threshold") if h.get("threshold") is not None else 0.5) for h in bundle.heads
+    heads = bundle.screening(modality)
+    if not heads:
+        held = sorted({h.get("modality") or "any" for h in bundle.heads})
+        raise AculaError(f"--modality {modality}: no head of this bundle screens {modality} recordings "
+                         f"(they screen {', '.join(held) or 'nothing'})")
+    other = [c for c in chosen if c not in {h["name"] for h in heads}]
+    if other:
+        raise AculaError(f"--head {other[0]} does not screen {modality} recordings (see --modality)")
+    out = {h["name"]: float(h.get("threshold") if h.get("threshold") is not None else 0.5) for h in heads
            if not chosen or h["name"] in chosen}
     out.update({h: 0.5 for h in extra})
     for item in overrides:
@@ -120,6 +129,8 @@ def _parser() -> Parser:
     d.add_argument("--hop", type=float, metavar="S", help="seconds between windows (default: the bundle's)")
     d.add_argument("--head", action="append", default=[], metavar="NAME", help="decide and show only these heads "
                    "(repeat; default: every head of the bundle)")
+    d.add_argument("--modality", choices=MODALITIES, help="what is being listened to: score only the heads that "
+                   "screen it (a lung recording gets no heart head's score; default: every head)")
     d.add_argument("--threshold", action="append", default=[], metavar="HEAD=P",
                    help="override a head's threshold (repeat; default: the bundle's, 0.5 where it has none)")
     d.add_argument("--smooth", type=int, default=Decider.smooth, metavar="N",
@@ -200,11 +211,11 @@ def main(argv: Sequence[str] | None = None, embed_prompts: PromptEmbedder | None
     model = load_model(bundle, a.backend, a.precision, a.threads, a.checkpoint)
     prompts = _prompts(bundle, a.prompt, a.checkpoint, embed_prompts)
     extra = [f"prompt:{t}" for t in prompts[0]] if prompts else []
-    thresholds = _thresholds(bundle, a.threshold, extra, a.head)
+    thresholds = _thresholds(bundle, a.threshold, extra, a.head, a.modality)
     deciders = [Decider(h, thresholds[h], a.smooth, a.hysteresis, a.refractory) for h in thresholds]
     temperature = float((bundle.meta.get("prompts") or {}).get("temperature", DEFAULT_TEMPERATURE))
     listener = Listener(model, bundle, a.hop or bundle.meta["hop_s"], deciders, source.rate,
-                        QualityConfig(silence_db=a.silence_db, low_db=a.low_db), prompts, temperature)
+                        QualityConfig(silence_db=a.silence_db, low_db=a.low_db), prompts, temperature, a.modality)
     output = Output(mode, list(thresholds), thresholds)
 
     listener.warm_up(a.warmup)
@@ -212,10 +223,12 @@ def main(argv: Sequence[str] | None = None, embed_prompts: PromptEmbedder | None
     output.emit({"type": "start", "bundle": str(bundle.path), "name": bundle.meta["name"], "backend": model.backend,
                  "model": model.file, "precision": model.precision, "source": source.name,
                  "source_rate": source.rate, "sample_rate": bundle.sample_rate, "window_s": bundle.meta["window_s"],
-                 "hop_s": listener.windower.hop / bundle.sample_rate, "thresholds": thresholds}
+                 "hop_s": listener.windower.hop / bundle.sample_rate, "thresholds": thresholds,
+                 "modality": a.modality}
                 if mode == "json" else
                 {"type": "note", "text": f"listening to {source.name} with {bundle.meta['name']} "
-                 f"({model.backend} {model.precision}, {model.file}); window {bundle.meta['window_s']:g} s, hop "
+                 f"({model.backend} {model.precision}, {model.file})"
+                 + (f", {a.modality} heads only" if a.modality else "") + f"; window {bundle.meta['window_s']:g} s, hop "
                  f"{listener.windower.hop / bundle.sample_rate:g} s; Ctrl-C stops"})
 
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -62,13 +62,16 @@ class Listener:
 
     def __init__(self, model, bundle, hop_s: float, deciders: list[Decider], source_rate: int,
                  quality: QualityConfig = QualityConfig(), prompts: tuple[list[str], np.ndarray] | None = None,
-                 temperature: float = DEFAULT_TEMPERATURE):
+                 temperature: float = DEFAULT_TEMPERATURE, modality: str | None = None):
         self.model, self.bundle, self.quality = model, bundle, quality
         self.rate = bundle.sample_rate
         hop = int(round(hop_s * self.rate))
         self.windower = Windower(bundle.window_samples, hop)
         self.resampler = None if source_rate == self.rate else Resampler(source_rate, self.rate)
         self.heads = [h["name"] for h in bundle.heads]
+        # what is listened to (None: not said): only the heads that screen it are scored
+        self.modality = modality
+        self.scored_heads = {h["name"] for h in bundle.screening(modality)}
         self.deciders = deciders
         self.prompts, self.temperature = prompts, temperature
         self.stats = Stats()
@@ -102,7 +105,7 @@ class Listener:
         scores = None
         if q["status"] == "ok":
             emb, s = self.model.run(w[None])
-            scores = {h: float(v) for h, v in zip(self.heads, s[0])}
+            scores = {h: float(v) for h, v in zip(self.heads, s[0]) if h in self.scored_heads}
             if self.prompts is not None:
                 p = zero_shot_probabilities(emb, self.prompts[1], self.temperature)[0]
                 scores.update({f"prompt:{t}": float(v) for t, v in zip(self.prompts[0], p)})
@@ -123,7 +126,7 @@ class Listener:
                 events.append({"type": "event", "head": d.name, "time_s": round(t_end, 3), "score": round(s, 4),
                                "threshold": d.threshold})
         yield {"type": "window", "index": st.windows - 1, "start_s": round(t_end - w.size / self.rate, 3),
-               "end_s": round(t_end, 3), "quality": q,
+               "end_s": round(t_end, 3), "quality": q, **({"modality": self.modality} if self.modality else {}),
                "scores": None if scores is None else {k: round(v, 5) for k, v in scores.items()},
                "smoothed": None if scores is None else {k: round(v, 5) for k, v in smoothed.items()},
                "latency_ms": round(latency * 1e3, 3)}

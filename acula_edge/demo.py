@@ -14,8 +14,6 @@ from typing import Sequence
 from acula_edge.cli import Parser, describe, guarded
 
 
-#: the heads the demo shows: the example is a lung recording (the bundle's other heads judge other sounds)
-EXAMPLE_HEADS = ("sprsound-adventitious", "synthetic-adventitious")
 #: the example's two clips: (subject index, clip index) in the seed-0 lung-only corpus of 10 s clips
 EXAMPLE_CLIPS = {"syn-0002_00": "normal breath sounds", "syn-0003_00": "coarse crackles"}
 
@@ -60,10 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         held_out = (f"; held-out AUROC {m['auroc']:.2f} (95% CI {m['auroc_ci95'][0]:.2f}-{m['auroc_ci95'][1]:.2f}, "
                     f"{m['recordings']} recordings)" if m else "")
         print(f"  head {h['name']}: {h['meaning']}{held_out}")
-    heads = [h["name"] for h in b.heads if h["name"] in EXAMPLE_HEADS]
+    heads = [h["name"] for h in b.screening("lung")]  # the example is a lung recording: listen --modality lung
     print(f"example recording: {EXAMPLE_RECORDING} (synthetic: 10 s of {', then 10 s of '.join(EXAMPLE_CLIPS.values())}); "
           f"a lung recording, so the lung heads decide: {', '.join(heads) or 'every head'}\n", flush=True)
-    flags = ["--file", str(EXAMPLE_RECORDING), *(x for h in heads for x in ("--head", h))] + \
+    flags = ["--file", str(EXAMPLE_RECORDING), *(["--modality", "lung"] if heads else [])] + \
         (["--no-realtime"] if a.no_realtime else []) + (["--plain"] if a.plain else [])
     code = listen.main(flags)
     sys.stderr.flush()

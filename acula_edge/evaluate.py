@@ -5,7 +5,7 @@ label-stratified train/val/test splits; a logistic-regression probe whose L2 str
 on validation AUROC only; 5 seeds; test AUROC as mean ± std over seeds, with a subject-level
 bootstrap 95% interval. Several encoders run side by side on the same splits, on the same
 recordings: those shorter than half of the longest encoder window are too short to score and left
-out. A recording is decoded block by block, so memory grows with its length only by its log-mel.
+out. A recording is decoded block by block, so memory does not grow with its length.
 
 With ``--manifest`` files whose recordings all carry a ``split`` (train/val/test, as written by
 ``python -m acula_edge.data split`` or the pipeline), that split is used as it is: the probe is

@@ -13,7 +13,8 @@ from acula_edge.data.records import MISSING, Recording
 from acula_edge.datasets import Task, get_dataset, list_datasets
 from acula_edge.errors import AculaError
 
-__all__ = ["Task", "applies", "binary_labels", "get_task", "head_tasks", "list_tasks", "task_modality", "task_records"]
+__all__ = ["Task", "applies", "binary_labels", "check_label_values", "get_task", "head_tasks", "list_tasks", "task_modality",
+           "task_records"]
 
 #: the pairs of values a binary label column may hold (case-insensitive), negative first
 BINARY_PAIRS = ((0, 1), (-1, 1), ("false", "true"), ("no", "yes"), ("negative", "positive"), ("normal", "abnormal"),

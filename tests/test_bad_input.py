@@ -94,7 +94,10 @@ def _clean(p, ok: bool | None, what: str) -> None:
 
 def test_audio_corpus_through_listen_and_inspect(corpus):
     for name, (path, ok) in corpus.items():
-        _clean(call_main("acula_edge.data.cli", "inspect", path), ok, f"inspect {name}")
+        p = call_main("acula_edge.data.cli", "inspect", path)
+        _clean(p, ok, f"inspect {name}")
+        if name == "symlink_loop":
+            assert "a symbolic link to nothing (broken, or a loop)" in p.stderr
         p = call_main("acula_edge.listen", "--file", path, "--no-realtime", "--json")
         _clean(p, ok, f"listen {name}")
         if ok:

@@ -59,6 +59,17 @@ class LogMelStats(Encoder):
         return np.asarray(out, np.float32)
 
 
+def logmel_statistics(m: np.ndarray) -> np.ndarray:
+    """:class:`LogMelStats`'s features of one log-mel ``[bands, frames]`` held in memory (a segment):
+    per band the mean and standard deviation, and the mean absolute and the standard deviation of
+    the frame-to-frame change (zeros for a single frame)."""
+    m = np.asarray(m, np.float64)
+    d = np.diff(m, axis=1)
+    zero = np.zeros(m.shape[0])
+    return np.concatenate([m.mean(1), m.std(1), np.abs(d).mean(1) if d.shape[1] else zero,
+                           d.std(1) if d.shape[1] else zero]).astype(np.float32)
+
+
 class Moments:
     """Running per-row mean and standard deviation of ``[rows, t]`` blocks (Chan et al.'s pairwise
     update): the statistics of the blocks' concatenation along time, without keeping it."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -100,6 +100,32 @@ def operating_point(y: np.ndarray, p: np.ndarray, min_sensitivity: float = 0.9) 
             break
     return {"threshold": float(t), "sensitivity": round(sens, 4), "specificity": round(spec, 4),
             "target_sensitivity": min_sensitivity, "positives": int(y.sum()), "negatives": int((~y).sum())}
+
+
+SEGMENT_S = 0.5  # resolution of the segment-based F1 of event spans
+
+
+def active_segments(spans: Sequence[tuple[float, float]], duration: float, resolution: float = SEGMENT_S) -> np.ndarray:
+    """Whether each ``resolution``-long segment of ``[0, duration)`` overlaps one of ``spans`` (seconds)."""
+    grid = np.arange(0.0, max(duration, resolution), resolution)
+    out = np.zeros(grid.size, bool)
+    for s, e in spans:
+        out |= (grid < e) & (grid + resolution > s)
+    return out
+
+
+def segment_counts(reference: Sequence[tuple[float, float]], found: Sequence[tuple[float, float]], duration: float,
+                   resolution: float = SEGMENT_S) -> tuple[int, int, int]:
+    """``(true positive, false positive, false negative)`` segments of found spans against annotated ones
+    (segment-based evaluation of sound events, as sed_eval counts it)."""
+    a, f = active_segments(reference, duration, resolution), active_segments(found, duration, resolution)
+    return int((a & f).sum()), int((~a & f).sum()), int((a & ~f).sum())
+
+
+def segment_f1(counts: np.ndarray) -> float:
+    """F1 of summed ``[n, 3]`` (tp, fp, fn) counts; NaN when there is nothing to count."""
+    tp, fp, fn = np.asarray(counts).reshape(-1, 3).sum(0)
+    return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else float("nan")
 
 
 def mean_cosine(reference: np.ndarray, other: np.ndarray, centred: bool = True) -> float:

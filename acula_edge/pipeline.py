@@ -72,6 +72,8 @@ class Preset:
     label_weight: float | None = None  # distill --label-weight (labels against the teacher probe's soft targets)
     head_weight: float | None = None  # distill --w-heads (the heads' loss against the teacher-matching terms)
     balance_heads: bool = False  # distill --balance-heads: a head's positive and negative windows weigh the same
+    modality_head: bool = True  # distill --modality-head, where the training data hold two modalities or more
+    events: tuple[str, ...] = ("wheeze", "crackle")  # distill --events, where the training data annotate events
     distill_augment: str = ""  # distill --augment settings, ';'-separated: "eq_prob=0.5;snr_db=20,40"
     bench: str = "full"  # benchmarks run: "full" or "quick"
     max_steps: int | None = None  # cap on every training stage's optimizer steps (the tiny preset)
@@ -172,6 +174,21 @@ class Run:
 
         return list(dict.fromkeys(self.tasks + list(get_dataset("synthetic").pipeline_tasks)))
 
+    @property
+    def modalities(self) -> set[str]:
+        """What the real datasets hold (the synthetic corpus's modalities when there are none)."""
+        from acula_edge.datasets import get_dataset
+
+        return {m for f in self.data for m in get_dataset(f).modalities} or set(get_dataset("synthetic").modalities)
+
+    @property
+    def annotates_events(self) -> bool:
+        """Whether the training data say where their events are (a real dataset that annotates them, or
+        the synthetic corpus alone)."""
+        from acula_edge.data.events import ANNOTATED_DATASETS
+
+        return bool(set(self.data) & set(ANNOTATED_DATASETS)) if self.data else True
+
     def training(self) -> list[str]:
         """Flags every training stage shares."""
         out = ["--manifest", str(self.p("data", "manifest.jsonl")), "--split", "train", "--quiet"]
@@ -252,6 +269,8 @@ def stage_distill(r: Run) -> Step:
            "--epochs", _num(r.preset.distill_epochs), "--hop", _num(r.preset.distill_hop),
            "--reports", str(reports), "--text-embeddings", str(text), "--out", str(run_dir)]
     cmd += ["--event-labels"] if r.preset.event_labels else []
+    cmd += ["--modality-head"] if r.preset.modality_head and len(r.modalities) > 1 else []
+    cmd += ["--events", *r.preset.events] if r.preset.events and r.annotates_events else []
     cmd += ["--label-weight", _num(r.preset.label_weight)] if r.preset.label_weight is not None else []
     cmd += ["--w-heads", _num(r.preset.head_weight)] if r.preset.head_weight is not None else []
     cmd += ["--balance-heads"] if r.preset.balance_heads else []
@@ -269,7 +288,7 @@ def stage_export(r: Run) -> Step:
                  "--int8", "--calibration", str(train), "--calibrator", r.preset.calibrator, "--evaluate", str(test), "--prompts", str(prompts),
                  "--card", str(card), "--overwrite",
                  *([] if r.preset.full_integer else ["--no-full-integer"])],
-                inputs=[ckpt, card, prompts, train, test], outputs=[r.p("bundle")])
+                inputs=[ckpt, ckpt.with_suffix(".json"), card, prompts, train, test], outputs=[r.p("bundle")])
 
 
 def stage_verify(r: Run) -> Step:
@@ -400,8 +419,15 @@ def card(r: Run, splits: dict[str, Any]) -> dict[str, Any]:
                 "against it).",
                 "Each head judges one kind of recording: " + ", ".join(
                     f"`{t}` {get_task(t).dataset} recordings" for t in r.tasks if not t.startswith("synthetic")) +
-                "; on other sounds its score means nothing (`listen --modality` scores only the heads that screen "
-                "what is being listened to)." if real else "",
+                "; on other sounds its score means nothing (`listen --modality`, or the modality head where there is "
+                "one, scores only the heads that screen what is being listened to)." if real else "",
+                f"The modality head learnt only {', '.join(sorted(r.modalities))} recordings: a cough, speech or any "
+                "other sound is reported unknown only when the head is unsure, which it was never trained to be "
+                "on such sounds." if r.preset.modality_head and len(r.modalities) > 1 and real else "",
+                "The wheeze-like and crackle-like findings were learnt from the event annotations of the training "
+                "children only; `python -m benchmarks events` measures them on the test children (event-level "
+                "AUROC, segment F1 at 0.5 s, onset and offset errors)." if r.preset.events and r.annotates_events
+                and real else "",
                 "The synthetic corpus helped train the encoders and the student's embedding; its clips are not "
                 "clinical evidence." if real else
                 "The synthetic-* heads were trained and scored on synthetic audio only: they show the machinery and "
@@ -415,9 +441,16 @@ def card(r: Run, splits: dict[str, Any]) -> dict[str, Any]:
                 if x]}
 
 
+#: what runs saved before a field existed did, where that is not the field's default: they trained no
+#: modality head and no event outputs
+PREDATES = {"modality_head": False, "events": []}
+
+
 def with_defaults(settings: dict[str, Any]) -> dict[str, Any]:
-    """A run's saved preset ``settings`` with the fields it predates at their :class:`Preset` default."""
-    return {**{f.name: f.default for f in fields(Preset) if f.default is not MISSING}, **settings}
+    """A run's saved preset ``settings`` with the fields it predates at what such runs did (their
+    :class:`Preset` default, or :data:`PREDATES`); tuples as JSON lists."""
+    defaults = {f.name: f.default for f in fields(Preset) if f.default is not MISSING}
+    return json.loads(json.dumps({**defaults, **PREDATES, **settings}))
 
 
 def recipe_results(path: str, preset: Preset) -> dict[str, Any]:
@@ -429,7 +462,7 @@ def recipe_results(path: str, preset: Preset) -> dict[str, Any]:
         raise AculaError(f"--card-results {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("card"), dict) or not isinstance(doc.get("settings"), dict):
         raise AculaError(f"--card-results {path}: not a result of python -m benchmarks generalization")
-    mine = {k: v for k, v in asdict(preset).items() if k != "description"}
+    mine = json.loads(json.dumps({k: v for k, v in asdict(preset).items() if k != "description"}))
     theirs = with_defaults(doc["settings"])
     differ = sorted(k for k in {*mine, *theirs} - {"description"} if mine.get(k) != theirs.get(k))
     if differ:

@@ -1,6 +1,7 @@
 """``python -m benchmarks run ...``: accuracy against latency, size and memory for every variant of a
 bundle (:mod:`benchmarks.harness`); ``python -m benchmarks generalization``: the recipe on a heart
-site and children it never saw (:mod:`benchmarks.generalization`). The other benchmarks run as
+site and children it never saw (:mod:`benchmarks.generalization`); ``python -m benchmarks events``:
+a bundle's modality routing and event findings on unseen subjects (:mod:`benchmarks.events`). The other benchmarks run as
 ``python -m benchmarks.NAME``."""
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ def _parser() -> Parser:
     sub.add_parser("run", add_help=False, help="benchmark the bundles' variants on the test subjects of tasks")
     sub.add_parser("generalization", add_help=False,
                    help="train the recipe twice and score it on a heart site and children it never saw")
+    sub.add_parser("events", add_help=False,
+                   help="modality routing and event findings (spans) of a bundle on subjects it never saw")
     return p
 
 
@@ -35,6 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.generalization import main as generalization_main
 
         return generalization_main(argv[1:])
+    if argv[:1] == ["events"]:
+        from benchmarks.events import main as events_main
+
+        return events_main(argv[1:])
     p = _parser()
     p.parse_args(argv)  # --help, or a usage error
     p.print_help(sys.stderr)  # no command

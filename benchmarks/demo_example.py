@@ -66,14 +66,14 @@ def measure(manifest: str, bundle_path: str, head: str, tasks: Sequence[str] = (
     classes: dict[int, dict[str, list]] = {0: {"scores": [], "bands": []}, 1: {"scores": [], "bands": []}}
     for r, v in kept:
         x = load(r.path, sample_rate=b.sample_rate)[0]
-        classes[v]["scores"].append(float(model.run(cut_windows(x, b.window_samples, hop)[1])[1][:, j].mean()))
+        classes[v]["scores"].append(float(model.run(cut_windows(x, b.window_samples, hop)[1])["scores"][:, j].mean()))
         classes[v]["bands"].append(band_levels(x, b.sample_rate))
     audio, rate = example_audio()
     x = resample(audio, rate, b.sample_rate)
     half = len(x) // 2
     example = {}
     for (clip, what), part in zip(EXAMPLE_CLIPS.items(), (x[:half], x[half:])):
-        scores = model.run(cut_windows(part, b.window_samples, hop)[1])[1][:, j]
+        scores = model.run(cut_windows(part, b.window_samples, hop)[1])["scores"][:, j]
         example[what] = {"clip": clip, "window_scores": [round(float(s), 3) for s in scores],
                          "mean": round(float(scores.mean()), 3), "bands_db": band_levels(part, b.sample_rate)}
     negatives = np.array(classes[0]["scores"])

@@ -98,11 +98,10 @@ def export_files(model, work: Path, calibration: list, calibrator: str, tflite: 
     """An :class:`export.model.EdgeModel` as ONNX fp32 (compact front end) and int8, and TFLite fp32."""
     import torch
 
-    from export.model import OUTPUTS
     from export.onnx import compact_front_end, export_onnx, quantize_int8, waveform_windows
 
     work.mkdir(parents=True, exist_ok=True)
-    fp32 = export_onnx(model, work / "model_fp32.onnx", torch.zeros(2, model.samples), "waveform", OUTPUTS)
+    fp32 = export_onnx(model, work / "model_fp32.onnx", torch.zeros(2, model.samples), "waveform", model.names)
     cal = waveform_windows(calibration, model.fe.sample_rate, model.samples, limit=64)
     files = {"onnx-fp32": fp32, "onnx-int8": quantize_int8(fp32, work / "model_int8.onnx", cal, calibrator=calibrator)}
     compact_front_end(fp32, model.fe.to_dict())
@@ -110,7 +109,7 @@ def export_files(model, work: Path, calibration: list, calibrator: str, tflite: 
         from export.tflite import convert
 
         files["tflite-fp32"] = convert(model, work / "model_fp32.tflite", torch.zeros(1, model.samples), "waveform",
-                                       OUTPUTS)
+                                       model.names)
     return files
 
 

@@ -149,7 +149,7 @@ def fit_teacher_heads(teacher: str, data: dict[str, dict[str, list]], heads: lis
         if len({r.labels["_task"] for r in fit}) < 2:
             info[task] = {"missing": "no recordings of the student's training subjects with both classes"}
             continue
-        emb = [stream_outputs(r.path, {"teacher": run}, rate, samples, hop)["teacher"][0].astype(np.float64)
+        emb = [stream_outputs(r.path, {"teacher": run}, rate, samples, hop)["teacher"]["embedding"].astype(np.float64)
                for r in progress(fit, desc=f"teacher head {task}")]
         y = np.array([int(r.labels["_task"]) for r in fit])
         assign = split_subjects(fit, "_task", {"train": 0.8, "val": 0.2}, 0)
@@ -199,15 +199,15 @@ def score(variants: list[Variant], runs: dict[str, Any], records: list, bundle, 
         offline = stream_outputs(r.path, {v.name: runs[v.name] for v in variants}, rate, samples, hop)
         source_rate = info(r.path).sample_rate
         for v in variants:
-            out[v.name]["offline"].append(offline[v.name][1].mean(0))
+            out[v.name]["offline"].append(offline[v.name]["scores"].mean(0))
             if not stream:
                 continue
             kept: list[np.ndarray] = []  # the scores of the windows the gate lets through, unrounded
 
-            def keep(w: np.ndarray, run=runs[v.name]) -> tuple[np.ndarray, np.ndarray]:
-                e, p = run(w)
-                kept.append(p[0])
-                return e, p
+            def keep(w: np.ndarray, run=runs[v.name]) -> dict[str, np.ndarray]:
+                o = run(w)
+                kept.append(o["scores"][0])
+                return o
 
             listener = Listener(Model(v.backend, v.name, v.precision, keep), bundle, bundle.meta["hop_s"], [], source_rate)
             for b in iter_blocks(r.path, 0.05):
@@ -400,14 +400,14 @@ def grid_specs(variants: dict[str, Variant], checkpoint: str, samples: int, work
     """The spec of each grid variant at ``samples`` per window (ONNX re-exported at that length)."""
     import torch
 
-    from export.model import OUTPUTS, edge_model
+    from export.model import edge_model
     from export.onnx import export_onnx, quantize_int8
 
     out = {k: variants[k].spec for k in ("teacher", "student-torch") if k in variants}
     if not {"onnx-fp32", "onnx-int8-onnxruntime"} & set(variants):
         return out
     model = edge_model(checkpoint)
-    fp32 = export_onnx(model, work / f"fp32-{samples}.onnx", torch.zeros(2, samples), "waveform", OUTPUTS)
+    fp32 = export_onnx(model, work / f"fp32-{samples}.onnx", torch.zeros(2, samples), "waveform", model.names)
     if "onnx-fp32" in variants:
         out["onnx-fp32"] = Spec("onnx", file=str(fp32))
     if "onnx-int8-onnxruntime" in variants:

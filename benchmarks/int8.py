@@ -41,10 +41,9 @@ def build(model, calibration: np.ndarray, calibrator: str, work: Path, tflite: b
     ``tflite-fp32``, ``tflite-int8``)."""
     import torch
 
-    from export.model import OUTPUTS
     from export.onnx import export_onnx, quantize_int8
 
-    fp32 = export_onnx(model, work / "fp32.onnx", torch.zeros(2, model.samples), "waveform", OUTPUTS)
+    fp32 = export_onnx(model, work / "fp32.onnx", torch.zeros(2, model.samples), "waveform", model.names)
     files = {"onnx-fp32": fp32}
     for name, opts in ONNX_VARIANTS.items():
         print(f"quantizing {name}", file=sys.stderr, flush=True)
@@ -52,7 +51,7 @@ def build(model, calibration: np.ndarray, calibrator: str, work: Path, tflite: b
     if tflite:
         from export.tflite import NETWORK_SCOPE, convert, quantize
 
-        files["tflite-fp32"] = convert(model, work / "fp32.tflite", torch.zeros(1, model.samples), "waveform", OUTPUTS)
+        files["tflite-fp32"] = convert(model, work / "fp32.tflite", torch.zeros(1, model.samples), "waveform", model.names)
         files["tflite-int8"] = quantize(files["tflite-fp32"], work / "int8.tflite", calibration, NETWORK_SCOPE)
     return files
 

@@ -156,12 +156,12 @@ def teacher_runner(checkpoint: str | Path, heads: str | Path | None, threads: in
     model = teacher_model(checkpoint)[0]
     h = np.load(heads) if heads else None
 
-    def run(waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(waves: np.ndarray) -> dict[str, np.ndarray]:
         with torch.inference_mode():
             e = model(torch.from_numpy(np.asarray(waves, np.float32))).numpy()
         if h is None:
-            return e, e[:, :0]
-        return e, 1.0 / (1.0 + np.exp(-(e.astype(np.float64) @ h["coef"] + h["intercept"])))
+            return {"embedding": e, "scores": e[:, :0]}
+        return {"embedding": e, "scores": 1.0 / (1.0 + np.exp(-(e.astype(np.float64) @ h["coef"] + h["intercept"])))}
 
     return run
 
@@ -177,7 +177,8 @@ def load_run(spec: Spec, threads: int = 1) -> Run:
         return runner(load_bundle(spec.bundle), spec.file, threads)
     if spec.kind == "onnx":
         s = session(spec.file, threads)
-        return lambda waves: tuple(s.run(None, {"waveform": np.asarray(waves, np.float32)}))
+        names = [o.name for o in s.get_outputs()]
+        return lambda waves: dict(zip(names, s.run(names, {"waveform": np.asarray(waves, np.float32)})))
     if spec.kind == "torch":
         return torch_runner(spec.checkpoint, threads)
     if spec.kind == "teacher":

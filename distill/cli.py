@@ -27,6 +27,12 @@ def _parser() -> Parser:
     p.add_argument("--event-labels", action="store_true", default=None,
                    help="label each window by the annotated events it overlaps (SPRSound's wheezes and crackles) "
                         "instead of by its whole recording's label, where a recording has events")
+    p.add_argument("--modality-head", action="store_true", default=None,
+                   help="a head telling the training data's modalities apart (lung, heart, ...): listen routes each "
+                        "window to the heads that screen what it holds")
+    p.add_argument("--events", nargs="+", metavar="KIND",
+                   help="frame-level outputs for these event kinds (wheeze, crackle), trained on the annotated "
+                        "events of the training recordings")
     t = add_run_arguments(p, out_required=False)
     t.add_argument("--hop", type=float, help="seconds between teacher windows (default half a window)")
     w = p.add_argument_group("loss weights")
@@ -36,6 +42,8 @@ def _parser() -> Parser:
     w.add_argument("--relational-kind", choices=("similarity", "cka"))
     w.add_argument("--w-text", type=float, help="text anchor (0: off, no text model loaded)")
     w.add_argument("--w-heads", type=float)
+    w.add_argument("--w-modality", type=float, help="the modality head's cross-entropy")
+    w.add_argument("--w-events", type=float, help="the event head's BCE")
     w.add_argument("--label-weight", type=float, help="lambda: labels against the teacher probe's soft targets")
     w.add_argument("--balance-heads", action="store_true", default=None,
                    help="class-balanced head loss: a head's positive and negative training windows weigh the same")
@@ -78,10 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     weights = {k: v for k, v in {"embedding": a.w_embedding, "embedding_kind": a.embedding_kind,
                                  "relational": a.w_relational, "relational_kind": a.relational_kind,
                                  "text": a.w_text, "heads": a.w_heads, "label_weight": a.label_weight,
-                                 "balance_heads": a.balance_heads}.items()
+                                 "balance_heads": a.balance_heads, "modality": a.w_modality,
+                                 "events": a.w_events}.items()
                if v is not None}
     given = {"teacher": a.teacher, "student": a.student, "heads": tuple(a.head) or None, "hop_s": a.hop,
-             "frontend": a.frontend,
+             "frontend": a.frontend, "events": tuple(a.events) if a.events else None, "modality_head": a.modality_head,
              **{k: getattr(a, k) for k in ("reports", "text_model", "text_cache", "text_embeddings", "act",
                                            "sensitivity", "event_labels")}}
     fields = {k: v for k, v in given.items() if v is not None}
@@ -97,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      progress_bar=not a.quiet, calibration=calibration)
     f = result.get("final")
     if f:
-        terms = ", ".join(f"{k} {f[k]:.4f}" for k in ("loss", "embedding", "relational", "text", "heads") if k in f)
+        terms = ", ".join(f"{k} {f[k]:.4f}" for k in ("loss", "embedding", "relational", "text", "heads", "modality", "events")
+                          if k in f)
         print(f"distill: {result['steps']} steps on {result['windows']} windows of {result['recordings']} recordings "
               f"in {result['seconds']:.1f} s; last step: {terms}; student {a.out}/student.safetensors", file=sys.stderr)
     for name, c in (result.get("heads") or {}).items():
@@ -105,6 +115,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"threshold for sensitivity >= {cfg.sensitivity}: sensitivity {c['sensitivity']:.2f}, specificity "
               f"{c['specificity']:.2f} on {c['positives'] + c['negatives']} calibration recordings "
               f"(AUROC {c['auroc']:.3f})"), file=sys.stderr)
+    ev = result.get("events")
+    if ev:
+        f1 = ", ".join(f"{k} {v:.3f}" for k, v in ev["calibration"]["segment_f1"].items())
+        levels = ", ".join(f"{k} on {ev['on'][k]}, off {ev['off'][k]}" for k in ev["on"])
+        print(f"event findings: hysteresis {levels} (segment F1 at 0.5 s on "
+              f"{ev['calibration']['recordings']} calibration recordings: {f1})", file=sys.stderr)
     return 0
 
 

@@ -6,7 +6,9 @@ The teacher's aligned embedding of fixed windows of every recording is computed 
 teacher's clean answer. Terms (:mod:`distill.losses`): embedding distillation, in-batch relational
 distillation, a text anchor (the report's embedding through the teacher's text projection) and,
 for each head, BCE on the label mixed with the soft target of a logistic probe fitted on the
-teacher's window embeddings. The loop, resume, ``torchrun`` and logs are
+teacher's window embeddings; with ``modality_head``, cross-entropy of a modality head on each
+recording's modality; with ``events``, class-balanced BCE of the frame-level event head on the
+annotated events of the training recordings (the window's time shift is applied to its targets). The loop, resume, ``torchrun`` and logs are
 :mod:`acula_edge.training`'s. Output: ``OUT/student.safetensors`` + sidecar.
 """
 
@@ -24,6 +26,7 @@ from torch import nn
 
 from acula_edge.augment import AugmentConfig, Backgrounds, augment_waveform
 from acula_edge.config import to_dict
+from acula_edge.data.events import check_kinds, frame_targets, record_spans, step_timing
 from acula_edge.data.records import Recording
 from acula_edge.errors import AculaError
 from acula_edge.frontend import DEFAULT_STUDENT_FRONTEND, FrontendConfig, get_frontend
@@ -57,6 +60,8 @@ class DistillConfig(LoopConfig, TextSource):
     soft_l2: float = 0.01  # L2 of the teacher probes that give the soft targets
     event_labels: bool = False  # label each window by the annotated events it overlaps, where a recording has them
     sensitivity: float = 0.9  # operating point of each head, chosen on calibration recordings
+    modality_head: bool = False  # a head telling the training data's modalities apart (listen routes by it)
+    events: tuple[str, ...] = ()  # event kinds with frame-level outputs (acula_edge.data.events.EVENT_KINDS)
 
     def __post_init__(self) -> None:
         problems = self.loop_problems()
@@ -68,6 +73,10 @@ class DistillConfig(LoopConfig, TextSource):
             problems.append("sensitivity in (0, 1]")
         if len(set(self.heads)) != len(self.heads):
             problems.append("each head (task) once")
+        try:
+            check_kinds(self.events)
+        except AculaError as e:
+            problems.append(str(e))
         if self.text_online:
             problems.append("the text anchor uses cached or precomputed report embeddings, not text_online")
         if problems:
@@ -92,6 +101,8 @@ def head_labels(records: list[Recording], heads: tuple, need_both: bool = True) 
     return out
 
 
+#: the hysteresis ``on`` levels tried on the calibration recordings (``off`` 0.2 below)
+EVENT_ON_GRID = tuple(round(0.3 + 0.05 * i, 2) for i in range(14))  # 0.3 to 0.95
 EVENT_OVERLAP_S = 0.25  # a window is positive when a positive event covers this much of it (or half the event)
 
 
@@ -121,14 +132,19 @@ def window_labels(records: list[Recording], heads: tuple, windows: list[tuple[st
 
 
 class WindowSet:
-    """Augmented teacher windows: key ``(epoch, row)`` -> ``{"wave", "row"}`` (or ``{"error"}``), at the
-    student's ``sample_rate`` (a window starts at the same second as the teacher's)."""
+    """Augmented teacher windows: key ``(epoch, row)`` -> ``{"wave", "row", "t0"}`` (or ``{"error"}``), at
+    the student's ``sample_rate`` (a window starts at the same second as the teacher's).
+
+    With ``timed``, the time shift is a shifted read of the recording (``t0``: the second the window
+    starts at), so that targets in time can follow it; else it is the augmentation's, zero filled."""
 
     def __init__(self, records: list[Recording], targets: TeacherTargets, sample_rate: int, samples: int,
-                 augment: AugmentConfig, seed: int):
+                 augment: AugmentConfig, seed: int, timed: bool = False):
         self.by_id = {r.id: r for r in records}
         self.windows, self.start_rate = targets.windows, targets.sample_rate
-        self.sample_rate, self.samples, self.augment, self.seed = sample_rate, samples, augment, seed
+        self.sample_rate, self.samples, self.seed = sample_rate, samples, seed
+        self.shift = int(augment.shift * samples) if timed else 0
+        self.augment = dataclasses.replace(augment, shift=0.0) if timed else augment
         self.backgrounds = Backgrounds.of(augment, sample_rate)
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
@@ -137,40 +153,48 @@ class WindowSet:
         epoch, row = key
         rid, start = self.windows[row]
         rng = np.random.default_rng(clip_seed(self.seed, epoch, row))
+        t0 = start / self.start_rate
+        if self.shift:
+            t0 = max(0.0, t0 - int(rng.integers(-self.shift, self.shift + 1)) / self.sample_rate)
         try:
-            x, _ = load(self.by_id[rid].path, sample_rate=self.sample_rate, offset=start / self.start_rate,
+            x, _ = load(self.by_id[rid].path, sample_rate=self.sample_rate, offset=t0,
                         duration=self.samples / self.sample_rate + 0.05)
         except AculaError as e:
             return {"error": f"recording {rid}: {e}"}
         x = x[: self.samples]
         if x.shape[0] < self.samples:
             x = np.concatenate([x, np.zeros(self.samples - x.shape[0], np.float32)])
-        return {"wave": augment_waveform(x, self.sample_rate, self.augment, rng, self.backgrounds), "row": row}
+        return {"wave": augment_waveform(x, self.sample_rate, self.augment, rng, self.backgrounds), "row": row,
+                "t0": t0}
 
 
 def collate_windows(items: list[dict[str, Any]]) -> dict[str, Any]:
     for i in items:
         if "error" in i:
             return {"error": i["error"]}
-    return {"wave": np.stack([i["wave"] for i in items]), "row": np.array([i["row"] for i in items])}
+    return {"wave": np.stack([i["wave"] for i in items]), "row": np.array([i["row"] for i in items]),
+            "t0": np.array([i["t0"] for i in items])}
 
 
 class DistillModel(nn.Module):
     """Student plus the combined loss; targets of the whole micro-batch are gathered over processes."""
 
     def __init__(self, student: Student, weights: DistillWeights, d: Dist, teacher_mean: np.ndarray,
-                 positive_rate: np.ndarray | None = None):
+                 positive_rate: np.ndarray | None = None, event_rate: np.ndarray | None = None):
         super().__init__()
         self.student, self.weights, self.d = student, weights, d
         self.register_buffer("teacher_mean", torch.from_numpy(teacher_mean.astype(np.float32)), persistent=False)
-        self.positive_rate = None if positive_rate is None else torch.from_numpy(positive_rate.astype(np.float32))
+        as_t = lambda a: None if a is None else torch.from_numpy(a.astype(np.float32))  # noqa: E731
+        self.positive_rate, self.event_rate = as_t(positive_rate), as_t(event_rate)
 
-    def forward(self, logmel, teacher, text, labels, soft):
-        emb, logits = self.student.raw(logmel)
+    def forward(self, logmel, teacher, text, labels, soft, modality, events):
+        o = self.student.raw(logmel)
+        emb = o["embedding"]
         g = lambda t: None if t is None else gather(t, self.d)  # noqa: E731
-        rate = None if self.positive_rate is None else self.positive_rate.to(emb.device)
-        return distill_loss(g(emb), g(teacher), self.weights, g(text), g(logits), g(labels), g(soft),
-                            self.teacher_mean, rate)
+        dev = lambda t: None if t is None else t.to(emb.device)  # noqa: E731
+        return distill_loss(g(emb), g(teacher), self.weights, g(text), g(o["logits"] if labels is not None else None),
+                            g(labels), g(soft), self.teacher_mean, dev(self.positive_rate), g(o.get("modality")),
+                            g(modality), g(o.get("events")), g(events), dev(self.event_rate))
 
 
 class DistillJob(Job):
@@ -187,14 +211,37 @@ class DistillJob(Job):
         self.calibration, self.show_progress = list(calibration), show_progress
         self.fe = cfg.student_frontend()
         torch.manual_seed(cfg.seed)
-        opts = {"heads": tuple(cfg.heads), **({"act": cfg.act} if cfg.act else {})}
+        # the modality and event heads learn from real recordings, and from synthetic clips only without any:
+        # a class or event learned from synthetic audio alone says nothing of real recordings
+        taught = [r for r in records if r.dataset != "synthetic"] or records
+        modalities = tuple(sorted({r.modality for r in taught})) if cfg.modality_head else ()
+        if len(modalities) == 1:
+            raise AculaError(f"a modality head needs training recordings of two modalities or more; these are all "
+                             f"{modalities[0]}")
+        opts = {"heads": tuple(cfg.heads), "modalities": modalities, "events": tuple(cfg.events),
+                **({"act": cfg.act} if cfg.act else {})}
         self.student = create_student(cfg.student, **opts)
         self.logmel = LogMel(self.fe).to(d.device)
         self.ids = [f"{rid}@{start}" for rid, start in targets.windows]
         index = {r.id: i for i, r in enumerate(records)}
         self.record_of_row = np.array([index[rid] for rid, _ in targets.windows])
         samples = self.fe.num_samples(self.student.config.window_frames)
-        self.dataset = WindowSet(records, targets, self.fe.sample_rate, samples, cfg.augment, cfg.seed)
+        self.dataset = WindowSet(records, targets, self.fe.sample_rate, samples, cfg.augment, cfg.seed,
+                                 timed=bool(cfg.events))
+        taught_ids = {r.id for r in taught}
+        self.modality = (np.array([modalities.index(r.modality) if r.id in taught_ids and r.modality in modalities
+                                   else -1 for r in records])[self.record_of_row] if modalities else None)
+        self.spans, event_rate = {}, None
+        if cfg.events:
+            self.spans = record_spans(taught, cfg.events)
+            if not self.spans:
+                raise AculaError("--events needs annotated lung recordings (SPRSound, ICBHI or synthetic lung "
+                                 "sounds with their events) in the training data")
+            self.step = step_timing(self.fe.to_dict(), self.student.config.event_stride)
+            rows = [w for w in targets.windows if w[0] in self.spans]
+            every = frame_targets(self.spans, [(rid, st / targets.sample_rate) for rid, st in rows],
+                                  self.student.config.event_steps, *self.step)
+            event_rate = every.mean(axis=(0, 1))
         self.collate = collate_windows
         self.teacher_meta = read_sidecar(cfg.teacher)
         self.text = None
@@ -217,7 +264,7 @@ class DistillJob(Job):
                            else per_record[self.record_of_row])
         self.soft = self._soft_targets() if cfg.heads else None
         rate = None if self.labels is None else np.nanmean(self.labels, axis=0)
-        self.model = DistillModel(self.student, cfg.weights, d, targets.vectors.mean(0), rate)
+        self.model = DistillModel(self.student, cfg.weights, d, targets.vectors.mean(0), rate, event_rate)
 
     def _soft_targets(self) -> np.ndarray:
         """``[rows, H]``: each head's teacher probe (logistic regression on the teacher's window
@@ -240,9 +287,14 @@ class DistillJob(Job):
         with torch.no_grad():
             x = self.logmel(torch.from_numpy(batch["wave"]).to(d.device))
         as_t = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(d.device)  # noqa: E731
+        events = None
+        if self.spans:
+            windows = [(self.targets.windows[r][0], t0) for r, t0 in zip(rows, batch["t0"])]
+            events = frame_targets(self.spans, windows, self.student.config.event_steps, *self.step)
         return (x, as_t(self.targets.vectors[rows]), as_t(None if self.text is None else self.text[rec]),
                 as_t(None if self.labels is None else self.labels[rows]),
-                as_t(None if self.soft is None else self.soft[rows]))
+                as_t(None if self.soft is None else self.soft[rows]),
+                as_t(None if self.modality is None else self.modality[rows]), as_t(events))
 
     def describe(self) -> dict[str, Any]:
         s = self.student
@@ -276,6 +328,48 @@ class DistillJob(Job):
                                 "subjects": len({r.subject for r, k in zip(self.calibration, known) if k})}
         return heads
 
+    def event_operating_point(self) -> dict[str, Any] | None:
+        """The hysteresis of the event findings chosen on the annotated calibration recordings: per kind,
+        the ``on`` level of :data:`EVENT_ON_GRID` (``off`` 0.2 below it) whose spans, built as ``listen``
+        builds them (windows every half window), reach the best segment F1 at 0.5 s; None without event
+        outputs or annotated calibration recordings."""
+        from acula_edge.data.events import annotated, kind_spans
+        from acula_edge.device.audio import load
+        from acula_edge.device.findings import EventTimeline, timeline_of
+        from acula_edge.device.windows import cut_windows
+        from acula_edge.frontend import LogMel
+        from acula_edge.metrics import segment_counts, segment_f1
+
+        records = [r for r in self.calibration if annotated(r)]
+        if not self.cfg.events or not records:
+            return None
+        student = copy.deepcopy(self.student).cpu().eval()
+        logmel, rate = LogMel(self.fe), self.fe.sample_rate
+        samples = self.fe.num_samples(student.config.window_frames)
+        kinds = list(self.cfg.events)
+        runs = []
+        with torch.no_grad():
+            for r in records:
+                x = load(r.path, sample_rate=rate)[0]
+                starts, clips = cut_windows(x, samples, samples // 2)
+                ev = torch.sigmoid(student.raw(logmel(torch.from_numpy(clips)))["events"]).numpy()
+                runs.append(([s_ / rate for s_ in starts], list(ev), x.size / rate, r))
+        scored = {}
+        for on in EVENT_ON_GRID:
+            off = round(max(0.05, on - 0.2), 2)
+            counts: dict[str, list] = {k: [] for k in kinds}
+            for starts, ev, duration, r in runs:
+                spans, _ = timeline_of(EventTimeline(kinds, *self.step, on=on, off=off), starts, ev)
+                for k in kinds:
+                    counts[k].append(segment_counts(kind_spans(r, k), [(x.start, x.end) for x in spans if x.kind == k],
+                                                    duration))
+            scored[on] = (off, {k: round(segment_f1(np.array(c)), 4) for k, c in counts.items()})
+        f1 = lambda v, k: -1.0 if np.isnan(scored[v][1][k]) else scored[v][1][k]  # noqa: E731
+        on = {k: max(scored, key=lambda v: f1(v, k)) for k in kinds}
+        return {"on": on, "off": {k: scored[v][0] for k, v in on.items()}, "calibration": {
+            "segment_f1": {k: scored[v][1][k] for k, v in on.items()}, "recordings": len(records),
+            "subjects": len({r.subject for r in records})}}
+
     def finish(self, out: Path, step: int) -> dict[str, Any]:
         from acula_edge.checkpoint import save_checkpoint
 
@@ -290,12 +384,16 @@ class DistillJob(Job):
                  "projections": {"text": self.text_proj.config()} if self.text_proj is not None else None}
         if "logit_scale" in meta:
             extra["logit_scale"] = meta["logit_scale"]
+        events = self.event_operating_point()
+        if events:
+            extra["event_operating_point"] = events
         save_checkpoint(out / STUDENT_NAME, self.student, self.fe.to_dict(), {**to_dict(cfg), "steps": step},
                         subjects=subjects, extra=extra, kind="student",
                         modules={"text_proj": self.text_proj} if self.text_proj is not None else None,
                         subject_hashes=meta.get("trained_subjects_sha256", ()))
         return {"recordings": len(self.records), "subjects": len(subjects),
-                "heads": {h["name"]: h.get("calibration") for h in heads if "calibration" in h}}
+                "heads": {h["name"]: h.get("calibration") for h in heads if "calibration" in h},
+                **({"events": events} if events else {})}
 
 
 def distill(cfg: DistillConfig, records: list[Recording], out: str | Path, resume: bool = False,

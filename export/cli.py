@@ -33,6 +33,36 @@ INT8_TOOLS = {"ort": {"onnx": "onnxruntime", "tflite": "ai-edge-quantizer"},
 QUANTIZERS = tuple(INT8_TOOLS)
 
 
+def graph_outputs(student: dict[str, Any], frontend: dict[str, Any], heads: int,
+                  events: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``bundle.json``'s description of a student graph's outputs (``student``: its config as a dict;
+    ``events``: the findings' hysteresis chosen on calibration recordings, else the defaults)."""
+    from acula_edge.data.events import step_timing
+    from acula_edge.device import findings
+
+    out: dict[str, Any] = {
+        "embedding": {"dtype": "float32", "shape": ["batch", student["embed_dim"]], "l2_normalised": True,
+                      "space": "aligned audio-text"},
+        "scores": {"dtype": "float32", "shape": ["batch", heads], "meaning": "probability per head"}}
+    if student.get("modalities"):
+        out["modality"] = {"dtype": "float32", "shape": ["batch", len(student["modalities"])],
+                           "classes": list(student["modalities"]), "min_confidence": findings.MIN_CONFIDENCE,
+                           "meaning": "probability of each modality (softmax); a window routes to the most likely "
+                                      "one when it reaches min_confidence, else it is unknown"}
+    if student.get("events"):
+        step_s, offset_s = step_timing(frontend, student["event_stride"])
+        steps = student["window_frames"] // student["event_stride"]
+        out["events"] = {"dtype": "float32", "shape": ["batch", steps, len(student["events"])],
+                         "kinds": list(student["events"]), "modality": "lung", "step_s": round(step_s, 6),
+                         "offset_s": round(offset_s, 6), "on": (events or {}).get("on", findings.EVENT_ON),
+                         "off": (events or {}).get("off", findings.EVENT_OFF), "min_s": findings.EVENT_MIN_S,
+                         "hysteresis_chosen_on": (events or {}).get("calibration") or "defaults (no annotated "
+                                                                                      "calibration recordings)",
+                         "meaning": "probability of each event kind in each step of step_s seconds, the first "
+                                    "offset_s after the window starts; spans by hysteresis (on, off, min_s)"}
+    return out
+
+
 def bundle_meta(checkpoint: str, meta: dict[str, Any], samples: int, hop_s: float | None,
                 name: str | None = None) -> dict[str, Any]:
     """``bundle.json``'s description of a student checkpoint (everything but the files)."""
@@ -56,9 +86,7 @@ def bundle_meta(checkpoint: str, meta: dict[str, Any], samples: int, hop_s: floa
     return {"name": name or Path(checkpoint).parent.name or "student", "sample_rate": fe["sample_rate"],
             "window_s": round(window_s, 6), "hop_s": round(hop_s or window_s / 2, 6), "frontend": fe,
             "input": {"name": "waveform", "dtype": "float32", "shape": ["batch", samples], "range": [-1.0, 1.0]},
-            "outputs": {"embedding": {"dtype": "float32", "shape": ["batch", student["embed_dim"]],
-                                      "l2_normalised": True, "space": "aligned audio-text"},
-                        "scores": {"dtype": "float32", "shape": ["batch", len(heads)], "meaning": "probability per head"}},
+            "outputs": graph_outputs(student, fe, len(heads), meta.get("event_operating_point")),
             "heads": heads, "metrics": {},
             "provenance": {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint, persistent=True),
                            "student": student["name"], "parameters": meta.get("parameters"),
@@ -102,7 +130,7 @@ def held_out_metrics(model, checkpoint: str, manifest: str, heads: list[dict[str
     if not kept:
         raise AculaError(f"{manifest}: every held-out recording is too short to score (under half a window)")
     runs = {"torch": torch_run(model)}
-    scores = np.stack([stream_outputs(r.path, runs, model.fe.sample_rate, model.samples, hop)["torch"][1].mean(0)
+    scores = np.stack([stream_outputs(r.path, runs, model.fe.sample_rate, model.samples, hop)["torch"]["scores"].mean(0)
                        for r in kept])
     return {"data": manifest, "recordings": len(kept), "subjects": len({r.subject for r in kept}),
             "trained_subjects_left_out": left_out, "too_short": short, "heads": head_metrics(kept, scores, heads)}
@@ -213,7 +241,7 @@ def export_main(argv: Sequence[str]) -> int:
 
     from acula_edge.device.bundle import write_bundle
     from acula_edge.device.selftest import SELF_TEST, make_self_test
-    from export.model import OUTPUTS, edge_model
+    from export.model import edge_model
     from export.onnx import compact_front_end, export_onnx, quantize_int8
 
     from acula_edge.checkpoint import read_sidecar
@@ -236,7 +264,7 @@ def export_main(argv: Sequence[str]) -> int:
                                                      "windows": int(waves.shape[0]), "onnxruntime_calibrator": a.calibrator,
                                                      "quantizer": {f: INT8_TOOLS[a.quantizer][f] for f in formats}}
         if "onnx" in formats:
-            fp32 = export_onnx(model, work / "model_fp32.onnx", torch.zeros(2, model.samples), "waveform", OUTPUTS)
+            fp32 = export_onnx(model, work / "model_fp32.onnx", torch.zeros(2, model.samples), "waveform", model.names)
             files["model_fp32.onnx"] = fp32
             if waves is not None and a.quantizer == "inc":
                 from export.inc import quantize_inc

@@ -27,7 +27,6 @@ def quantize_inc(model, out: str | Path, calibration: np.ndarray, batch: int = 1
     waveform windows ``[N, samples]``; the front end stays fp32."""
     import torch
 
-    from export.model import OUTPUTS
     from export.onnx import export_onnx, fold_weight_quantization
 
     calibration = np.asarray(calibration, np.float32)
@@ -61,7 +60,7 @@ def quantize_inc(model, out: str | Path, calibration: np.ndarray, batch: int = 1
             return self.network(self.frontend(waveform))
 
     with tempfile.TemporaryDirectory() as tmp:
-        q = export_onnx(Quantized(), Path(tmp) / "inc.onnx", torch.from_numpy(calibration[:2]), "waveform", OUTPUTS)
+        q = export_onnx(Quantized(), Path(tmp) / "inc.onnx", torch.from_numpy(calibration[:2]), "waveform", model.names)
         data = fold_weight_quantization(q).read_bytes()
     atomic_write(Path(out), lambda f: f.write(data))
     return Path(out)

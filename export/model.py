@@ -1,9 +1,11 @@
-"""The deployable graph: waveform in, ``embedding`` and ``scores`` out (front end included).
+"""The deployable graph: waveform in, ``embedding`` and ``scores`` out (front end included), and
+``modality`` and ``events`` where the student has those heads.
 
 :class:`EdgeModel` is :class:`EdgeFrontend` (the shared log-mel front end: a DFT convolution,
 power, a mel matrix product, log, plain ops that export to ONNX and TFLite; then the student's
 per-window min-max normalisation) followed by :class:`EdgeNetwork` (the student's network, the
-L2-normalised embedding and the heads' probabilities), per the bundle contract: input ``waveform``
+L2-normalised embedding, the heads' probabilities, the modality probabilities (softmax) and
+the event kinds' probabilities per step), per the bundle contract: input ``waveform``
 float32 ``[batch, samples]`` in [-1, 1] at the front end's sample rate, one student window long.
 The two halves also export on their own: a full-integer network for NPUs and microcontrollers
 takes its input from an fp32 front end.
@@ -21,7 +23,13 @@ from torch import nn
 from acula_edge.device.runtime import Model, Run
 from acula_edge.errors import AculaError
 
-OUTPUTS = ("embedding", "scores")
+OUTPUTS = ("embedding", "scores")  # every graph's; a student with those heads adds "modality" and "events"
+
+
+def output_names(student) -> tuple[str, ...]:
+    """The outputs of ``student``'s graph, in order."""
+    cfg = student.config
+    return OUTPUTS + (("modality",) if cfg.modalities else ()) + (("events",) if cfg.events else ())
 
 
 class EdgeFrontend(nn.Module):
@@ -51,7 +59,8 @@ class L2Normalize(nn.Module):
 
 
 class EdgeNetwork(nn.Module):
-    """``forward(logmel [B, n_mels, frames] in [0, 1]) -> (embedding [B, D], scores [B, H])``.
+    """``forward(logmel [B, n_mels, frames] in [0, 1]) -> (embedding [B, D], scores [B, H][, modality
+    [B, M]][, events [B, T, K]])``: the outputs :attr:`names` lists.
 
     ``normalize=False`` leaves the embedding's L2 normalisation to the caller: an int8 division by
     a norm that quantizes to zero fails, so the full-integer network ends before it."""
@@ -60,17 +69,20 @@ class EdgeNetwork(nn.Module):
         super().__init__()
         self.student = student
         self.unit = L2Normalize() if normalize else nn.Identity()
+        self.names = output_names(student)
 
-    def forward(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s = self.student
-        h = s.pooled(logmel)
-        e = s.embed(h)
-        logits = s.heads(h) if s.heads is not None else e[:, :0]
-        return self.unit(e), torch.sigmoid(logits)
+    def forward(self, logmel: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        o = self.student.outputs(logmel)
+        out = [self.unit(o["embedding"]), torch.sigmoid(o["logits"])]
+        if "modality" in o:
+            out.append(torch.softmax(o["modality"], dim=1))
+        if "events" in o:
+            out.append(torch.sigmoid(o["events"]))
+        return tuple(out)
 
 
 class EdgeModel(nn.Module):
-    """``forward(waveform [B, samples]) -> (embedding [B, D], scores [B, H])``."""
+    """``forward(waveform [B, samples]) -> (embedding [B, D], scores [B, H], ...)``: :attr:`names`."""
 
     def __init__(self, student, frontend: dict):
         super().__init__()
@@ -79,9 +91,9 @@ class EdgeModel(nn.Module):
             raise AculaError(f"the front end gives {self.frontend.fe.n_mels} mel bands but the student takes "
                              f"{student.config.n_mels}")
         self.network = EdgeNetwork(student)
-        self.fe, self.samples = self.frontend.fe, self.frontend.samples
+        self.fe, self.samples, self.names = self.frontend.fe, self.frontend.samples, self.network.names
 
-    def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.network(self.frontend(waveform))
 
 
@@ -98,10 +110,10 @@ def torch_runner(checkpoint: str | Path, threads: int = 1) -> Run:
     torch.set_num_threads(threads)
     model = edge_model(str(checkpoint))
 
-    def run(waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(waves: np.ndarray) -> dict[str, np.ndarray]:
         with torch.no_grad():
-            e, s = model(torch.from_numpy(np.asarray(waves, np.float32)))
-        return e.numpy(), s.numpy()
+            out = model(torch.from_numpy(np.asarray(waves, np.float32)))
+        return {k: v.numpy() for k, v in zip(model.names, out)}
 
     return run
 
@@ -114,4 +126,4 @@ def torch_model(bundle, precision: str | None = None, threads: int = 1, checkpoi
     return Model("torch", str(ckpt), "fp32", torch_runner(ckpt, threads))
 
 
-__all__ = ["EdgeFrontend", "EdgeModel", "EdgeNetwork", "L2Normalize", "OUTPUTS", "edge_model", "torch_model", "torch_runner"]
+__all__ = ["EdgeFrontend", "EdgeModel", "EdgeNetwork", "L2Normalize", "OUTPUTS", "edge_model", "output_names", "torch_model", "torch_runner"]

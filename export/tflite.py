@@ -107,12 +107,12 @@ def export_tflite(model, work: str | Path, calibration: np.ndarray | None = None
     the full-integer pair."""
     import torch
 
-    from export.model import OUTPUTS, EdgeNetwork
+    from export.model import EdgeNetwork
 
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(1, model.samples)
-    files = {"model_fp32.tflite": convert(model, work / "model_fp32.tflite", example, "waveform", OUTPUTS)}
+    files = {"model_fp32.tflite": convert(model, work / "model_fp32.tflite", example, "waveform", model.names)}
     if calibration is None:
         return files
     files["model_int8.tflite"] = quantize(files["model_fp32.tflite"], work / "model_int8.tflite", calibration,
@@ -124,7 +124,7 @@ def export_tflite(model, work: str | Path, calibration: np.ndarray | None = None
         logmel = np.concatenate([model.frontend(torch.from_numpy(calibration[i:i + 64])).numpy()
                                  for i in range(0, len(calibration), 64)])
     network = EdgeNetwork(model.network.student, normalize=False).eval()
-    net = convert(network, work / "network_fp32.tflite", torch.from_numpy(logmel[:1]), "logmel", OUTPUTS)
+    net = convert(network, work / "network_fp32.tflite", torch.from_numpy(logmel[:1]), "logmel", network.names)
     files["frontend_fp32.tflite"] = front
     files["network_int8.tflite"] = quantize(net, work / "network_int8.tflite", logmel)
     return files

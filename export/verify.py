@@ -35,7 +35,8 @@ import numpy as np
 from acula_edge.cli import Parser, guarded
 from acula_edge.errors import AculaError
 
-FP32_TOLERANCE = {"embedding": 1e-4, "scores": 1e-3}  # an fp32 file's absolute difference to torch allowed, per output
+#: an fp32 file's absolute difference to torch allowed, per output
+FP32_TOLERANCE = {"embedding": 1e-4, "scores": 1e-3, "modality": 1e-3, "events": 1e-3}
 FP32_RTOL = 1e-3  # ... plus this share of torch's value
 INT8_AUROC_DROP = 0.01
 INT8_DECISIONS = 0.05  # largest share of windows whose decision at a head's threshold differs from fp32
@@ -45,8 +46,8 @@ TORCH = "torch"  # the source checkpoint's run, beside the model files
 
 def stream_outputs(path: str, runs: dict[str, Callable], sample_rate: int, samples: int, hop: int, batch: int = 32,
                    errors: dict[str, str] | None = None,
-                   embeddings: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Each run's ``(embedding [k, E], scores [k, H])`` over a recording's windows
+                   embeddings: bool = True) -> dict[str, dict[str, np.ndarray]]:
+    """Each run's outputs (``embedding [k, E]``, ``scores [k, H]``, ...) over a recording's windows
     (:func:`acula_edge.device.windows.iter_windows`), decoded and run ``batch`` windows at a time, so
     memory is bounded by a batch, not by the recording. Without ``embeddings`` each embedding is kept
     only as a ``[k, 1]`` column, 0 where it is finite and NaN where not (2 KB less per window and run).
@@ -60,17 +61,18 @@ def stream_outputs(path: str, runs: dict[str, Callable], sample_rate: int, sampl
             if errors is not None and k in errors:
                 continue
             try:
-                e, p = run(w)
+                o = dict(run(w))
                 if not embeddings:
-                    e = np.where(np.isfinite(e).all(axis=1, keepdims=True), 0.0, np.nan).astype(np.float32)
-                parts[k].append((e, p))
+                    e = o["embedding"]
+                    o["embedding"] = np.where(np.isfinite(e).all(axis=1, keepdims=True), 0.0, np.nan).astype(np.float32)
+                parts[k].append(o)
             except AculaError:
                 raise
             except Exception as e:  # the runtime refused the file or failed inside it (onnxruntime, LiteRT)
                 if errors is None:
                     raise
                 errors[k] = failure(e)
-    return {k: (np.concatenate([p[0] for p in v]), np.concatenate([p[1] for p in v]))
+    return {k: {name: np.concatenate([p[name] for p in v]) for name in v[0]}
             for k, v in parts.items() if v and (errors is None or k not in errors)}
 
 
@@ -79,13 +81,13 @@ def failure(e: Exception) -> str:
     return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
 
 
-def torch_run(model) -> Callable[[np.ndarray], tuple[np.ndarray, ...]]:
+def torch_run(model) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """An edge model (:func:`export.model.edge_model`) as a run of :func:`stream_outputs`: windows to outputs."""
     import torch
 
-    def run(w: np.ndarray) -> tuple[np.ndarray, ...]:
+    def run(w: np.ndarray) -> dict[str, np.ndarray]:
         with torch.no_grad():
-            return tuple(t.numpy() for t in model(torch.from_numpy(w)))
+            return {k: t.numpy() for k, t in zip(model.names, model(torch.from_numpy(w)))}
 
     return run
 
@@ -173,7 +175,7 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
     from acula_edge.device.runtime import model_files, runner
     from acula_edge.device.windows import MIN_FILL, long_enough
     from acula_edge.metrics import mean_cosine
-    from export.model import OUTPUTS, edge_model
+    from export.model import edge_model
 
     b = load_bundle(bundle_path)
     mapping = head_tasks(tasks, [h["name"] for h in b.heads])
@@ -205,20 +207,20 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
                 raise  # a runtime that is not installed: one clear line
             except Exception as e:  # the runtime refused the file (onnxruntime, LiteRT)
                 errors[name] = failure(e)
-        outputs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {k: [] for k in runs}
+        outputs: dict[str, list[dict[str, np.ndarray]]] = {k: [] for k in runs}
         windows = 0
         for r in records:  # one recording's windows at a time: memory does not grow with its length
             got = stream_outputs(r.path, runs, b.sample_rate, b.window_samples, hop, errors=errors,
                                  embeddings=ckpt is not None)  # without torch to compare with: only their finiteness
-            windows += max((len(o[0]) for o in got.values()), default=0)
+            windows += max((len(o["scores"]) for o in got.values()), default=0)
             for k, o in got.items():
                 outputs[k].append(o)
     if TORCH in errors:
         raise AculaError(f"the source checkpoint failed on the recordings: {errors[TORCH]}")
     labels = labels_of(records, b.heads, mapping)
 
-    def scores_of(outs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
-        heads = head_metrics(records, np.stack([s.mean(0) for _, s in outs]), b.heads, n_boot, mapping)
+    def scores_of(outs: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+        heads = head_metrics(records, np.stack([o["scores"].mean(0) for o in outs]), b.heads, n_boot, mapping)
         return {"auroc": {h: m["auroc"] for h, m in heads.items()}, "heads": heads}
 
     reference = outputs.get(TORCH)
@@ -230,7 +232,7 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
                               "labelled_heads": {h: t.name for h, t in mapping.items()
                                                  if np.isfinite(labels[:, [x["name"] for x in b.heads].index(h)]).any()},
                               "torch": scores_of(reference) if reference else None, "files": {}, "failures": []}
-    window_scores: dict[str, np.ndarray] = {}  # each file's scores of every window
+    window_outputs: dict[str, dict[str, np.ndarray]] = {}  # each file's outputs of every window
     for name, precision in files.items():
         if name in errors:
             report["files"][name] = {"precision": precision, "error": errors[name]}
@@ -239,35 +241,53 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
         outs = outputs[name]
         f: dict[str, Any] = {"precision": precision, **scores_of(outs)}
         report["files"][name] = f
-        window_scores[name] = np.concatenate([o[1] for o in outs])
-        if not all(np.isfinite(np.concatenate([o[i] for o in outs])).all() for i in range(len(OUTPUTS))):
+        every = {k: np.concatenate([o[k] for o in outs]) for k in b.outputs}
+        declared = {k: [len(b.heads)] if k == "scores" else v["shape"][1:] for k, v in b.meta["outputs"].items()}
+        if ckpt is None:  # each embedding kept as one finiteness column (stream_outputs without embeddings)
+            declared["embedding"] = [1]
+        other = [k for k, v in every.items() if list(v.shape[1:]) != declared[k]]
+        if other:  # the right last dimension, but not the shape bundle.json declares
+            report["failures"].append(f"{name}: its {other[0]} output is {list(every[other[0]].shape[1:])} per window, "
+                                      f"bundle.json declares {declared[other[0]]}")
+            continue
+        window_outputs[name] = every
+        if not all(np.isfinite(v).all() for v in every.values()):
             report["failures"].append(f"{name}: gives NaN or infinite outputs")
             continue
         if reference is None:
             continue
         # np.max, not max(): a NaN anywhere must show in the difference
-        diff = {k: float(np.abs(np.concatenate([g[i] for g in outs]) - np.concatenate([r[i] for r in reference])).max())
-                for i, k in enumerate(OUTPUTS)}
+        diff = {k: float(np.abs(np.concatenate([g[k] for g in outs]) - np.concatenate([r[k] for r in reference])).max())
+                for k in b.outputs}
         f["max_abs_diff"] = diff
-        f["embedding_centred_cosine"] = round(mean_cosine(np.concatenate([r[0] for r in reference]),
-                                                          np.concatenate([o[0] for o in outs])), 4)
+        f["embedding_centred_cosine"] = round(mean_cosine(np.concatenate([r["embedding"] for r in reference]),
+                                                          np.concatenate([o["embedding"] for o in outs])), 4)
         if precision == "fp32":
-            f["tolerance_used"] = {k: round(tolerance_used([g[i] for g in outs], [r[i] for r in reference],
-                                                           FP32_TOLERANCE[k]), 3) for i, k in enumerate(OUTPUTS)}
+            f["tolerance_used"] = {k: round(tolerance_used([g[k] for g in outs], [r[k] for r in reference],
+                                                           FP32_TOLERANCE[k]), 3) for k in b.outputs}
             report["failures"] += [f"{name}: {k} differs from torch by up to {diff[k]:.2e}, over "
                                    f"{FP32_TOLERANCE[k]} + {FP32_RTOL} x |torch|"
                                    for k, used in f["tolerance_used"].items() if not used <= 1]  # NaN fails too
     for name, f in report["files"].items():
         fp32_name = "model_fp32.tflite" if name.endswith(".tflite") else "model_fp32.onnx"
         fp32 = report["files"].get(fp32_name)
-        if f["precision"] != "int8" or "auroc" not in f or fp32 is None or "auroc" not in fp32:
+        if (f["precision"] != "int8" or "auroc" not in f or fp32 is None or "auroc" not in fp32
+                or name not in window_outputs or fp32_name not in window_outputs):
             continue
         for head, want in fp32["auroc"].items():
             value = f["auroc"].get(head, float("nan"))
             if not (np.isfinite(value) and want - value <= INT8_AUROC_DROP):
                 report["failures"].append(f"{name}: {head} AUROC {value:.3f} is more than {INT8_AUROC_DROP} "
                                           f"below fp32 ({want:.3f})")
-        f["against_fp32"] = against_fp32(window_scores[name], window_scores[fp32_name], b.heads)
+        f["against_fp32"] = against_fp32(window_outputs[name]["scores"], window_outputs[fp32_name]["scores"], b.heads)
+        f["outputs_against_fp32"] = outputs_against_fp32(window_outputs[name], window_outputs[fp32_name])
+        for k, d in f["outputs_against_fp32"].items():
+            if not d.get("routing_differs", 0.0) <= INT8_DECISIONS:
+                report["failures"].append(f"{name}: routes {d['routing_differs']:.1%} of windows otherwise than "
+                                          f"{fp32_name} (> {INT8_DECISIONS:.0%})")
+            if not d.get("mean_abs_drift", 0.0) <= INT8_MEAN_DRIFT:
+                report["failures"].append(f"{name}: {k} drifts from {fp32_name} by {d['mean_abs_drift']:.3f} on "
+                                          f"average (> {INT8_MEAN_DRIFT})")
         for head, d in f["against_fp32"].items():
             if not d.get("decisions_differ", 0.0) <= INT8_DECISIONS:
                 report["failures"].append(f"{name}: {head} decides otherwise than {fp32_name} at its threshold on "
@@ -288,6 +308,21 @@ def tolerance_used(got: list[np.ndarray], want: list[np.ndarray], atol: float, r
     """The largest ``|got - want| / (atol + rtol * |want|)``: at most 1 within tolerance (NaN anywhere gives NaN)."""
     g, w = np.concatenate(got).astype(np.float64), np.concatenate(want).astype(np.float64)
     return float(np.max(np.abs(g - w) / (atol + rtol * np.abs(w)))) if g.size else 0.0
+
+
+def outputs_against_fp32(int8: dict[str, np.ndarray], fp32: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """An int8 file's modality and event outputs against the fp32 file's, where the graph has them:
+    the share of windows routed to another modality (most likely class), and the event
+    probabilities' mean and largest absolute difference."""
+    out: dict[str, dict[str, float]] = {}
+    if "modality" in fp32:
+        a, b = int8["modality"], fp32["modality"]
+        out["modality"] = {"routing_differs": round(float(np.mean(a.argmax(1) != b.argmax(1))), 4),
+                           "mean_abs_drift": round(float(np.abs(a - b).mean()), 4)}
+    if "events" in fp32:
+        d = np.abs(int8["events"].astype(np.float64) - fp32["events"])
+        out["events"] = {"mean_abs_drift": round(float(d.mean()), 4), "max_abs_drift": round(float(d.max()), 4)}
+    return out
 
 
 def against_fp32(int8: np.ndarray, fp32: np.ndarray, heads: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -356,8 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             parts = [describe_heads(f["heads"])] if f["heads"] else []
             if "max_abs_diff" in f:
-                parts.insert(0, f"max |diff| embedding {f['max_abs_diff']['embedding']:.2e}, scores "
-                                f"{f['max_abs_diff']['scores']:.2e}, centred cosine {f['embedding_centred_cosine']:.4f}")
+                diffs = ", ".join(f"{k} {v:.2e}" for k, v in f["max_abs_diff"].items())
+                parts.insert(0, f"max |diff| {diffs}, centred cosine {f['embedding_centred_cosine']:.4f}")
             print(f"{name}: " + ("; ".join(parts) or "ran"))
         if "self_test" in r:
             from acula_edge.device.selftest import describe
@@ -370,4 +405,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if r["ok"] else 1
 
 
-__all__ = ["head_metrics", "held_out", "main", "stream_outputs", "torch_run", "verify"]
+__all__ = ["head_metrics", "held_out", "main", "outputs_against_fp32", "stream_outputs", "torch_run", "verify"]

@@ -212,12 +212,14 @@ def distill_setup(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def distilled(distill_setup):
-    """A 60-step distillation of mn-xs with the two :data:`DISTILL_HEADS`: its run folder."""
+    """A 60-step distillation of mn-xs with the two :data:`DISTILL_HEADS`, a modality head and the
+    wheeze and crackle event outputs: its run folder."""
     root, manifest, cache = distill_setup
     teacher = root / "teacher" / "encoder.safetensors"
     out = root / "student"
     args = ["--teacher", str(teacher), "--student", "mn-xs", "--manifest", str(manifest), "--out", str(out),
-            "--max-steps", "60", "--batch-size", "16", "--text-cache", cache, "--threads", "2", "--quiet"]
+            "--max-steps", "60", "--batch-size", "16", "--text-cache", cache, "--threads", "2", "--quiet",
+            "--modality-head", "--events", "wheeze", "crackle"]
     r = run_module("distill", *args, *[x for h in DISTILL_HEADS for x in ("--head", h)])
     assert r.returncode == 0, r.stderr
     return out

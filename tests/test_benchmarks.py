@@ -230,3 +230,47 @@ def test_memory_benchmark_measures_every_cli_at_each_length(tmp_path):
         assert set(peaks) == {"short recordings only", "0.0025 h", "0.02 h", "0.02 h, fixed mmap threshold"}
         assert all(20 < v < 4 * TARGET_MB for v in peaks.values()), r
     assert doc["synthetic"] and "| evaluate random-init |" in (tmp_path / "m.md").read_text()
+
+
+def test_events_benchmark_scores_routing_spans_and_every_file_on_unseen_subjects(distilled, distilled_bundles,
+                                                                                 student_ckpt, exported, tmp_path):
+    """``python -m benchmarks events`` on the distilled test bundle and synthetic subjects it never saw:
+    the synthetic corpus annotates wheezes and crackles but no Normal segments, so the segment AUROCs
+    are absent and the localisation is scored; the numbers of a 60-step student mean nothing."""
+    from acula_edge.data.records import Recording
+    from acula_edge.data.splits import split_subjects
+
+    held = generate(tmp_path / "held", 40, seed=7, cfg=SynthConfig(id_prefix="ev"))
+    assign = split_subjects(held, None, {"train": 0.5, "val": 0.25, "test": 0.25}, seed=0)
+    manifest = tmp_path / "split.jsonl"
+    write_manifest([Recording(**{**r.to_dict(), "split": assign[r.subject]}) for r in held], manifest)
+    out = tmp_path / "events"
+    r = run_module("benchmarks", "events", "--bundle", str(distilled_bundles / "ort"), "--manifest", str(manifest),
+                   "--bootstrap", "20", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads((tmp_path / "events.json").read_text())
+    files = ["model_fp32.onnx", "model_int8.onnx", "model_fp32.tflite", "model_int8.tflite",
+             "frontend_fp32.tflite+network_int8.tflite"]
+    assert list(doc["files"]) == files and set(doc["latency_ms"]) == set(files)
+    assert all(v > 0 for v in doc["latency_ms"].values()) and "checked against" in doc["subjects_checked"]
+    test = [x for x in held if assign[x.subject] == "test"]
+    for name, f in doc["files"].items():
+        routing = f["routing"]
+        assert sum(v["recordings"] for v in routing.values()) == len(test)
+        assert all(0 <= v["accuracy"] <= 1 and v["ci95"][0] <= v["accuracy"] <= v["ci95"][1] for v in routing.values())
+        assert set(f["localisation"]) == {"wheeze", "crackle"}
+        for kind, loc in f["localisation"].items():
+            assert loc["annotated_spans"] > 0 and (loc["f1"] != loc["f1"] or 0 <= loc["f1"] <= 1)
+        assert all(v["auroc"] is None for v in f["events"].values())  # no segment annotated Normal
+        if "int8" in name:
+            assert 0 <= f["against_fp32"]["routing_agrees"] <= 1 and f["against_fp32"]["events_mean_abs_diff"] < 0.1
+    assert "**Routing**" in (tmp_path / "events.md").read_text() and doc["command"].startswith("python -m benchmarks events")
+    # a bundle without the outputs, and subjects the student trained on, are one line each
+    r = call_main("benchmarks.events", "--bundle", str(student_ckpt[0] / "bundle"), "--manifest", str(manifest))
+    assert r.returncode == 2 and "no modality and event outputs" in r.stderr and "Traceback" not in r.stderr
+    seen = tmp_path / "seen.jsonl"
+    trained = read_manifest(distilled.parent / "corpus" / "manifest.jsonl")
+    write_manifest([Recording(**{**x.to_dict(), "split": ("test", "train", "val")[i % 3]})
+                    for i, x in enumerate(trained)], seen)
+    r = call_main("benchmarks.events", "--bundle", str(distilled_bundles / "ort"), "--manifest", str(seen))
+    assert r.returncode == 2 and "test subjects trained the student" in r.stderr

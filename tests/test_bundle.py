@@ -34,6 +34,22 @@ def npy(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+EVENTS = {"shape": ["batch", 16, 2], "kinds": ["wheeze", "crackle"], "modality": "lung", "step_s": 0.256,
+          "offset_s": 0.016, "on": 0.5, "off": 0.3, "min_s": 0.25}
+
+
+def test_a_bundle_says_which_outputs_its_graph_has(tmp_path):
+    files = {"model_fp32.onnx": b"fp32 model bytes", "prompts.npy": npy(np.eye(2, 512, dtype=np.float32))}
+    plain = write_bundle(tmp_path / "plain", meta(), files)
+    assert plain.outputs == ("embedding", "scores") and plain.modalities == [] and plain.events is None
+    d = meta()
+    d["outputs"].update(events=EVENTS, modality={"shape": ["batch", 2], "classes": ["heart", "lung"],
+                                                 "min_confidence": 0.8})
+    b = write_bundle(tmp_path / "routed", d, files)
+    assert b.outputs == ("embedding", "scores", "modality", "events")  # the graphs' order, whatever the JSON's
+    assert b.modalities == ["heart", "lung"] and b.events["kinds"] == ["wheeze", "crackle"]
+
+
 @pytest.fixture
 def bundle(tmp_path):
     files = {"model_fp32.onnx": b"fp32 model bytes", "model_int8.onnx": b"int8 model bytes",
@@ -87,6 +103,17 @@ def test_a_file_changed_after_export_is_refused(bundle):
     (lambda d: {**d, "heads": [{"name": "x", "threshold": "high"}]}, "threshold is not a number in"),
     (lambda d: {**d, "heads": [{"name": "x", "modality": "chest"}]}, "modality 'chest' is not one of lung, heart"),
     (lambda d: {**d, "prompts": {"texts": ["a", "b"], "file": ["prompts.npy"]}}, "prompts need"),
+    (lambda d: {**d, "outputs": {"embedding": d["outputs"]["embedding"]}}, "the outputs must be embedding and scores"),
+    (lambda d: {**d, "outputs": {**d["outputs"], "logits": {"shape": [1]}}}, "the outputs must be"),
+    (lambda d: {**d, "outputs": {**d["outputs"], "modality": {"shape": ["batch", 2], "classes": ["lung", "chest"],
+                                                              "min_confidence": 0.8}}}, "output modality needs 'classes'"),
+    (lambda d: {**d, "outputs": {**d["outputs"], "modality": {"shape": ["batch", 3], "classes": ["lung", "heart"],
+                                                              "min_confidence": 0.8}}}, "output modality needs 'classes'"),
+    (lambda d: {**d, "outputs": {**d["outputs"], "modality": {"shape": ["batch", 2], "classes": ["lung", "heart"]}}},
+     "min_confidence"),
+    (lambda d: {**d, "outputs": {**d["outputs"], "events": {"shape": ["batch", 16, 2], "kinds": ["wheeze"]}}},
+     "output events needs 'kinds'"),
+    (lambda d: {**d, "outputs": {**d["outputs"], "events": {**EVENTS, "on": 0.2}}}, "off <= on"),
     (lambda d: {**d, "files": {**d["files"], "network_int8.tflite": {**d["files"]["model_fp32.onnx"], "format": "tflite",
                                                                       "precision": "int8", "part": "network"}}},
      "the full-integer pair needs both"),

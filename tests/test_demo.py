@@ -28,7 +28,8 @@ def test_demo_screens_the_example_recording_with_the_default_bundle():
                                       for x in screened)
     precision = load_bundle(DEFAULT_BUNDLE).default_precision("onnx")
     assert f"{EXAMPLE_RECORDING} with acula-edge-demo-mn-xs (onnx {precision}" in p.stdout
-    assert "summary: 8 windows (8 scored; gated: none)" in p.stderr and "Traceback" not in p.stderr
+    assert "summary: 8 windows (8 scored; routed: lung 8; gated: none)" in p.stderr and "Traceback" not in p.stderr
+    assert "FINDING crackle-like sound" in p.stdout  # the example's second half holds coarse crackles
 
 
 def test_listen_uses_the_default_bundle_without_bundle():
@@ -39,13 +40,15 @@ def test_listen_uses_the_default_bundle_without_bundle():
     assert start["type"] == "start" and start["bundle"] == str(DEFAULT_BUNDLE)
     assert start["precision"] == load_bundle(DEFAULT_BUNDLE).meta["default_precision"]["onnx"]  # the faster file
     windows = [e for e in events if e["type"] == "window"]
-    assert len(windows) >= 8 and set(windows[0]["scores"]) == set(HEADS)
+    # the modality head routes the example's windows to lung: only the lung head scores them
+    assert start["routing"] == "auto" and len(windows) >= 8
+    assert all(w["modality"] == "lung" and set(w["scores"]) == {HEADS[0]} for w in windows)
 
 
 def test_the_default_bundle_is_small_verified_and_documented():
     b = load_bundle(DEFAULT_BUNDLE)  # checksums and schema
     files = {name: f["bytes"] for name, f in b.meta["files"].items()}
-    assert sum(files.values()) + (DEFAULT_BUNDLE / "bundle.json").stat().st_size < 2_000_000
+    assert sum(files.values()) + (DEFAULT_BUNDLE / "bundle.json").stat().st_size < 2_500_000
     assert {"model_fp32.onnx", "model_int8.onnx", "prompts.npy"} <= set(files)
     assert [h["name"] for h in b.heads] == HEADS
     # the students' front end (4 kHz, 50-2000 Hz) and the precision its exporter measured faster
@@ -61,9 +64,12 @@ def test_the_default_bundle_is_small_verified_and_documented():
         assert m["auroc_ci95"][0] <= m["auroc"] <= m["auroc_ci95"][1] and m["subjects"] >= 10
     card = (DEFAULT_BUNDLE / "MODEL_CARD.md").read_text()
     for text in ("Not a medical device", "demonstration model", "GPL-3.0", "ODC-By 1.0", "Apache-2.0",
-                 "95% CI", "sensitivity", "## Limitations", "## The recipe on sites and children it never saw",
-                 "| heart, training-a → training-b | 490 (490 subjects) |"):
+                 "95% CI", "sensitivity", "## Limitations", "Routing: a modality head tells heart, lung recordings apart",
+                 "Findings: the probability of wheeze-like and crackle-like sounds", "The modality head learnt only "
+                 "heart, lung recordings", "python -m benchmarks events"):
         assert text in card, text
+    # the generalisation benchmark measured the recipe before the modality and event heads: not this one
+    assert "## The recipe on sites and children it never saw" not in card
 
 
 def test_the_example_recording_is_the_synthetic_one_the_demo_describes():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from acula_edge.checkpoint import read_sidecar
 from acula_edge.data.records import read_manifest
 from conftest import DISTILL_HEADS, call_main, kill_after_steps, run_module
 from acula_edge.models.students import create_student
@@ -35,7 +36,11 @@ def test_distillation_raises_student_teacher_agreement(distill_setup, distilled)
     assert before < 0.2 and after > 0.6
     assert c_before < 0.05 and c_after > 0.15  # the student follows how windows differ, not only the common direction
     log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(log) == 60 and {"embedding", "relational", "text", "heads"} <= set(log[-1])
+    assert len(log) == 60 and {"embedding", "relational", "text", "heads", "modality", "events"} <= set(log[-1])
+    # the synthetic corpus alone trains the modality head on its four modalities, and its lung clips' events
+    assert student.config.modalities == ("breath", "cough", "heart", "lung")
+    assert student.config.events == ("wheeze", "crackle")
+    assert log[-1]["modality"] < 0.5 * log[0]["modality"]
     assert log[-1]["embedding"] < 0.6 * log[0]["embedding"]
     assert meta["kind"] == "student" and [h["name"] for h in meta["heads"]] == list(HEADS)
     teacher_meta = json.loads((root / "teacher" / "encoder.json").read_text())
@@ -99,12 +104,17 @@ def test_every_exported_file_of_a_distilled_student_passes_verify(distill_setup,
     for (quantizer, name), f in sorted(files.items()):
         print(f"{quantizer} {name}: max |diff| {max(f['max_abs_diff'].values()):.2e}, centred cosine "
               f"{f['embedding_centred_cosine']:.3f}, head AUROC {f['auroc']}")
+        assert set(f["max_abs_diff"]) == {"embedding", "scores", "modality", "events"}
         if f["precision"] == "fp32":
             assert max(f["max_abs_diff"].values()) <= 1e-4
         else:
             # a 60-step student's windows differ little from each other: 0.77-0.99 measured across the int8 files
             assert f["embedding_centred_cosine"] > 0.7 and max(f["max_abs_diff"].values()) > 1e-4, name
     assert len(files) == 7
+    for (quantizer, name), f in files.items():  # int8 routes as fp32 does and its event probabilities stay close
+        if f["precision"] == "int8":
+            d = f["outputs_against_fp32"]
+            assert d["modality"]["routing_differs"] <= 0.05 and d["events"]["mean_abs_drift"] <= 0.05, (name, d)
     for quantizer, formats in (("ort", {"onnx", "tflite"}), ("inc", {"onnx"})):
         meta = json.loads((distilled_bundles / quantizer / "bundle.json").read_text())
         assert set(meta["default_precision"]) == formats  # listen's default: the faster file, as export timed them
@@ -237,8 +247,23 @@ def test_heads_get_thresholds_on_calibration_subjects_and_prompts_need_no_teache
     (tmp_path / "bg").mkdir()
     write_tone(tmp_path / "bg" / "hum.wav", seconds=2.0, freq=120.0)
     r = run_module("distill", *args, "--calibrate-split", "val", "--sensitivity", "0.8", "--out", str(tmp_path / "s"),
-                   "--backgrounds", str(tmp_path / "bg"))
+                   "--backgrounds", str(tmp_path / "bg"), "--events", "wheeze", "crackle")
     assert r.returncode == 0, r.stderr
+    # the findings' hysteresis is chosen on the annotated calibration (val) clips, and export carries it
+    from distill.trainer import EVENT_ON_GRID
+
+    op = read_sidecar(tmp_path / "s" / "student.safetensors")["event_operating_point"]
+    assert set(op["on"]) == {"wheeze", "crackle"}
+    assert all(op["on"][k] in EVENT_ON_GRID and op["off"][k] == pytest.approx(max(0.05, op["on"][k] - 0.2))
+               for k in op["on"])
+    assert op["calibration"]["recordings"] == sum(1 for x in read_manifest(split)
+                                                 if x.split == "val" and x.modality == "lung" and x.events)
+    assert "event findings: hysteresis wheeze on" in r.stderr
+    from export.cli import graph_outputs
+
+    meta = read_sidecar(tmp_path / "s" / "student.safetensors")
+    spec = graph_outputs(meta["student"], meta["frontend"], 1, meta["event_operating_point"])["events"]
+    assert (spec["on"], spec["off"]) == (op["on"], op["off"]) and spec["hysteresis_chosen_on"] == op["calibration"]
     augment = json.loads((tmp_path / "s" / "config.json").read_text())["training"]["augment"]
     assert augment["backgrounds"] == str((tmp_path / "bg").resolve()) and augment["background_prob"] == 0.5
     student, meta = load_student(tmp_path / "s" / "student.safetensors")

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from acula_edge.errors import AculaError
-from distill.losses import (DistillWeights, distill_loss, embedding_loss, head_loss, relational_loss,
-                            text_anchor_loss)
+from distill.losses import (DistillWeights, distill_loss, embedding_loss, event_loss, head_loss, modality_loss,
+                            relational_loss, text_anchor_loss)
 
 
 def test_embedding_and_text_losses():
@@ -106,3 +106,33 @@ def test_descending_the_combined_loss_moves_a_student_toward_the_teacher():
         distill_loss(lin(x), teacher, DistillWeights(embedding=0, relational=0, text=0, heads=0))
     with pytest.raises(AculaError):
         DistillWeights(embedding_kind="kl")
+
+
+def test_modality_and_event_losses_leave_out_what_is_unknown_and_balance_rare_events():
+    logits = torch.tensor([[4.0, -4.0], [-4.0, 4.0], [9.0, -9.0]])
+    # the third window's modality is unknown (-1): its confident wrong answer costs nothing
+    assert float(modality_loss(logits, torch.tensor([0, 1, -1]))) < 0.01
+    assert float(modality_loss(logits, torch.tensor([1, 0, -1]))) > 7
+    assert float(modality_loss(logits, torch.tensor([-1, -1, -1]))) == 0.0
+    nan = float("nan")
+    events = torch.zeros(2, 4, 1)
+    targets = torch.tensor([[[0.0], [0.0], [0.0], [1.0]], [[nan], [nan], [nan], [nan]]])
+    plain = float(event_loss(events, targets))
+    assert plain == pytest.approx(float(torch.nn.functional.softplus(torch.tensor(0.0))), abs=1e-6)
+    # "never" (misses the one positive) costs less than "always" (three false alarms) unbalanced; balanced at
+    # the 25% positive rate (a positive weighs 2, a negative 2/3) the two classes weigh the same
+    never = torch.tensor([[[-3.0], [-3.0], [-3.0], [-3.0]], [[0.0], [0.0], [0.0], [0.0]]])
+    always = -never
+    rate = torch.tensor([0.25])
+    assert float(event_loss(never, targets)) < 0.5 * float(event_loss(always, targets))
+    assert float(event_loss(never, targets, rate)) == pytest.approx(float(event_loss(always, targets, rate)), rel=1e-5)
+    with pytest.raises(ValueError):
+        event_loss(events, targets[:, :2])
+    w = DistillWeights(embedding_kind="cosine", modality=0.5, events=2.0)
+    t = torch.randn(3, 8)
+    total, terms = distill_loss(t, t, w, modality=logits, modality_target=torch.tensor([1, 0, -1]),
+                                events=torch.zeros(3, 4, 1), event_targets=torch.cat([targets, targets[:1]]))
+    assert set(terms) >= {"modality", "events"} and terms["modality"] > 3.5 and terms["events"] == pytest.approx(
+        2 * plain, abs=1e-5)
+    with pytest.raises(AculaError):
+        DistillWeights(events=-1.0)

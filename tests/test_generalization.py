@@ -151,6 +151,12 @@ def test_a_field_older_runs_lack_is_no_change_when_it_has_the_presets_default(tm
     assert recipe_results(str(results), PRESETS["demo"]) == {"title": "t"}
     with pytest.raises(AculaError, match="balance_heads=False there, True here"):
         recipe_results(str(results), replace(PRESETS["demo"], balance_heads=True))
+    # runs from before the modality head and the event outputs trained neither: not the recipe of today's preset
+    results.write_text(json.dumps({"settings": {k: v for k, v in older.items() if k not in ("modality_head", "events")},
+                                   "card": {"title": "t"}}))
+    with pytest.raises(AculaError, match=r"events=\[\] there, \['wheeze', 'crackle'\] here, modality_head=False there"):
+        recipe_results(str(results), PRESETS["demo"])
+    assert recipe_results(str(results), replace(PRESETS["demo"], modality_head=False, events=())) == {"title": "t"}
 
 
 @pytest.mark.parametrize("args, message", [

@@ -68,3 +68,28 @@ def test_student_errors():
         create_student("mn-s", act="gelu")
     with pytest.raises(AculaError, match="takes \\[batch, 64, 128\\]"):
         create_student("mn-s")(torch.randn(2, 64, 100))
+
+
+def test_the_modality_and_event_heads_add_outputs_and_keep_the_rest():
+    torch.manual_seed(0)
+    plain = create_student("mn-xs", heads=("a",))
+    full = create_student("mn-xs", heads=("a",), modalities=("heart", "lung"), events=("wheeze", "crackle"))
+    x = torch.randn(3, 64, 128) * 10 - 40
+    o = full.eval().raw(x)
+    assert {k: tuple(v.shape) for k, v in o.items()} == {"embedding": (3, 512), "logits": (3, 1), "modality": (3, 2),
+                                                        "events": (3, 16, 2)}
+    assert full.config.event_steps == 16 and plain.config.event_steps == 0 and set(plain.raw(x)) == {"embedding", "logits"}
+    # the shared layers keep their names: a plain student's weights load into one with the new heads
+    missing, unexpected = full.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith(("modality.", "event_head.")) for k in missing)
+    t = student_from_config(full.config.to_dict())
+    assert t.config == full.config and t.config.modalities == ("heart", "lung")
+
+
+def test_event_head_config_errors():
+    with pytest.raises(AculaError, match="event_stride 3"):
+        create_student("mn-xs", events=("wheeze",), event_stride=3)
+    with pytest.raises(AculaError, match="window_frames a multiple"):
+        create_student("mn-xs", events=("wheeze",), window_frames=100)
+    with pytest.raises(AculaError, match="at least two modalities"):
+        create_student("mn-xs", modalities=("lung",))

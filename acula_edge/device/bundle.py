@@ -33,6 +33,8 @@ MODEL_FILES = {"model_fp32.onnx": ("onnx", "fp32"), "model_int8.onnx": ("onnx", 
 #: min-max normalised log-mel out) feeding an int8-in, int8-out network, for NPUs and microcontrollers
 PART_FILES = {"frontend_fp32.tflite": ("tflite", "fp32", "frontend"),
               "network_int8.tflite": ("tflite", "int8", "network")}
+#: every graph's outputs, and those a graph with a modality or event head adds (in this order)
+OUTPUTS, EXTRA_OUTPUTS = ("embedding", "scores"), ("modality", "events")
 REQUIRED = {"schema": int, "name": str, "sample_rate": int, "window_s": (int, float), "hop_s": (int, float),
             "frontend": dict, "input": dict, "outputs": dict, "heads": list, "metrics": dict, "provenance": dict,
             "files": dict}
@@ -64,8 +66,7 @@ def problems(meta: Any) -> list[str]:
         out.append("sample_rate, window_s and hop_s must be positive")
     if meta["input"].get("name") != "waveform":
         out.append("the input must be 'waveform'")
-    if set(meta["outputs"]) != {"embedding", "scores"}:
-        out.append("the outputs must be 'embedding' and 'scores'")
+    out += _output_problems(meta["outputs"])
     for i, h in enumerate(meta["heads"]):
         if not isinstance(h, dict) or not isinstance(h.get("name"), str):
             out.append(f"head {i} has no name")
@@ -100,6 +101,43 @@ def problems(meta: Any) -> list[str]:
     return out
 
 
+def _levels_ok(e: dict[str, Any], kinds: list) -> bool:
+    """Whether ``on`` and ``off`` are numbers (or a number per kind) with 0 <= off <= on <= 1."""
+    def of(v: Any, k: str) -> Any:
+        return v.get(k) if isinstance(v, dict) else v
+
+    return all(isinstance(of(e.get("on"), k), (int, float)) and isinstance(of(e.get("off"), k), (int, float))
+               and 0 <= of(e["off"], k) <= of(e["on"], k) <= 1 for k in kinds)
+
+
+def _output_problems(outputs: dict[str, Any]) -> list[str]:
+    """What is wrong with ``bundle.json``'s ``outputs``."""
+    if not set(OUTPUTS) <= set(outputs) <= set(OUTPUTS + EXTRA_OUTPUTS):
+        return [f"the outputs must be {' and '.join(OUTPUTS)}, with {' or '.join(EXTRA_OUTPUTS)} where the graph has them"]
+    out = []
+    if not all(isinstance(v, dict) and isinstance(v.get("shape"), list) and v["shape"] for v in outputs.values()):
+        return ["each output needs its shape"]
+    m = outputs.get("modality")
+    if m is not None:
+        classes = m.get("classes")
+        if (not isinstance(classes, list) or len(classes) < 2 or any(c not in MODALITIES for c in classes)
+                or m["shape"][-1] != len(classes)):
+            out.append(f"output modality needs 'classes' (two or more of {', '.join(MODALITIES)}), one per value")
+        c = m.get("min_confidence")
+        if not isinstance(c, (int, float)) or not 0 < c <= 1:
+            out.append("output modality needs a 'min_confidence' in (0, 1]")
+    e = outputs.get("events")
+    if e is not None:
+        kinds = e.get("kinds")
+        if not isinstance(kinds, list) or not kinds or len(e["shape"]) != 3 or e["shape"][-1] != len(kinds):
+            out.append("output events needs 'kinds' and a [batch, steps, kinds] shape")
+        elif not all(isinstance(e.get(k), (int, float)) for k in ("step_s", "offset_s", "min_s")) \
+                or not (e["step_s"] > 0 and e["min_s"] >= 0) or not _levels_ok(e, kinds):
+            out.append("output events needs step_s > 0, offset_s, min_s >= 0 and, for every kind, 0 <= off <= on <= 1 "
+                       "(one level, or one per kind)")
+    return out
+
+
 @dataclass
 class Bundle:
     """A loaded, verified bundle."""
@@ -118,6 +156,21 @@ class Bundle:
     @property
     def heads(self) -> list[dict[str, Any]]:
         return list(self.meta["heads"])
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The model files' outputs, in order."""
+        return OUTPUTS + tuple(k for k in EXTRA_OUTPUTS if k in self.meta["outputs"])
+
+    @property
+    def modalities(self) -> list[str]:
+        """The modality head's classes (empty without one)."""
+        return list((self.meta["outputs"].get("modality") or {}).get("classes", []))
+
+    @property
+    def events(self) -> dict[str, Any] | None:
+        """The event output's description (kinds, step_s, offset_s, hysteresis on/off, min_s), or None."""
+        return self.meta["outputs"].get("events")
 
     def screening(self, modality: str | None) -> list[dict[str, Any]]:
         """The heads that screen ``modality`` recordings, with those that screen any (all heads for None)."""
@@ -272,7 +325,21 @@ def model_card(meta: Mapping[str, Any]) -> str:
     lines += ["## Intended use",
              f"Input: {meta['window_s']:.2f} s windows of mono audio at {meta['sample_rate']} Hz (float32 in [-1, 1]), "
              f"every {meta['hop_s']:.2f} s. Output: an L2-normalised embedding in the aligned audio-text space and "
-             "one probability per head.", "", "## Heads", ""]
+             "one probability per head.", ""]
+    outputs = meta.get("outputs", {})
+    if outputs.get("modality"):
+        m = outputs["modality"]
+        lines += [f"Routing: a modality head tells {', '.join(m['classes'])} recordings apart; `listen` scores a head "
+                  f"only on windows routed to what it screens, and a window whose most likely modality is below "
+                  f"{m['min_confidence']} is reported as unknown, with no score. Sounds of any other kind were never "
+                  "shown to it.", ""]
+    if outputs.get("events"):
+        e = outputs["events"]
+        lines += [f"Findings: the probability of {' and '.join(k + '-like' for k in e['kinds'])} sounds in each "
+                  f"{e['step_s']:.3f} s step of a window, on {e.get('modality', 'any')} recordings; `listen` reports "
+                  f"each as a span (hysteresis: on at {e['on']}, off below {e['off']}, at least {e['min_s']} s; chosen "
+                  f"on {json.dumps(e.get('hysteresis_chosen_on', 'defaults'))}).", ""]
+    lines += ["## Heads", ""]
     for h in meta.get("heads", []):
         op = h.get("operating_point") or {}
         at = (f"threshold {h['threshold']:.4f}: sensitivity {op.get('sensitivity')}, specificity "

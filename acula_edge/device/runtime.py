@@ -3,10 +3,12 @@
 A training machine adds the ``torch`` backend (:func:`export.model.torch_model`) with
 :func:`register_backend`; ``python -m acula_edge.listen`` does so where torch is installed.
 :func:`load_model` picks a bundle's model file by backend and precision and returns a
-:class:`Model` whose ``run`` maps windows ``[N, samples]`` to ``(embedding [N, D], scores [N, H])``.
+:class:`Model` whose ``run`` maps windows ``[N, samples]`` to the outputs by name: ``embedding``
+``[N, D]``, ``scores`` ``[N, H]`` and, where the graph has them, ``modality`` ``[N, M]`` and
+``events`` ``[N, T, K]``.
 
-:func:`runner` gives, for a model file of a bundle (or the full-integer pair), a function from
-windows ``[N, samples]`` to ``(embedding [N, D], scores [N, H])``: onnxruntime runs a batch at once,
+:func:`runner` gives, for a model file of a bundle (or the full-integer pair), that function from
+windows ``[N, samples]`` to the outputs: onnxruntime runs a batch at once,
 LiteRT one window at a time (TFLite files take batch 1); the full-integer network's int8 input is
 quantized from the fp32 front end's output and its int8 outputs dequantized, with the scales and
 zero points stored in the file, and its embedding L2-normalised here.
@@ -23,7 +25,8 @@ import numpy as np
 
 from acula_edge.errors import AculaError
 
-Run = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+Outputs = dict[str, np.ndarray]
+Run = Callable[[np.ndarray], Outputs]
 #: the runtimes a format needs (any one of them)
 RUNTIMES = {"onnx": ("onnxruntime",), "tflite": ("ai_edge_litert", "tflite_runtime")}
 #: the name :func:`runner` gives the full-integer pair
@@ -52,9 +55,9 @@ def signature(path: str | Path, threads: int = 1):
 def _per_window(one: Callable[[np.ndarray], dict[str, np.ndarray]]) -> Run:
     """A batch run function from a one-window call (TFLite files take batch 1)."""
 
-    def run(waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(waves: np.ndarray) -> Outputs:
         outs = [one(w[None]) for w in np.asarray(waves, np.float32)]
-        return np.concatenate([o["embedding"] for o in outs]), np.concatenate([o["scores"] for o in outs])
+        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]} if outs else {}
 
     return run
 
@@ -104,17 +107,17 @@ def _last_dims(shapes: dict[str, Any]) -> dict[str, Any]:
 
 def check_io(bundle, name: str, inputs: dict[str, Any] | None, outputs: dict[str, Any] | None) -> None:
     """Refuse a model file whose tensors (``{name: shape}``; None: not checked) are not the ones
-    ``bundle.json`` declares: input ``waveform`` of one window, outputs ``embedding`` and ``scores``
-    with one score per head."""
+    ``bundle.json`` declares: input ``waveform`` of one window, outputs ``embedding``, ``scores`` with
+    one score per head, and ``modality`` and ``events`` where it declares them."""
     wrong = []
     if inputs is not None and _last_dims(inputs) != {"waveform": bundle.window_samples}:
         wrong.append(f"its input is {_describe(_last_dims(inputs))}, bundle.json has waveform[{bundle.window_samples}]")
     if outputs is not None:
-        want = {"embedding": int(bundle.meta["outputs"]["embedding"]["shape"][-1]), "scores": len(bundle.heads)}
+        want = {k: int(v["shape"][-1]) for k, v in bundle.meta["outputs"].items()}
+        want["scores"] = len(bundle.heads)
         got = _last_dims(outputs)
         if set(got) != set(want) or any(got[k] not in (v, None) for k, v in want.items()):
-            wrong.append(f"its outputs are {_describe(got)}, bundle.json has embedding[{want['embedding']}] "
-                         f"and scores[{want['scores']}] (one per head)")
+            wrong.append(f"its outputs are {_describe(got)}, bundle.json has {_describe(want)} (one score per head)")
     if wrong:
         raise AculaError(f"{bundle.path / name}: not the model bundle.json describes: " + "; ".join(wrong))
 
@@ -154,7 +157,8 @@ def runner(bundle, name: str, threads: int = 1) -> Run:
         return _whole(*sig)
     s = session(bundle.path / name, threads)
     check_io(bundle, name, {i.name: i.shape for i in s.get_inputs()}, {o.name: o.shape for o in s.get_outputs()})
-    return lambda waves: tuple(s.run(["embedding", "scores"], {"waveform": np.asarray(waves, np.float32)}))
+    names = list(bundle.outputs)
+    return lambda waves: dict(zip(names, s.run(names, {"waveform": np.asarray(waves, np.float32)})))
 
 
 def median_latency(calls: dict[str, Callable[[], Any]], rounds: int = 5, each: int = 20,
@@ -182,7 +186,7 @@ BACKENDS = {"onnx": "onnx", "tflite": "tflite"}
 
 @dataclass
 class Model:
-    """A runnable model of a bundle: ``run(windows [N, samples]) -> (embedding [N, D], scores [N, H])``."""
+    """A runnable model of a bundle: ``run(windows [N, samples]) -> {output name: array}``."""
 
     backend: str
     file: str
@@ -249,5 +253,5 @@ def load_model(bundle, backend: str | None = None, precision: str | None = None,
         raise AculaError(f"{bundle.path / held[precision]}: {backend} cannot load it ({str(e).splitlines()[0][:200]})") from e
 
 
-__all__ = ["BACKENDS", "Model", "RUNTIMES", "SPLIT", "check_io", "default_backend", "list_backends", "model_files", "load_model", "median_latency", "register_backend", "runnable", "runner", "session",
+__all__ = ["BACKENDS", "Model", "Outputs", "RUNTIMES", "SPLIT", "check_io", "default_backend", "list_backends", "model_files", "load_model", "median_latency", "register_backend", "runnable", "runner", "session",
            "signature", "tflite_interpreter", "tflite_runner"]

@@ -7,7 +7,12 @@ window length is part of its config) and gives
 
 - ``embedding`` ``[B, embed_dim]``: L2-normalised, in the teacher's aligned space (trained to match
   the teacher's projected audio embedding);
-- ``logits`` ``[B, H]``: one per task head (``heads``, names), sigmoid for probabilities.
+- ``logits`` ``[B, H]``: one per task head (``heads``, names), sigmoid for probabilities;
+- with ``modalities``, ``modality`` ``[B, M]``: logits of what the window holds (lung, heart, ...),
+  softmax for probabilities: listen routes each window to the heads that screen it;
+- with ``events``, ``events`` ``[B, T, K]``: logits per event kind (wheeze-like, crackle-like) for
+  each step of ``event_stride`` frames, from the feature map at that stride (frequency-pooled by
+  mean and max) joined with the deepest map's time profile; sigmoid for probabilities.
 
 ``act`` chooses the activation of the deeper blocks: ``hardswish`` (MobileNetV3) or ``relu``
 (simpler to quantize); squeeze-and-excitation uses a hard sigmoid and can be switched off. Every
@@ -61,6 +66,10 @@ class StudentConfig:
     embed_dim: int = 512  # the aligned space
     heads: tuple = ()
     dropout: float = 0.1
+    modalities: tuple = ()  # classes of the modality head (none: no head)
+    events: tuple = ()  # event kinds with frame-level outputs (none: no event head)
+    event_stride: int = 8  # log-mel frames per event step: the network's stride where the event head taps
+    event_channels: int = 32  # width of the event head
 
     def __post_init__(self) -> None:
         problems = []
@@ -77,15 +86,39 @@ class StudentConfig:
             bad = ["unreadable"]
         if not self.blocks or bad:
             problems.append("blocks are (odd kernel, expanded, out, se, hard activation, stride 1 or 2) tuples")
-        if len(set(self.heads)) != len(self.heads) or not all(isinstance(h, str) and h for h in self.heads):
-            problems.append("heads are distinct non-empty names")
+        for what in ("heads", "modalities", "events"):
+            names = getattr(self, what)
+            if len(set(names)) != len(names) or not all(isinstance(h, str) and h for h in names):
+                problems.append(f"{what} are distinct non-empty names")
+        if len(self.modalities) == 1:
+            problems.append("a modality head needs at least two modalities")
+        if self.events and not self._event_tap_ok():
+            problems.append(f"event_stride {self.event_stride} must be a stride the network reaches before its last "
+                            f"downsampling, and window_frames a multiple of the network's total stride")
         if problems:
             raise AculaError(f"bad student config: {'; '.join(problems)}")
+
+    def strides(self) -> list[int]:
+        """The cumulative stride after the stem and after each block."""
+        out = [2]
+        for b in self.blocks:
+            out.append(out[-1] * int(b[5]))
+        return out
+
+    def _event_tap_ok(self) -> bool:
+        s = self.strides()
+        return self.event_stride in s[:-1] and self.event_stride < s[-1] and self.window_frames % s[-1] == 0
+
+    @property
+    def event_steps(self) -> int:
+        """Event steps per window (0 without an event head)."""
+        return self.window_frames // self.event_stride if self.events else 0
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["blocks"] = [list(b) for b in self.blocks]
-        d["heads"] = list(self.heads)
+        for k in ("heads", "modalities", "events"):
+            d[k] = list(getattr(self, k))
         return d
 
     @classmethod
@@ -96,8 +129,9 @@ class StudentConfig:
         d = dict(d)
         if "blocks" in d:
             d["blocks"] = tuple(tuple(b) for b in d["blocks"])
-        if "heads" in d:
-            d["heads"] = tuple(d["heads"])
+        for k in ("heads", "modalities", "events"):
+            if k in d:
+                d[k] = tuple(d[k])
         return cls(**d)
 
 
@@ -139,12 +173,51 @@ class InvertedResidual(nn.Module):
         return x + y if self.residual else y
 
 
+class EventHead(nn.Module):
+    """Frame-level event logits ``[B, T, K]`` from the normalised log-mel ``[B, n_mels, frames]`` (each
+    band's mean and maximum over each step, and of its frame-to-frame change: the spectrum and its
+    transients at the step's resolution), the map at the
+    event stride ``tap [B, C, F, T]`` (pooled over frequency by mean and by max: crackles are
+    broadband, wheezes narrow tones) and the deepest map ``deep [B, C', F', T / ratio]`` (its time
+    profile repeated ``ratio`` times): two ``1x3`` convolutions along time, then one logit per kind.
+    Plain convolutions, pooling and reductions, so that it exports to ONNX and TFLite."""
+
+    def __init__(self, n_mels: int, stride: int, tap_channels: int, deep_channels: int, width: int, kinds: int,
+                 ratio: int):
+        super().__init__()
+        self.ratio, self.stride = ratio, stride
+        layers: list[nn.Module] = []
+        c = 4 * n_mels + 2 * tap_channels + deep_channels
+        for _ in range(2):
+            layers += [nn.Conv2d(c, width, (1, 3), padding=(0, 1), bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+            c = width
+        self.mix = nn.Sequential(*layers)
+        self.out = nn.Conv2d(width, kinds, 1)
+
+    def forward(self, normalized: torch.Tensor, tap: torch.Tensor, deep: torch.Tensor) -> torch.Tensor:
+        steps = tap.shape[-1]  # the strided convolutions round up: ceil(frames / stride)
+        bands = normalized.unsqueeze(2)  # [B, n_mels, 1, frames]: the bands as channels
+        change = F.pad((bands[..., 1:] - bands[..., :-1]).abs(), (1, 0))
+        short = steps * self.stride - bands.shape[-1]
+        if short:  # a window of another length than the student's (the benchmarks' scaling grid)
+            bands, change = F.pad(bands, (0, short)), F.pad(change, (0, short))
+        k = (1, self.stride)
+        s = torch.cat([F.avg_pool2d(bands, k), F.max_pool2d(bands, k), F.avg_pool2d(change, k),
+                       F.max_pool2d(change, k)], dim=1)
+        t = torch.cat([tap.mean(dim=2, keepdim=True), tap.amax(dim=2, keepdim=True)], dim=1)
+        d = deep.mean(dim=2, keepdim=True).unsqueeze(-1).expand(-1, -1, -1, -1, self.ratio).flatten(3)
+        if d.shape[-1] != steps:
+            d = d[..., :steps]
+        return self.out(self.mix(torch.cat([s, t, d], dim=1)))[:, :, 0].transpose(1, 2)
+
+
 class Student(nn.Module):
     """``forward(logmel [B, n_mels, window_frames]) -> (embedding [B, embed_dim], logits [B, H])``.
 
     The log-mel is in dB, as :class:`acula_edge.frontend.LogMel` makes it; the student normalises
     each window (min-max, as the teacher does) itself, so that an exported model holds everything
-    after the front end. :meth:`features` gives the pooled features before the embedding head.
+    after the front end. :meth:`features` gives the pooled features before the embedding head;
+    :meth:`raw` every output (with the modality and event heads') before normalisation.
     """
 
     def __init__(self, config: StudentConfig):
@@ -152,16 +225,26 @@ class Student(nn.Module):
         self.config = cfg = config
         c = make_divisible(cfg.stem_channels * cfg.width)
         layers: list[nn.Module] = [nn.Conv2d(1, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), _act(True, cfg)]
+        widths = [c]
         for k, exp, out, se, hard, stride in cfg.blocks:
             e, o = make_divisible(exp * cfg.width), make_divisible(out * cfg.width)
             layers.append(InvertedResidual(c, e, o, int(k), int(stride), bool(se), bool(hard), cfg))
             c = o
+            widths.append(c)
         f = make_divisible(cfg.feature_dim * cfg.width)
         layers += [nn.Conv2d(c, f, 1, bias=False), nn.BatchNorm2d(f), _act(True, cfg)]
         self.body = nn.Sequential(*layers)
         self.dropout = nn.Dropout(cfg.dropout)
         self.embed = nn.Linear(f, cfg.embed_dim)
         self.heads = nn.Linear(f, len(cfg.heads)) if cfg.heads else None
+        self.modality = nn.Linear(f, len(cfg.modalities)) if cfg.modalities else None
+        self.tap, self.event_head = None, None
+        if cfg.events:
+            strides = cfg.strides()
+            j = max(i for i, s in enumerate(strides) if s == cfg.event_stride)
+            self.tap = 2 + j  # index in body: the stem's activation is 2, block i is 3 + i
+            self.event_head = EventHead(cfg.n_mels, cfg.event_stride, widths[j], f, cfg.event_channels, len(cfg.events),
+                                        strides[-1] // cfg.event_stride)
         self.feature_width = f
 
     def _check(self, logmel: torch.Tensor) -> torch.Tensor:
@@ -175,20 +258,42 @@ class Student(nn.Module):
         """Pooled features ``[B, feature_width]``."""
         return self.pooled(minmax_normalize(self._check(logmel)))
 
+    def trunk(self, normalized: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(deepest map [B, C, F', T'], map at the event stride or None)`` of normalised windows."""
+        x, tap = normalized.unsqueeze(1), None
+        for i, layer in enumerate(self.body):
+            x = layer(x)
+            if i == self.tap:
+                tap = x
+        return x, tap
+
     def pooled(self, normalized: torch.Tensor) -> torch.Tensor:
         """Pooled features of windows already min-max normalised to [0, 1] (the network proper)."""
-        return self.body(normalized.unsqueeze(1)).mean(dim=(2, 3))
+        return self.trunk(normalized)[0].mean(dim=(2, 3))
 
-    def raw(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(embedding before L2 normalisation, head logits or None)``: what the losses use."""
-        h = self.dropout(self.features(logmel))
-        return self.embed(h), (self.heads(h) if self.heads is not None else None)
+    def outputs(self, normalized: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every output of normalised windows, as logits: ``embedding`` (before L2 normalisation),
+        ``logits`` (``[B, 0]`` without heads) and, where the student has those heads, ``modality``
+        and ``events``. The event head runs first, so that in an exported graph everything after the
+        last convolution is pooling and linear layers (kept fp32 by int8 ONNX export)."""
+        deep, tap = self.trunk(normalized)
+        out = {}
+        if self.event_head is not None:
+            out["events"] = self.event_head(normalized, tap, deep)
+        h = self.dropout(deep.mean(dim=(2, 3)))
+        out["embedding"] = self.embed(h)
+        out["logits"] = self.heads(h) if self.heads is not None else out["embedding"][:, :0]
+        if self.modality is not None:
+            out["modality"] = self.modality(h)
+        return out
+
+    def raw(self, logmel: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`outputs` of dB log-mel windows: what the losses use."""
+        return self.outputs(minmax_normalize(self._check(logmel)))
 
     def forward(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        e, logits = self.raw(logmel)
-        if logits is None:
-            logits = e[:, :0]
-        return F.normalize(e, dim=1), logits
+        o = self.raw(logmel)
+        return F.normalize(o["embedding"], dim=1), o["logits"]
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -272,7 +377,7 @@ def _replace(cfg: StudentConfig, overrides: dict[str, Any]) -> StudentConfig:
     unknown = set(overrides) - names
     if unknown:
         raise AculaError(f"unknown student option(s) {sorted(unknown)}; known: {sorted(names)}")
-    fixed = {k: tuple(v) if k == "heads" else v for k, v in overrides.items()}
+    fixed = {k: tuple(v) if k in ("heads", "modalities", "events") else v for k, v in overrides.items()}
     return dataclasses.replace(cfg, **fixed)
 
 
@@ -308,5 +413,5 @@ def load_student(path: str | Path) -> tuple[Student, dict[str, Any]]:
     return load_weights(path, student_from_config(meta["student"]), "student", "student"), meta
 
 
-__all__ = ["SMALL_BLOCKS", "Student", "StudentConfig", "WindowedStudent", "create_student", "list_students", "register_student",
+__all__ = ["SMALL_BLOCKS", "EventHead", "Student", "StudentConfig", "WindowedStudent", "create_student", "list_students", "register_student",
            "student_from_config"]

@@ -18,6 +18,12 @@ threshold (from the bundle, or ``--threshold HEAD=P``) with hysteresis and a ref
 that one sustained finding gives one event. A window that is silent, too quiet, clipped or
 overloaded gets no score, only its quality.
 
+Heads score only what they screen: ``--modality`` says what is listened to; else a bundle whose model
+has a modality head routes each window to lung, heart, ... when it is sure enough, and a window of no
+known modality gets no score. Where the model gives frame-level event probabilities, the windows'
+steps are averaged on the stream's timeline and each wheeze-like or crackle-like sound is reported
+once, as a finding with its start and end (hysteresis; ``--no-events`` turns this off).
+
 numpy, soundfile, sounddevice (for ``--mic``) and a runtime only: no torch on the device.
 """
 
@@ -130,7 +136,10 @@ def _parser() -> Parser:
     d.add_argument("--head", action="append", default=[], metavar="NAME", help="decide and show only these heads "
                    "(repeat; default: every head of the bundle)")
     d.add_argument("--modality", choices=MODALITIES, help="what is being listened to: score only the heads that "
-                   "screen it (a lung recording gets no heart head's score; default: every head)")
+                   "screen it (a lung recording gets no heart head's score; default: a bundle with a modality head "
+                   "routes each window by it, and windows of no known modality get no score; else every head)")
+    d.add_argument("--no-events", action="store_true", help="do not report event findings (wheeze-like or "
+                   "crackle-like sounds with their time spans), where the bundle's model gives them")
     d.add_argument("--threshold", action="append", default=[], metavar="HEAD=P",
                    help="override a head's threshold (repeat; default: the bundle's, 0.5 where it has none)")
     d.add_argument("--smooth", type=int, default=Decider.smooth, metavar="N",
@@ -215,7 +224,10 @@ def main(argv: Sequence[str] | None = None, embed_prompts: PromptEmbedder | None
     deciders = [Decider(h, thresholds[h], a.smooth, a.hysteresis, a.refractory) for h in thresholds]
     temperature = float((bundle.meta.get("prompts") or {}).get("temperature", DEFAULT_TEMPERATURE))
     listener = Listener(model, bundle, a.hop or bundle.meta["hop_s"], deciders, source.rate,
-                        QualityConfig(silence_db=a.silence_db, low_db=a.low_db), prompts, temperature, a.modality)
+                        QualityConfig(silence_db=a.silence_db, low_db=a.low_db), prompts, temperature, a.modality,
+                        events=not a.no_events)
+    routing = "forced" if a.modality else ("auto" if bundle.modalities else "none")
+    kinds = listener.timeline.kinds if listener.timeline else []
     output = Output(mode, list(thresholds), thresholds)
 
     listener.warm_up(a.warmup)
@@ -224,11 +236,14 @@ def main(argv: Sequence[str] | None = None, embed_prompts: PromptEmbedder | None
                  "model": model.file, "precision": model.precision, "source": source.name,
                  "source_rate": source.rate, "sample_rate": bundle.sample_rate, "window_s": bundle.meta["window_s"],
                  "hop_s": listener.windower.hop / bundle.sample_rate, "thresholds": thresholds,
-                 "modality": a.modality}
+                 "modality": a.modality, "routing": routing, "event_kinds": list(kinds)}
                 if mode == "json" else
                 {"type": "note", "text": f"listening to {source.name} with {bundle.meta['name']} "
                  f"({model.backend} {model.precision}, {model.file})"
-                 + (f", {a.modality} heads only" if a.modality else "") + f"; window {bundle.meta['window_s']:g} s, hop "
+                 + (f", {a.modality} heads only" if a.modality else "")
+                 + (f", routing each window to {' or '.join(bundle.modalities)}" if routing == "auto" else "")
+                 + (f", finding {' and '.join(k + '-like' for k in kinds)} sounds" if kinds else "")
+                 + f"; window {bundle.meta['window_s']:g} s, hop "
                  f"{listener.windower.hop / bundle.sample_rate:g} s; Ctrl-C stops"})
 
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -2,8 +2,10 @@
 
 Audio flows from a source into a bounded queue; the loop here resamples it to the bundle's rate,
 cuts windows (:class:`acula_edge.device.windows.Windower`, the same windows as cutting the whole
-recording) and, for each, checks its signal quality and, when it is usable, runs the bundle's model
-and the heads' decisions.
+recording) and, for each, checks its signal quality and, when it is usable, runs the bundle's model,
+routes the window to a modality (``--modality``, else the graph's modality head where it has one),
+scores the heads that screen it and runs their decisions, and places its event probabilities on the
+stream's timeline, whose spans become findings (:mod:`acula_edge.device.findings`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from acula_edge.cli import quiet_native
 from acula_edge.device.audio import Resampler
+from acula_edge.device.findings import UNKNOWN, EventTimeline, Span, route
 from acula_edge.device.listen.decisions import Decider
 from acula_edge.device.listen.output import Output
 from acula_edge.device.listen.quality import QualityConfig, signal_quality
@@ -37,6 +40,8 @@ class Stats:
     scored: int = 0
     gated: dict[str, int] = field(default_factory=dict)
     events: int = 0
+    findings: int = 0
+    routed: dict[str, int] = field(default_factory=dict)
     audio_s: float = 0.0
     latencies: list[float] = field(default_factory=list)
 
@@ -45,7 +50,8 @@ class Stats:
         lat = np.asarray(self.latencies) * 1e3
         pct = (lambda q: round(float(np.percentile(lat, q)), 3)) if lat.size else (lambda q: None)
         return {"type": "summary", "windows": self.windows, "scored": self.scored, "gated": dict(self.gated),
-                "events": self.events, "audio_s": round(self.audio_s, 3), "wall_s": round(wall_s, 3),
+                "events": self.events, "findings": self.findings, "routed": dict(self.routed),
+                "audio_s": round(self.audio_s, 3), "wall_s": round(wall_s, 3),
                 "latency_ms": {"p50": pct(50), "p95": pct(95), "max": round(float(lat.max()), 3) if lat.size else None},
                 "real_time_factor": round(float(lat.sum() / 1e3 / self.audio_s), 5) if self.audio_s and lat.size else None,
                 "input_overflows": source.overflows, "dropped_blocks": source.dropped,
@@ -58,11 +64,15 @@ def _cpu_s() -> float:
 
 
 class Listener:
-    """The streaming engine: source blocks in, window results and events out."""
+    """The streaming engine: source blocks in, window results, events and findings out.
+
+    ``modality`` forces what is listened to; else a bundle with a modality head routes each window
+    (a window of no known modality is ``unknown`` and scored by no head), and a bundle without one
+    scores every head. ``events``: report the event output's spans (where the bundle has it)."""
 
     def __init__(self, model, bundle, hop_s: float, deciders: list[Decider], source_rate: int,
                  quality: QualityConfig = QualityConfig(), prompts: tuple[list[str], np.ndarray] | None = None,
-                 temperature: float = DEFAULT_TEMPERATURE, modality: str | None = None):
+                 temperature: float = DEFAULT_TEMPERATURE, modality: str | None = None, events: bool = True):
         self.model, self.bundle, self.quality = model, bundle, quality
         self.rate = bundle.sample_rate
         hop = int(round(hop_s * self.rate))
@@ -71,7 +81,12 @@ class Listener:
         self.heads = [h["name"] for h in bundle.heads]
         # what is listened to (None: not said): only the heads that screen it are scored
         self.modality = modality
-        self.scored_heads = {h["name"] for h in bundle.screening(modality)}
+        self.classes = bundle.modalities
+        self.min_confidence = float((bundle.meta["outputs"].get("modality") or {}).get("min_confidence", 1.0))
+        self.screened = {m: {h["name"] for h in bundle.screening(m)} for m in {modality, *self.classes}}
+        spec = bundle.events if events else None
+        self.timeline = EventTimeline.of(spec) if spec else None
+        self.event_modality = (spec or {}).get("modality")
         self.deciders = deciders
         self.prompts, self.temperature = prompts, temperature
         self.stats = Stats()
@@ -102,13 +117,22 @@ class Listener:
         t0 = time.perf_counter()
         # a window that ends before one window of audio is a short recording's, zero-padded after `end` samples
         q = signal_quality(w, self.quality, end if end < w.size else None)
-        scores = None
+        scores, modality, confidence, steps = None, self.modality, None, None
         if q["status"] == "ok":
-            emb, s = self.model.run(w[None])
-            scores = {h: float(v) for h, v in zip(self.heads, s[0]) if h in self.scored_heads}
-            if self.prompts is not None:
-                p = zero_shot_probabilities(emb, self.prompts[1], self.temperature)[0]
+            o = self.model.run(w[None])
+            if "modality" in o:
+                probs = o["modality"][0]
+                if modality is None:
+                    modality, confidence = route(probs, self.classes, self.min_confidence)
+                elif modality in self.classes:
+                    confidence = float(probs[self.classes.index(modality)])
+            heads = self.screened.get(modality, set())
+            scores = {h: float(v) for h, v in zip(self.heads, o["scores"][0]) if h in heads}
+            if self.prompts is not None and modality != UNKNOWN:
+                p = zero_shot_probabilities(o["embedding"], self.prompts[1], self.temperature)[0]
                 scores.update({f"prompt:{t}": float(v) for t, v in zip(self.prompts[0], p)})
+            if "events" in o and modality in (None, self.event_modality):
+                steps = o["events"][0]
         latency = time.perf_counter() - t0
         st = self.stats
         st.windows += 1
@@ -118,20 +142,40 @@ class Listener:
             st.gated[q["status"]] = st.gated.get(q["status"], 0) + 1
         else:
             st.scored += 1
+            if modality is not None:
+                st.routed[modality] = st.routed.get(modality, 0) + 1
         smoothed, events = {}, []
         for d in self.deciders:
-            s, fired = d.update(t_end, None if scores is None else scores[d.name])
+            s, fired = d.update(t_end, None if scores is None else scores.get(d.name))
             smoothed[d.name] = s
             if fired:
                 events.append({"type": "event", "head": d.name, "time_s": round(t_end, 3), "score": round(s, 4),
                                "threshold": d.threshold})
+        said = {}
+        if modality is not None and scores is not None:
+            said = {"modality": modality, "routing": "forced" if self.modality else "auto",
+                    **({"modality_confidence": round(confidence, 4)} if confidence is not None else {})}
+        elif self.modality:
+            said = {"modality": self.modality, "routing": "forced"}
         yield {"type": "window", "index": st.windows - 1, "start_s": round(t_end - w.size / self.rate, 3),
-               "end_s": round(t_end, 3), "quality": q, **({"modality": self.modality} if self.modality else {}),
+               "end_s": round(t_end, 3), "quality": q, **said,
                "scores": None if scores is None else {k: round(v, 5) for k, v in scores.items()},
-               "smoothed": None if scores is None else {k: round(v, 5) for k, v in smoothed.items()},
+               "smoothed": None if scores is None else {k: round(v, 5) for k, v in smoothed.items() if v is not None},
                "latency_ms": round(latency * 1e3, 3)}
         st.events += len(events)
         yield from events
+        if self.timeline is not None:
+            yield from self._findings(self.timeline.add(max(0, end - w.size) / self.rate, steps))
+
+    def _findings(self, spans: list[Span]) -> Iterator[dict[str, Any]]:
+        self.stats.findings += len(spans)
+        for s in spans:
+            yield {"type": "finding", **s.to_dict()}
+
+    def close(self) -> Iterator[dict[str, Any]]:
+        """The findings still open when the stream stops (its end, a lost device or Ctrl-C)."""
+        if self.timeline is not None:
+            yield from self._findings(self.timeline.finish())
 
 
 class Recorder:
@@ -177,6 +221,8 @@ def run(listener: Listener, source: Source, output: Output, recorder: Recorder |
     finally:
         if recorder:
             recorder.close()
+    for obj in listener.close():  # the findings open when the stream stopped, however it stopped
+        output.emit(obj)
     return listener.stats.summary(time.monotonic() - t0, _cpu_s() - c0, source), ended
 
 

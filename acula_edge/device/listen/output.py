@@ -35,18 +35,25 @@ class Output:
                 self.events.append(msg)
             else:
                 print(msg, file=self.out, flush=True)
+        elif obj["type"] == "finding":
+            msg = f"FINDING {obj['kind']}-like sound {obj['start']:.1f}-{obj['end']:.1f} s (peak {obj['peak']:.2f})"
+            if self.mode == "live":
+                self.events.append(msg)
+            else:
+                print(msg, file=self.out, flush=True)
         elif obj["type"] == "note":
             self._clear()
             print(obj["text"], file=self.out, flush=True)
 
     def _line(self, w: dict[str, Any]) -> None:
         q = w["quality"]
-        head = f"{w['end_s']:8.2f} s  {q['status']:<8} {q['rms_db']:6.1f} dBFS"
+        head = f"{w['end_s']:8.2f} s  {q['status']:<8} {q['rms_db']:6.1f} dBFS{_routing(w)}"
         if w["scores"] is None:
             print(f"{head}  (no score)  {w['latency_ms']:.1f} ms", file=self.out, flush=True)
             return
-        parts = "  ".join(f"{h} {_fmt_p(w['smoothed'][h])}{'*' if w['smoothed'][h] >= self.thresholds[h] else ' '}"
-                          for h in self.heads)
+        smoothed = {h: w["smoothed"].get(h) for h in self.heads}
+        parts = "  ".join(f"{h} {_fmt_p(p)}{'*' if p is not None and p >= self.thresholds[h] else ' '}"
+                          for h, p in smoothed.items())
         print(f"{head}  {parts}  {w['latency_ms']:.1f} ms", file=self.out, flush=True)
 
     def _clear(self) -> None:
@@ -58,9 +65,9 @@ class Output:
         q, width = w["quality"], 30
         name_w = max(len(h) for h in self.heads) if self.heads else 4
         lines = [f"t = {w['end_s']:.1f} s   signal: {q['status']} ({q['rms_db']:.0f} dBFS, peak {q['peak_db']:.0f}, "
-                 f"clipped {100 * q['clipped']:.2f}%)   latency {w['latency_ms']:.1f} ms"]
+                 f"clipped {100 * q['clipped']:.2f}%){_routing(w)}   latency {w['latency_ms']:.1f} ms"]
         for h in self.heads:
-            p = None if w["smoothed"] is None else w["smoothed"][h]
+            p = None if w["smoothed"] is None else w["smoothed"].get(h)
             fill = 0 if p is None else int(round(p * width))
             mark = int(round(self.thresholds[h] * width))
             bar = "".join("#" if i < fill else ("|" if i == mark else ".") for i in range(width + 1))
@@ -73,6 +80,14 @@ class Output:
         self.drawn = len(lines)
 
 
+def _routing(w: dict[str, Any]) -> str:
+    """What a window was routed to, and how sure the modality head was (empty when not said)."""
+    if "modality" not in w:
+        return ""
+    c = w.get("modality_confidence")
+    return f"  {w['modality']}" + (f" ({c:.2f})" if c is not None else "")
+
+
 def print_summary(s: dict[str, Any], mode: str, out: IO[str]) -> None:
     """The run's summary: one JSON object in ``json`` mode, else one line."""
     if mode == "json":
@@ -82,7 +97,10 @@ def print_summary(s: dict[str, Any], mode: str, out: IO[str]) -> None:
     lat = s["latency_ms"]
     gated = ", ".join(f"{k} {v}" for k, v in s["gated"].items()) or "none"
     rtf = "-" if s["real_time_factor"] is None else f"{s['real_time_factor']:.4f}"
-    print(f"summary: {s['windows']} windows ({s['scored']} scored; gated: {gated}), {s['events']} events, "
+    routed = ", ".join(f"{k} {v}" for k, v in s.get("routed", {}).items())
+    routed = f"; routed: {routed}" if routed else ""
+    print(f"summary: {s['windows']} windows ({s['scored']} scored{routed}; gated: {gated}), {s['events']} events, "
+          f"{s.get('findings', 0)} findings, "
           f"{s['audio_s']:.1f} s of audio in {s['wall_s']:.1f} s; latency per window p50 {lat['p50']} ms, "
           f"p95 {lat['p95']} ms, max {lat['max']} ms; real-time factor {rtf}; input overflows "
           f"{s['input_overflows']}, dropped blocks {s['dropped_blocks']}; CPU {s['cpu_percent']}%", file=out, flush=True)

@@ -280,7 +280,8 @@ def verify(bundle_path: str | Path, data: str | None = None, checkpoint: str | N
                 report["failures"].append(f"{name}: {head} AUROC {value:.3f} is more than {INT8_AUROC_DROP} "
                                           f"below fp32 ({want:.3f})")
         f["against_fp32"] = against_fp32(window_outputs[name]["scores"], window_outputs[fp32_name]["scores"], b.heads)
-        f["outputs_against_fp32"] = outputs_against_fp32(window_outputs[name], window_outputs[fp32_name])
+        least = float((b.meta["outputs"].get("modality") or {}).get("min_confidence", 1.0))
+        f["outputs_against_fp32"] = outputs_against_fp32(window_outputs[name], window_outputs[fp32_name], least)
         for k, d in f["outputs_against_fp32"].items():
             if not d.get("routing_differs", 0.0) <= INT8_DECISIONS:
                 report["failures"].append(f"{name}: routes {d['routing_differs']:.1%} of windows otherwise than "
@@ -310,14 +311,17 @@ def tolerance_used(got: list[np.ndarray], want: list[np.ndarray], atol: float, r
     return float(np.max(np.abs(g - w) / (atol + rtol * np.abs(w)))) if g.size else 0.0
 
 
-def outputs_against_fp32(int8: dict[str, np.ndarray], fp32: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+def outputs_against_fp32(int8: dict[str, np.ndarray], fp32: dict[str, np.ndarray],
+                         min_confidence: float = 1.0) -> dict[str, dict[str, float]]:
     """An int8 file's modality and event outputs against the fp32 file's, where the graph has them:
-    the share of windows routed to another modality (most likely class), and the event
-    probabilities' mean and largest absolute difference."""
+    the share of windows routed otherwise (to another modality, or to none where the most likely
+    one is below ``min_confidence``, as ``listen`` routes), and the event probabilities' mean and
+    largest absolute difference."""
     out: dict[str, dict[str, float]] = {}
     if "modality" in fp32:
         a, b = int8["modality"], fp32["modality"]
-        out["modality"] = {"routing_differs": round(float(np.mean(a.argmax(1) != b.argmax(1))), 4),
+        routed = lambda p: np.where(p.max(1) >= min_confidence, p.argmax(1), -1)  # noqa: E731
+        out["modality"] = {"routing_differs": round(float(np.mean(routed(a) != routed(b))), 4),
                            "mean_abs_drift": round(float(np.abs(a - b).mean()), 4)}
     if "events" in fp32:
         d = np.abs(int8["events"].astype(np.float64) - fp32["events"])

@@ -103,8 +103,7 @@ def _labels(events: list[dict]) -> dict[str, np.ndarray]:
     """Per comparison: 1 (the kind), 0 (Normal) or NaN (neither) for each event segment."""
     from acula_edge.data.events import EVENT_KINDS, is_kind
 
-    normal = np.array([not any(is_kind(e, k) for k in EVENT_KINDS) and e.get("type") in ("Normal", "normal")
-                       for e in events])
+    normal = np.array([e.get("type") in ("Normal", "normal") for e in events])
     out = {}
     for name, kind in COMPARISONS.items():
         pos = np.array([any(is_kind(e, k) for k in ([kind] if kind else EVENT_KINDS)) for e in events])
@@ -211,7 +210,7 @@ def evaluate_file(b, name: str, per_record: list[dict], test_events: list, boots
                 scores[comp].append(float(p.max() if kind is None else p[spec["kinds"].index(kind)]))
             seg_groups.append(r.subject)
         duration = r.duration or (x["starts"][-1] + b.meta["window_s"])
-        for j, kind in enumerate(spec["kinds"]):
+        for kind in spec["kinds"]:
             ref = kind_spans(r, kind)
             found = [(s.start, s.end) for s in spans if s.kind == kind]
             counts[kind].append(segment_counts(ref, found, duration))
@@ -274,27 +273,26 @@ def logmel_floor(train: list, val: list, test: list, bootstrap: int) -> dict[str
         p = predict(te["x"]) if len(te["x"]) else np.zeros(0)
         out["events"][comp] = {**_auroc_ci(te["labels"][comp], p, te["groups"], bootstrap), "l2": l2}
         out["scores"][comp] = [float(v) for v in p]
-    for j, kind in enumerate(EVENT_KINDS):
-        def best_f1(y, p):
-            return max(segment_f1(np.array([(y & (p >= t)).sum(), (~y & (p >= t)).sum(), (y & (p < t)).sum()]))
-                       for t in np.unique(np.round(p, 3)))
+    def counts(y: np.ndarray, found: np.ndarray) -> np.ndarray:
+        return np.array([(y & found).sum(), (~y & found).sum(), (y & ~found).sum()])
 
+    def best(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+        """The threshold on ``p`` with the best segment F1 on ``y``, and that F1."""
+        return max(((t, segment_f1(counts(y, p >= t))) for t in np.unique(np.round(p, 3))), key=lambda x: x[1])
+
+    for j, kind in enumerate(EVENT_KINDS):
         yt, yv, ye = tr["gy"][:, j], va["gy"][:, j], te["gy"][:, j]
         if not both(yt.astype(float), yv.astype(float)):
             out["localisation"][kind] = {"f1": None, "reason": "train or val holds no annotated span of it"}
             continue
-        predict, l2 = _probe((tr["gx"], yt), (va["gx"], yv), lambda y, p: best_f1(y.astype(bool), p))
-        pv = predict(va["gx"])
-        thresholds = np.unique(np.round(pv, 3))
-        threshold = max(thresholds, key=lambda t: segment_f1(np.array([(yv & (pv >= t)).sum(), (~yv & (pv >= t)).sum(),
-                                                                        (yv & (pv < t)).sum()])))
+        predict, l2 = _probe((tr["gx"], yt), (va["gx"], yv), lambda y, p: best(y.astype(bool), p)[1])
+        threshold = best(yv, predict(va["gx"]))[0]
         pe = predict(te["gx"]) >= threshold
-        counts = np.array([[int((ye & pe)[te["grec"] == i].sum()), int((~ye & pe)[te["grec"] == i].sum()),
-                            int((ye & ~pe)[te["grec"] == i].sum())] for i in range(len(te["records"]))])
-        always = np.array([[int(ye[te["grec"] == i].sum()), int((~ye)[te["grec"] == i].sum()), 0]
-                           for i in range(len(te["records"]))])
+        each = [te["grec"] == i for i in range(len(te["records"]))]
+        per_record = np.array([counts(ye[k], pe[k]) for k in each]).reshape(-1, 3)
+        always = np.array([counts(ye[k], np.ones(k.sum(), bool)) for k in each]).reshape(-1, 3)
         groups = np.array([r.subject for r in te["records"]])
-        out["localisation"][kind] = {**_f1_ci(counts, groups, bootstrap), "l2": l2, "threshold": float(threshold),
+        out["localisation"][kind] = {**_f1_ci(per_record, groups, bootstrap), "l2": l2, "threshold": float(threshold),
                                      "always_active_f1": round(segment_f1(always), 4)}
     return out
 
